@@ -1,0 +1,80 @@
+import { NEVER, throwError, type Observable } from 'rxjs';
+import { JobNotFoundError } from './errors.js';
+import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
+
+/** What a backend may ask of the registry it serves. */
+export interface BackendHost {
+  /** The registry's options, as numbers: tokens kept per job, ms a terminal job is kept. */
+  readonly replayLimit: number;
+  readonly retentionMs: number;
+  /** Another process cancelled (or a lease check failed) a job this process holds: end it here, without writing back. */
+  endLocal(jobId: string, state: 'cancelled' | 'failed', error: string): void;
+}
+
+/** A job as a backend stores it when it is created here. */
+export interface StoredJob {
+  id: string;
+  createdAt: number;
+}
+
+/**
+ * Where jobs live beyond this process. The registry always holds the jobs it runs in memory; a shared
+ * backend also writes them out (writes are fire-and-forget and batched; `flush` awaits them) and answers
+ * for jobs held by other processes. Implement it to plug in another store; the core imports no store.
+ */
+export interface RegistryBackend {
+  /** A short name for messages, e.g. `memory` or `redis`. */
+  readonly name: string;
+  /** False for the in-memory backend: the registry then skips every write hook. */
+  readonly shared: boolean;
+  /** Called once by the registry's constructor. */
+  open(host: BackendHost): void;
+  /** Resolves once the backend can serve; rejects with a clear error when its store cannot be reached. */
+  ready(): Promise<void>;
+  jobCreated(job: StoredJob): void;
+  tokenAppended(jobId: string, seq: number, token: unknown): void;
+  stateChanged(jobId: string, from: JobState, to: JobState, error: string | undefined, at: number): void;
+  jobRemoved(jobId: string): void;
+  /** Resolves when every write made so far is stored. */
+  flush(): Promise<void>;
+  findJob(jobId: string): Promise<JobSnapshot | undefined>;
+  listJobs(): Promise<JobSnapshot[]>;
+  /** Cancels a job held elsewhere: `true` moved, `false` already terminal, `undefined` unknown. */
+  cancel(jobId: string, reason: string): Promise<boolean | undefined>;
+  /** Tokens of a job held elsewhere, ending like `tokens$`; errors with `JobNotFoundError` when unknown. */
+  tokens$(jobId: string, after: number | undefined): Observable<TokenEvent<unknown>>;
+  /** Status of a job held elsewhere, ending like `state$`. */
+  state$(jobId: string): Observable<JobStatus>;
+  /** Registry events of other processes (never this one's own). */
+  readonly events$: Observable<RegistryEvent>;
+  close(): Promise<void>;
+}
+
+/**
+ * The default backend: everything stays in this process's memory.
+ *
+ * @example
+ * new JobRegistry({ backend: memoryBackend() }) // same as new JobRegistry()
+ */
+export function memoryBackend(): RegistryBackend {
+  const nothing = async (): Promise<undefined> => undefined;
+  const none = (): void => undefined;
+  return {
+    name: 'memory',
+    shared: false,
+    open: none,
+    ready: async () => undefined,
+    jobCreated: none,
+    tokenAppended: none,
+    stateChanged: none,
+    jobRemoved: none,
+    flush: async () => undefined,
+    findJob: nothing,
+    listJobs: async () => [],
+    cancel: nothing,
+    tokens$: (jobId) => throwError(() => new JobNotFoundError(jobId)),
+    state$: (jobId) => throwError(() => new JobNotFoundError(jobId)),
+    events$: NEVER,
+    close: async () => undefined,
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * Error classes of job-registry. Callers test `instanceof` or the stable `code`, never the message text.
+ * This file imports nothing, so the browser client can share it.
+ */
+
+/** Every stable error code the library uses. */
+export type JobRegistryErrorCode =
+  | 'JOB_NOT_FOUND'
+  | 'INVALID_TRANSITION'
+  | 'INVALID_STATE'
+  | 'INVALID_ARGUMENT'
+  | 'JOB_CLOSED'
+  | 'JOB_FAILED'
+  | 'JOB_CANCELLED'
+  | 'JOB_BUSY'
+  | 'REPLAY_EXPIRED'
+  | 'REGISTRY_DISPOSED'
+  | 'BACKEND_ERROR';
+
+/**
+ * Base class of every error this library throws or rejects with.
+ *
+ * @example
+ * try { registry.emit(id, 'x'); } catch (e) { if (e instanceof JobRegistryError && e.code === 'JOB_CLOSED') {} }
+ */
+export class JobRegistryError extends Error {
+  /** A stable, machine-readable code; see {@link JobRegistryErrorCode}. */
+  readonly code: JobRegistryErrorCode;
+  /** The job the error is about, when there is one. */
+  readonly jobId: string | undefined;
+
+  constructor(code: JobRegistryErrorCode, message: string, options?: { cause?: unknown; jobId?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.jobId = options?.jobId;
+  }
+}
+
+/** No job with this id is held (it never existed, was removed, or expired after its retention). */
+export class JobNotFoundError extends JobRegistryError {
+  constructor(jobId: string, hint = '') {
+    super('JOB_NOT_FOUND', `job-registry: no job '${clip(jobId)}'${hint ? ` (${hint})` : ''}`, { jobId });
+  }
+}
+
+/** `updateState` asked for a move the state machine does not allow (e.g. out of a terminal state). */
+export class InvalidTransitionError extends JobRegistryError {
+  readonly from: string;
+  readonly to: string;
+  constructor(jobId: string, from: string, to: string) {
+    super(
+      'INVALID_TRANSITION',
+      `job-registry: job '${clip(jobId)}' cannot go from '${from}' to '${to}'; ` +
+        `allowed: queued -> running|completed|failed|cancelled, running -> completed|failed|cancelled, terminal states are final`,
+      { jobId },
+    );
+    this.from = from;
+    this.to = to;
+  }
+}
+
+/** A value that is not one of the five `JobState` strings reached `updateState` (untyped callers). */
+export class InvalidStateError extends JobRegistryError {
+  constructor(value: unknown) {
+    super(
+      'INVALID_STATE',
+      `job-registry: ${describe(value)} is not a job state; use one of queued, running, completed, failed, cancelled`,
+    );
+  }
+}
+
+/** A bad argument or option: the message names it and what is accepted. */
+export class InvalidArgumentError extends JobRegistryError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', `job-registry: ${message}`);
+  }
+}
+
+/** A token was emitted into a job that already reached a terminal state. */
+export class JobClosedError extends JobRegistryError {
+  readonly state: string;
+  constructor(jobId: string, state: string) {
+    super('JOB_CLOSED', `job-registry: job '${clip(jobId)}' is ${state} and takes no more tokens`, { jobId });
+    this.state = state;
+  }
+}
+
+/** The job ended as `failed`; the message is the job's own error. */
+export class JobFailedError extends JobRegistryError {
+  constructor(jobId: string, message: string) {
+    super('JOB_FAILED', message, { jobId });
+  }
+}
+
+/** The job ended as `cancelled`; the message is the cancel reason. */
+export class JobCancelledError extends JobRegistryError {
+  constructor(jobId: string, message: string) {
+    super('JOB_CANCELLED', message, { jobId });
+  }
+}
+
+/** A second producer was attached to a job that already has one. */
+export class JobBusyError extends JobRegistryError {
+  constructor(jobId: string) {
+    super(
+      'JOB_BUSY',
+      `job-registry: job '${clip(jobId)}' already has a producer; executeAndStream joins the running one instead`,
+      { jobId },
+    );
+  }
+}
+
+/** A resume point is older than what the replay buffer still keeps (see `replayLimit`). */
+export class ReplayExpiredError extends JobRegistryError {
+  readonly after: number;
+  readonly firstKept: number;
+  constructor(jobId: string, after: number, firstKept: number) {
+    super(
+      'REPLAY_EXPIRED',
+      `job-registry: job '${clip(jobId)}' no longer keeps tokens after seq ${after}; the oldest kept is ${firstKept} ` +
+        `(raise replayLimit, or resume from seq ${firstKept - 1} or later)`,
+      { jobId },
+    );
+    this.after = after;
+    this.firstKept = firstKept;
+  }
+}
+
+/** The registry was disposed; create a new one. */
+export class RegistryDisposedError extends JobRegistryError {
+  constructor(method: string) {
+    super('REGISTRY_DISPOSED', `job-registry: ${method}() called after dispose(); create a new JobRegistry`);
+  }
+}
+
+/** The shared backend (e.g. Redis) failed; `cause` holds the underlying error. */
+export class BackendError extends JobRegistryError {
+  constructor(message: string, cause?: unknown) {
+    super('BACKEND_ERROR', `job-registry: ${message}`, { cause });
+  }
+}
+
+function clip(id: string): string {
+  const s = String(id);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `'${clip(value)}'`;
+  return typeof value === 'object'
+    ? value === null
+      ? 'null'
+      : 'an object'
+    : `${typeof value} ${String(value)}`;
+}
+
+/** The message of anything thrown: an Error's message, else its string form. */
+export function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message || e.name;
+  if (typeof e === 'string') return e;
+  try {
+    return JSON.stringify(e) ?? String(e);
+  } catch {
+    return String(e);
+  }
+}

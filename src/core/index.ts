@@ -1,0 +1,31 @@
+export { JobRegistry } from './registry.js';
+export type {
+  JobRegistryOptions,
+  CreateJobInit,
+  ExecutionContext,
+  Executor,
+  TokensOptions,
+} from './registry.js';
+export type { JobState, JobStatus, TokenEvent, JobSnapshot, RegistryEvent } from './types.js';
+export {
+  JobRegistryError,
+  JobNotFoundError,
+  InvalidTransitionError,
+  InvalidStateError,
+  InvalidArgumentError,
+  JobClosedError,
+  JobFailedError,
+  JobCancelledError,
+  JobBusyError,
+  ReplayExpiredError,
+  RegistryDisposedError,
+  BackendError,
+  messageOf,
+} from './errors.js';
+export type { JobRegistryErrorCode } from './errors.js';
+export { JOB_STATES, isJobState, isTerminal, canTransition } from './states.js';
+export { isValidJobId, MAX_JOB_ID_LENGTH } from './ids.js';
+export { toMillis } from './duration.js';
+export type { DurationInput } from './duration.js';
+export { memoryBackend } from './backend.js';
+export type { RegistryBackend, BackendHost, StoredJob } from './backend.js';

@@ -1,0 +1,33 @@
+import type { DateTime } from 'luxon';
+
+/** The five states of a job. `completed`, `failed` and `cancelled` are terminal. */
+export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+/** A job's status as `state$` publishes it. `at` is when the job entered the state (UTC). */
+export interface JobStatus {
+  state: JobState;
+  error?: string;
+  at: DateTime;
+}
+
+/** One token of a job and its position: seq is 0, 1, 2, ... per job. */
+export interface TokenEvent<T> {
+  seq: number;
+  token: T;
+}
+
+/** A plain description of a job. `updatedAt` is the time of its last state change. */
+export interface JobSnapshot {
+  id: string;
+  state: JobState;
+  error?: string;
+  createdAt: DateTime;
+  updatedAt: DateTime;
+  tokenCount: number;
+}
+
+/** What `events$` publishes: one event per create, state change and removal, in order. */
+export type RegistryEvent =
+  | { type: 'created'; jobId: string; at: DateTime }
+  | { type: 'stateChanged'; jobId: string; from: JobState; to: JobState; error?: string; at: DateTime }
+  | { type: 'removed'; jobId: string; at: DateTime };
