@@ -39,6 +39,8 @@ export interface RegistryBackend {
   flush(): Promise<void>;
   findJob(jobId: string): Promise<JobSnapshot | undefined>;
   listJobs(): Promise<JobSnapshot[]>;
+  /** The oldest seq still kept for a job held elsewhere (its token count when none is kept), or `undefined` when unknown. */
+  firstKept(jobId: string): Promise<number | undefined>;
   /** Cancels a job held elsewhere: `true` moved, `false` already terminal, `undefined` unknown. */
   cancel(jobId: string, reason: string): Promise<boolean | undefined>;
   /** Tokens of a job held elsewhere, ending like `tokens$`; errors with `JobNotFoundError` when unknown. */
@@ -71,6 +73,7 @@ export function memoryBackend(): RegistryBackend {
     flush: async () => undefined,
     findJob: nothing,
     listJobs: async () => [],
+    firstKept: nothing,
     cancel: nothing,
     tokens$: (jobId) => throwError(() => new JobNotFoundError(jobId)),
     state$: (jobId) => throwError(() => new JobNotFoundError(jobId)),

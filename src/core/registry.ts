@@ -457,6 +457,37 @@ export class JobRegistry<T = unknown, P = unknown> {
   }
 
   /**
+   * Checks, before streaming, that a job exists and that `after` is still in its replay buffer, so an HTTP
+   * layer can answer 404 or 410 before it sends headers. Resolves with the job's snapshot.
+   *
+   * @throws (rejects) JobNotFoundError, ReplayExpiredError, InvalidArgumentError.
+   */
+  async checkReadable(id: string, options?: TokensOptions): Promise<JobSnapshot> {
+    if (this.disposed) throw new RegistryDisposedError('checkReadable');
+    const after = options?.after;
+    if (after !== undefined && !(typeof after === 'number' && Number.isSafeInteger(after) && after >= 0))
+      throw new InvalidArgumentError(
+        `after must be a whole number >= 0 (a seq already seen), got ${String(after)}`,
+      );
+    const job = this.jobs.get(id);
+    if (job !== undefined) {
+      const first = this.firstKept(job);
+      if (after !== undefined && after + 1 < first) throw new ReplayExpiredError(id, after, first);
+      return this.snapshot(job);
+    }
+    if (this.shared && isValidJobId(id)) {
+      const snap = await this.backend.findJob(id);
+      if (snap !== undefined) {
+        const first = after === undefined ? undefined : await this.backend.firstKept(id);
+        if (after !== undefined && first !== undefined && after + 1 < first)
+          throw new ReplayExpiredError(id, after, first);
+        return snap;
+      }
+    }
+    throw this.notFound(id);
+  }
+
+  /**
    * Cancels a job: `true` when it moved to `cancelled`, `false` when it was already terminal. With a shared
    * backend it reaches a job held by any process, and stops its producer there.
    *

@@ -1,0 +1,143 @@
+import type { ServerResponse } from 'node:http';
+import type { Observable, Subscription } from 'rxjs';
+import { JobCancelledError, JobFailedError, JobRegistryError, messageOf } from '../core/errors.js';
+import type { TokenEvent } from '../core/types.js';
+import { sseEvent, tokenEvent } from './sse.js';
+
+/** What a token stream needs from the handler. */
+export interface TokenStreamOptions<T> {
+  serialize: (token: T) => string;
+  /** Unsent bytes on one connection past which the stream stops reading from the job until the socket drains. */
+  maxBufferedBytes: number;
+  /** Reads the job's tokens after a seq (or from the start of what is kept). */
+  tokens: (after: number | undefined) => Observable<TokenEvent<T>>;
+  /** The terminal status of a job whose token stream completed (dispose() completes streams of cancelled jobs). */
+  finalState: () => { state: string; error?: string | undefined } | undefined;
+  onClose: () => void;
+}
+
+/**
+ * One SSE response streaming one job. Tokens that arrive in the same tick go out in one `write`. When the
+ * socket's unsent bytes pass `maxBufferedBytes` the stream unsubscribes from the job and resubscribes
+ * after the last seq it wrote once the socket drains, so a slow reader costs the server a bounded buffer.
+ */
+export class TokenStream<T> {
+  private subscription: Subscription | undefined;
+  private pending = '';
+  private scheduled = false;
+  private lastSeq: number | undefined;
+  private paused = false;
+  private closed = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly options: TokenStreamOptions<T>,
+    after: number | undefined,
+  ) {
+    this.lastSeq = after;
+    res.on('close', () => this.close());
+    res.on('drain', () => this.resume());
+  }
+
+  start(): void {
+    this.subscribe();
+  }
+
+  /** Queues a raw chunk (e.g. a heartbeat) behind what is pending. */
+  writeRaw(chunk: string): void {
+    if (this.closed) return;
+    this.pending += chunk;
+    this.schedule();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    this.options.onClose();
+  }
+
+  private subscribe(): void {
+    let sub: Subscription | undefined;
+    try {
+      sub = this.options.tokens(this.lastSeq).subscribe({
+        next: (ev) => this.onToken(ev),
+        error: (e: unknown) => this.onError(e),
+        complete: () => this.onComplete(),
+      });
+    } catch (e) {
+      this.onError(e);
+      return;
+    }
+    if (this.closed || this.paused) sub.unsubscribe();
+    else this.subscription = sub;
+  }
+
+  private onToken(ev: TokenEvent<T>): void {
+    if (this.closed) return;
+    let data: string;
+    try {
+      data = this.options.serialize(ev.token);
+    } catch (e) {
+      data = JSON.stringify({ unserializable: messageOf(e) });
+    }
+    this.pending += tokenEvent(ev.seq, typeof data === 'string' ? data : String(data));
+    this.lastSeq = ev.seq;
+    this.schedule();
+  }
+
+  private onComplete(): void {
+    const final = this.options.finalState();
+    if (final !== undefined && final.state !== 'completed') {
+      this.end(sseEvent('error', JSON.stringify({ state: final.state, error: final.error ?? final.state })));
+    } else this.end(sseEvent('done', JSON.stringify({ state: 'completed' })));
+  }
+
+  private onError(e: unknown): void {
+    if (e instanceof JobFailedError)
+      this.end(sseEvent('error', JSON.stringify({ state: 'failed', error: e.message })));
+    else if (e instanceof JobCancelledError)
+      this.end(sseEvent('error', JSON.stringify({ state: 'cancelled', error: e.message })));
+    else if (e instanceof JobRegistryError && e.code === 'REPLAY_EXPIRED') {
+      // Not the job's end: close without a terminal event; the client's resume gets the 410.
+      this.end('');
+    } else this.end(sseEvent('error', JSON.stringify({ state: 'failed', error: messageOf(e) })));
+  }
+
+  private end(last: string): void {
+    if (this.closed) return;
+    const chunk = this.pending + last;
+    this.pending = '';
+    this.closed = true;
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    this.res.end(chunk);
+    this.options.onClose();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.closed || this.pending === '') return;
+    const chunk = this.pending;
+    this.pending = '';
+    this.res.write(chunk);
+    if (!this.paused && this.res.writableLength > this.options.maxBufferedBytes) {
+      this.paused = true;
+      this.subscription?.unsubscribe();
+      this.subscription = undefined;
+    }
+  }
+
+  private resume(): void {
+    if (!this.paused || this.closed) return;
+    this.paused = false;
+    this.subscribe();
+  }
+}
