@@ -28,6 +28,7 @@ function row(job) {
       row: tr,
     };
     jobs.set(job.job_id, entry);
+    tr.querySelector('.age').textContent = age(Date.now() - entry.created);
   }
   if (job.state) entry.state = job.state;
   if (typeof job.token_count === 'number') entry.tokens = Math.max(entry.tokens, job.token_count);
