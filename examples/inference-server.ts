@@ -40,10 +40,24 @@ async function bundleClient(): Promise<string> {
 
 /** Starts the server; `port: 0` picks a free port. */
 export async function startServer(
-  options: { host?: string; port?: number; redisUrl?: string; retentionMs?: number } = {},
+  options: {
+    host?: string;
+    port?: number;
+    redisUrl?: string;
+    redisPrefix?: string;
+    leaseMs?: number;
+    retentionMs?: number;
+  } = {},
 ): Promise<RunningServer> {
-  const backend: RegistryBackend | undefined = undefined;
-  if (options.redisUrl) throw new Error('REDIS_URL is set, but this build has no Redis backend yet');
+  let backend: RegistryBackend | undefined;
+  if (options.redisUrl) {
+    const { redisBackend } = await import('../src/redis/index.js');
+    backend = redisBackend({
+      url: options.redisUrl,
+      ...(options.redisPrefix ? { prefix: options.redisPrefix } : {}),
+      ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
+    });
+  }
   const registry = new JobRegistry<string, ModelRequest>({
     retention: options.retentionMs ?? 10 * 60_000,
     ...(backend ? { backend } : {}),
@@ -109,7 +123,13 @@ async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   const redisUrl = process.env.REDIS_URL;
-  const running = await startServer({ host, port, ...(redisUrl ? { redisUrl } : {}) });
+  const running = await startServer({
+    host,
+    port,
+    ...(redisUrl ? { redisUrl } : {}),
+    ...(process.env.REDIS_PREFIX ? { redisPrefix: process.env.REDIS_PREFIX } : {}),
+    ...(process.env.REDIS_LEASE_MS ? { leaseMs: Number(process.env.REDIS_LEASE_MS) } : {}),
+  });
   console.log(
     `job-registry example server on ${running.url}/ (${redisUrl ? `redis ${redisUrl}` : 'in memory'})`,
   );

@@ -7,6 +7,8 @@ export interface BackendHost {
   /** The registry's options, as numbers: tokens kept per job, ms a terminal job is kept. */
   readonly replayLimit: number;
   readonly retentionMs: number;
+  /** Whether this process holds the job (its events are then published by the registry itself). */
+  holds(jobId: string): boolean;
   /** Another process cancelled (or a lease check failed) a job this process holds: end it here, without writing back. */
   endLocal(jobId: string, state: 'cancelled' | 'failed', error: string): void;
 }

@@ -189,6 +189,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     const host: BackendHost = {
       replayLimit: this.replayLimit,
       retentionMs: this.retentionMs,
+      holds: (jobId) => this.jobs.has(jobId),
       endLocal: (jobId, state, error) => {
         const job = this.jobs.get(jobId);
         if (job !== undefined && !isTerminal(job.state)) this.transition(job, state, error, false);
@@ -590,7 +591,10 @@ export class JobRegistry<T = unknown, P = unknown> {
   }
 
   private push(job: Job<T, P>, token: T): number {
-    const seq = job.nextSeq++;
+    const seq = job.nextSeq;
+    // The backend write goes first: when it refuses (BackendError), nothing has changed here.
+    if (this.shared) this.backend.tokenAppended(job.id, seq, token);
+    job.nextSeq = seq + 1;
     const ev: TokenEvent<T> = { seq, token };
     const limit = this.replayLimit;
     if (limit === Infinity) {
@@ -600,7 +604,6 @@ export class JobRegistry<T = unknown, P = unknown> {
       (job.tokens ??= [])[seq % limit] = ev;
     }
     if (job.readers.length !== 0) this.deliver(job, ev);
-    if (this.shared) this.backend.tokenAppended(job.id, seq, token);
     return seq;
   }
 
@@ -739,10 +742,10 @@ export class JobRegistry<T = unknown, P = unknown> {
   private transition(job: Job<T, P>, to: JobState, error: string | undefined, write = true): void {
     const from = job.state;
     const at = Date.now();
+    if (this.shared && write) this.backend.stateChanged(job.id, from, to, error, at);
     job.state = to;
     job.error = error;
     job.updatedAt = at;
-    if (this.shared && write) this.backend.stateChanged(job.id, from, to, error, at);
     const terminal = isTerminal(to);
     if (terminal) this.settle(job);
     const status = job.status;

@@ -50,3 +50,11 @@ export async function waitFor(
     await sleep(5);
   }
 }
+
+/**
+ * `describe` when the condition holds, else a skipped `describe`: for suites that need a service
+ * (Redis, Chromium) that a user's machine may lack. The helpers that decide throw in CI instead.
+ */
+export function describeIf(condition: boolean): jest.Describe {
+  return condition ? describe : describe.skip;
+}

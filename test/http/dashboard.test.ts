@@ -2,11 +2,10 @@ import { mkdirSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { startServer, type RunningServer } from '../../examples/inference-server.js';
 import { CHROMIUM, CHROMIUM_FLAGS, haveChromium } from '../helpers/browser.js';
+import { describeIf } from '../helpers/collect.js';
 import { postJson } from '../helpers/http.js';
 
-const run = haveChromium() ? describe : describe.skip;
-
-run('dashboard in headless Chromium', () => {
+describeIf(haveChromium())('dashboard in headless Chromium', () => {
   let server: RunningServer;
   let browser: Browser;
   beforeAll(async () => {

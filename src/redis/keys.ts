@@ -1,0 +1,55 @@
+/**
+ * Key layout. Every key of one job shares the hash tag `{<jobId>}`, so a job's keys live in one Redis
+ * Cluster slot and its Lua script touches one slot only:
+ *
+ *   <prefix>{<id>}:meta     hash: state, error, created_at, updated_at, token_count, owner
+ *   <prefix>{<id>}:tokens   stream: one entry per token, id `0-<seq+1>`, field `t` = JSON; then one end
+ *                           entry (auto id) with fields `end` = terminal state, `error`
+ *   <prefix>jobs            sorted set: job ids by creation time (for listJobs)
+ *   <prefix>events          stream: registry events of every process (type, job, from, to, error, at, origin)
+ *   <prefix>owner:<owner>   string with a TTL: the lease of a live process
+ */
+export interface Keys {
+  meta(id: string): string;
+  tokens(id: string): string;
+  owner(owner: string): string;
+  readonly jobs: string;
+  readonly events: string;
+}
+
+const PREFIX = /^[A-Za-z0-9:._-]{0,100}$/;
+
+/** Whether a key prefix is safe: no pattern or hash-tag characters. */
+export function isValidPrefix(prefix: string): boolean {
+  return typeof prefix === 'string' && PREFIX.test(prefix);
+}
+
+export function keysFor(prefix: string): Keys {
+  return {
+    meta: (id) => `${prefix}{${id}}:meta`,
+    tokens: (id) => `${prefix}{${id}}:tokens`,
+    owner: (owner) => `${prefix}owner:${owner}`,
+    jobs: `${prefix}jobs`,
+    events: `${prefix}events`,
+  };
+}
+
+/** Stream id of the token with this seq. */
+export function tokenId(seq: number): string {
+  return `0-${seq + 1}`;
+}
+
+/** Seq of a token stream id, or `undefined` for an id that is not a token's (the end entry). */
+export function seqOf(id: string): number | undefined {
+  if (!id.startsWith('0-')) return undefined;
+  const n = Number(id.slice(2));
+  return Number.isSafeInteger(n) && n > 0 ? n - 1 : undefined;
+}
+
+/** Compares two stream ids (`ms-seq`). */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-');
+  const [bm, bs] = b.split('-');
+  const d = Number(am) - Number(bm);
+  return d !== 0 ? d : Number(as ?? 0) - Number(bs ?? 0);
+}

@@ -1,0 +1,41 @@
+import { Redis } from 'ioredis';
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Whether Redis answers. In CI (CI=true) it must: a missing Redis fails the suite instead of skipping it. */
+export async function haveRedis(): Promise<boolean> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000 });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    await r.ping();
+    return true;
+  } catch {
+    if (process.env.CI === 'true')
+      throw new Error(`Redis is required in CI but ${REDIS_URL} does not answer`);
+    console.warn(`SKIPPING Redis tests: no Redis at ${REDIS_URL} (start one: redis-server --port 6379)`);
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** A fresh key prefix for one test file. */
+export function testPrefix(name: string): string {
+  return `jrtest:${name}:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`;
+}
+
+/** Deletes every key under a prefix. */
+export async function dropPrefix(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await r.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}

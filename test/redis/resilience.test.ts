@@ -1,0 +1,182 @@
+import { Redis } from 'ioredis';
+import { JobRegistry, JobNotFoundError, InvalidArgumentError } from '../../src/core/index.js';
+import { redisBackend, type BackendLogger } from '../../src/redis/index.js';
+import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
+import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
+
+const available = await haveRedis();
+const prefix = testPrefix('resilience');
+
+describeIf(available)('redis backend: dropped connections and bad input', () => {
+  const registries: JobRegistry<string>[] = [];
+  const admin = new Redis(REDIS_URL);
+  const quiet: BackendLogger = { warn: () => undefined, error: () => undefined };
+  const make = (extra: { logger?: BackendLogger; redis?: Redis } = {}) => {
+    const r = new JobRegistry<string>({
+      backend: redisBackend({
+        url: REDIS_URL,
+        prefix,
+        leaseMs: 2000,
+        blockMs: 1000,
+        logger: quiet,
+        ...extra,
+      }),
+    });
+    registries.push(r);
+    return r;
+  };
+  afterAll(async () => {
+    await Promise.all(registries.map((r) => r.dispose()));
+    await dropPrefix(prefix);
+    admin.disconnect();
+  });
+
+  test('CLIENT KILL of every backend connection mid-stream loses and repeats nothing', async () => {
+    const a = make();
+    const b = make();
+    await Promise.all([a.ready(), b.ready()]);
+    const id = a.createJob();
+    const r = collect(b.tokens$(id));
+    for (let i = 0; i < 200; i++) {
+      a.emit(id, `t${i}`);
+      if (i % 20 === 0) await sleep(5);
+      if (i === 100) {
+        // Kill the readers and writers of both registries (their connection names carry our prefix).
+        const list = String(await admin.call('CLIENT', 'LIST')).split('\n');
+        const ours = list.filter((l) => l.includes(prefix)).map((l) => /(?:^|\s)id=(\d+)/.exec(l)![1]!);
+        expect(ours.length).toBeGreaterThanOrEqual(4);
+        for (const cid of ours) await admin.call('CLIENT', 'KILL', 'ID', cid);
+      }
+    }
+    a.updateState(id, 'completed');
+    await a.flush();
+    await r.done;
+    expect(r.completed).toBe(true);
+    expect(r.values.map((v) => v.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+    expect(r.values.map((v) => v.token)).toEqual(Array.from({ length: 200 }, (_, i) => `t${i}`));
+  }, 30_000);
+
+  test('ids that could reach Redis as patterns or hash tags are refused before any Redis call', async () => {
+    const commands: string[] = [];
+    const spy = new Redis(REDIS_URL, { lazyConnect: true });
+    const send = spy.sendCommand.bind(spy);
+    spy.sendCommand = ((command: { name: string; args: unknown[] }) => {
+      commands.push(`${command.name} ${command.args.map(String).join(' ')}`);
+      return send(command as never);
+    }) as typeof spy.sendCommand;
+    const r = new JobRegistry<string>({ backend: redisBackend({ redis: spy, prefix }) });
+    await r.ready();
+    await sleep(50);
+    const bad = ['job-*', 'job-{x}', 'job x', '{', '}', '*', 'a'.repeat(5000), 'job-\r\nDEL', ''];
+    commands.length = 0;
+    for (const id of bad) {
+      await expect(r.findJob(id)).resolves.toBeUndefined();
+      await expect(r.cancel(id)).rejects.toBeInstanceOf(JobNotFoundError);
+      const t = collect(r.tokens$(id));
+      const s = collect(r.state$(id));
+      await Promise.all([t.done, s.done]);
+      expect(t.error).toBeInstanceOf(JobNotFoundError);
+      expect(s.error).toBeInstanceOf(JobNotFoundError);
+    }
+    expect(commands.filter((c) => bad.some((id) => id !== '' && c.includes(id)))).toEqual([]);
+    await r.dispose();
+    spy.disconnect();
+  });
+
+  test('foreign or corrupt entries under the prefix are skipped with a warning', async () => {
+    const warnings: string[] = [];
+    const logger = { warn: (m: string) => warnings.push(m), error: (m: string) => warnings.push(m) };
+    const a = make();
+    const b = make({ logger });
+    await Promise.all([a.ready(), b.ready()]);
+    const good = a.createJob();
+    await a.flush();
+    await admin.zadd(`${prefix}jobs`, 1, 'job-{evil}*');
+    await admin.zadd(`${prefix}jobs`, 2, 'job-corrupt');
+    await admin.hset(`${prefix}{job-corrupt}:meta`, 'state', 'exploded', 'created_at', 'never');
+    const seen = collect(b.events$);
+    await admin.xadd(`${prefix}events`, '*', 'garbage', 'yes');
+    const list = await b.listJobs();
+    expect(list.map((j) => j.id)).toContain(good);
+    expect(list.map((j) => j.id)).not.toContain('job-corrupt');
+    a.updateState(good, 'completed');
+    await a.flush();
+    await waitFor(
+      () => seen.values.some((e) => e.jobId === good && e.type === 'stateChanged'),
+      5000,
+      'events after garbage',
+    );
+    seen.unsubscribe();
+    expect(warnings.some((w) => w.includes('foreign entry'))).toBe(true);
+    expect(warnings.some((w) => w.includes('corrupt job hash'))).toBe(true);
+    expect(warnings.some((w) => w.includes(`${prefix}events`))).toBe(true);
+  });
+
+  test('writes waiting for Redis are bounded by maxPendingWrites, then refused loudly with BackendError', async () => {
+    const r = new JobRegistry<string>({
+      backend: redisBackend({ url: REDIS_URL, prefix, maxPendingWrites: 50, logger: quiet }),
+    });
+    registries.push(r);
+    await r.ready();
+    const id = r.createJob();
+    await r.flush();
+    // Hold Redis for a moment (as a stall or a restart would): writes queue up to the bound.
+    await admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
+    const firstBatch = Array.from({ length: 40 }, (_, i) => r.emit(id, `t${i}`));
+    await sleep(10);
+    let refused: unknown;
+    try {
+      for (let i = 0; i < 100; i++) r.emit(id, `more${i}`);
+    } catch (e) {
+      refused = e;
+    }
+    expect(firstBatch).toHaveLength(40);
+    expect(refused).toMatchObject({
+      code: 'BACKEND_ERROR',
+      message: expect.stringContaining('maxPendingWrites'),
+    });
+    await r.flush();
+    // Once Redis is back the queued writes land and new ones are taken again.
+    r.emit(id, 'after');
+    await r.flush();
+    // Nothing was half-written: Redis holds exactly the tokens the registry accepted.
+    expect(await admin.xlen(`${prefix}{${id}}:tokens`)).toBe(r.getJob(id)!.tokenCount);
+    expect(Number(await admin.hget(`${prefix}{${id}}:meta`, 'token_count'))).toBe(r.getJob(id)!.tokenCount);
+  });
+
+  test('an unreachable Redis fails fast with an error naming the URL', async () => {
+    const t0 = Date.now();
+    const r = new JobRegistry({ backend: redisBackend({ url: 'redis://127.0.0.1:1/0' }) });
+    await expect(r.ready()).rejects.toMatchObject({
+      code: 'BACKEND_ERROR',
+      message: expect.stringContaining('redis://127.0.0.1:1/0'),
+    });
+    expect(Date.now() - t0).toBeLessThan(6000);
+    await r.dispose().catch(() => undefined);
+  });
+
+  test('a bad prefix or option is refused', () => {
+    expect(() => redisBackend({ url: REDIS_URL, prefix: 'a{b}' })).toThrow(InvalidArgumentError);
+    expect(() => redisBackend({ url: REDIS_URL, prefix: 'a*' })).toThrow(InvalidArgumentError);
+    expect(() => redisBackend({} as never)).toThrow(InvalidArgumentError);
+    expect(() => redisBackend({ url: REDIS_URL, leaseMs: -1 })).toThrow(InvalidArgumentError);
+  });
+
+  test("retention expires a terminal job's keys in Redis", async () => {
+    const a = new JobRegistry<string>({ retention: 300, backend: redisBackend({ url: REDIS_URL, prefix }) });
+    registries.push(a);
+    await a.ready();
+    const id = a.createJob();
+    a.emit(id, 'x');
+    a.updateState(id, 'completed');
+    await a.flush();
+    const ttl = await admin.pttl(`${prefix}{${id}}:tokens`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(300);
+    await waitFor(
+      async () => (await admin.exists(`${prefix}{${id}}:meta`, `${prefix}{${id}}:tokens`)) === 0,
+      5000,
+      'expiry',
+    );
+  });
+});
