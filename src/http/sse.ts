@@ -8,7 +8,7 @@ const LINE_BREAK = /\r\n|\r|\n/;
 
 /** `data:` lines for a value; each line break in it starts a new `data:` line. */
 export function dataLines(value: string): string {
-  if (!LINE_BREAK.test(value)) return `data: ${value}\n`;
+  if (value.indexOf('\n') === -1 && value.indexOf('\r') === -1) return `data: ${value}\n`;
   let out = '';
   for (const line of value.split(LINE_BREAK)) out += `data: ${line}\n`;
   return out;

@@ -1,0 +1,86 @@
+/** Helpers shared by the benchmark sections. Each section runs in a fresh process and prints one JSON line. */
+
+export const QUICK = process.argv.includes('--quick');
+
+/** One measured figure: median and spread over the repetitions. */
+export interface Figure {
+  name: string;
+  unit: string;
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+
+/** A ratio held against its target (met when `higherIsBetter ? value >= target : value <= target`). */
+export interface Ratio {
+  name: string;
+  value: number;
+  target: number;
+  higherIsBetter: boolean;
+  met: boolean;
+  baseline: string;
+  note?: string;
+}
+
+export interface SectionResult {
+  section: string;
+  figures: Figure[];
+  ratios: Ratio[];
+  notes: string[];
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function figure(name: string, unit: string, runs: number[]): Figure {
+  return { name, unit, median: median(runs), min: Math.min(...runs), max: Math.max(...runs), runs };
+}
+
+/** The median of per-repetition ratios a/b: pairs measured side by side, so drift cancels out. */
+export function ratio(
+  name: string,
+  pairs: number[],
+  target: number,
+  higherIsBetter: boolean,
+  baseline: string,
+  note?: string,
+): Ratio {
+  const value = median(pairs);
+  return {
+    name,
+    value,
+    target,
+    higherIsBetter,
+    met: higherIsBetter ? value >= target : value <= target,
+    baseline,
+    ...(note ? { note } : {}),
+  };
+}
+
+/** Nanoseconds per operation of `fn(n)`, which runs n operations. */
+export function nsPerOp(n: number, fn: (n: number) => void): number {
+  const t = process.hrtime.bigint();
+  fn(n);
+  return Number(process.hrtime.bigint() - t) / n;
+}
+
+export function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g === undefined) throw new Error('run with --expose-gc');
+  g();
+  g();
+}
+
+export function heapUsed(): number {
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+/** Prints the section's result as the last line of stdout, for the runner. */
+export function report(result: SectionResult): void {
+  process.stdout.write(`\n@@RESULT ${JSON.stringify(result)}\n`);
+}

@@ -1,0 +1,147 @@
+/**
+ * `npm run bench [-- --quick] [-- --only core,sse]`: runs every section in a fresh process, collects
+ * medians and ratios, and writes bench/results/latest.json, latest.md and ratios.svg.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Ratio, SectionResult } from './lib.js';
+import { renderChart } from './chart.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const quick = process.argv.includes('--quick');
+const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+const only = onlyArg === undefined ? undefined : onlyArg.slice(7).split(',');
+const SECTIONS = ['core', 'memory', 'scaling', 'sse', 'redis'].filter(
+  (s) => only === undefined || only.includes(s),
+);
+
+function runSection(name: string): Promise<SectionResult> {
+  return new Promise((resolve, reject) => {
+    const args = [
+      '--expose-gc',
+      '--max-old-space-size=8192',
+      '--import',
+      'tsx',
+      join(here, 'sections', `${name}.ts`),
+      ...(quick ? ['--quick'] : []),
+    ];
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('@@RESULT '));
+      if (code !== 0 || line === undefined)
+        return reject(new Error(`bench section ${name} failed (exit ${code}):\n${out.slice(-2000)}`));
+      resolve(JSON.parse(line.slice(9)) as SectionResult);
+    });
+  });
+}
+
+function fmt(n: number): string {
+  if (Math.abs(n) >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (Math.abs(n) >= 1e4) return `${(n / 1e3).toFixed(1)}k`;
+  if (Math.abs(n) >= 100) return n.toFixed(0);
+  if (Math.abs(n) >= 1) return n.toFixed(2);
+  return n.toFixed(3);
+}
+
+const started = Date.now();
+const results: SectionResult[] = [];
+for (const name of SECTIONS) {
+  const t0 = Date.now();
+  process.stdout.write(`bench: ${name} ... `);
+  const r = await runSection(name);
+  results.push(r);
+  process.stdout.write(`${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+const pkg = JSON.parse(readFileSync(join(here, '../package.json'), 'utf8')) as { version: string };
+const version = (p: string): string => {
+  try {
+    return (
+      JSON.parse(readFileSync(join(here, '../node_modules', p, 'package.json'), 'utf8')) as {
+        version: string;
+      }
+    ).version;
+  } catch {
+    return 'absent';
+  }
+};
+const ratios: Array<Ratio & { section: string }> = results.flatMap((r) =>
+  r.ratios.map((x) => ({ ...x, section: r.section })),
+);
+const doc = {
+  date: new Date().toISOString(),
+  mode: quick ? 'quick' : 'full',
+  seconds: Math.round((Date.now() - started) / 1000),
+  machine: {
+    cpus: cpus().length,
+    model: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    platform: process.platform,
+  },
+  versions: {
+    'job-registry': pkg.version,
+    rxjs: version('rxjs'),
+    ioredis: version('ioredis'),
+    'resumable-stream': version('resumable-stream'),
+  },
+  sections: results,
+  ratios,
+  summary: { met: ratios.filter((r) => r.met).length, missed: ratios.filter((r) => !r.met).length },
+};
+
+const lines: string[] = [];
+lines.push(`# Benchmark results (${doc.mode})`, '');
+lines.push(
+  `${doc.date}, ${doc.machine.cpus} x ${doc.machine.model}, ${doc.machine.memoryGiB} GiB, Node ${doc.machine.node}; rxjs ${doc.versions.rxjs}, ioredis ${doc.versions.ioredis}, resumable-stream ${doc.versions['resumable-stream']}.`,
+  '',
+);
+lines.push(
+  '## Ratios against their targets',
+  '',
+  '| section | ratio | value | target | met |',
+  '|---|---|---:|---:|:---:|',
+);
+for (const r of ratios)
+  lines.push(
+    `| ${r.section} | ${r.name} | ${fmt(r.value)} | ${r.higherIsBetter ? '>=' : '<='} ${fmt(r.target)} | ${r.met ? 'yes' : '**no**'} |`,
+  );
+lines.push(
+  '',
+  '## Figures (median, min-max)',
+  '',
+  '| section | figure | median | min - max | unit |',
+  '|---|---|---:|---:|---|',
+);
+for (const s of results)
+  for (const f of s.figures)
+    lines.push(`| ${s.section} | ${f.name} | ${fmt(f.median)} | ${fmt(f.min)} - ${fmt(f.max)} | ${f.unit} |`);
+const notes = results.flatMap((s) => s.notes.map((n) => `- ${s.section}: ${n}`));
+if (notes.length > 0) lines.push('', '## Notes', '', ...notes);
+const table = lines.join('\n') + '\n';
+
+const outDir = join(here, 'results');
+mkdirSync(outDir, { recursive: true });
+const base = quick ? 'quick' : 'latest';
+writeFileSync(join(outDir, `${base}.json`), JSON.stringify(doc, null, 2) + '\n');
+writeFileSync(join(outDir, `${base}.md`), table);
+writeFileSync(
+  join(outDir, `${base === 'latest' ? 'ratios' : 'quick-ratios'}.svg`),
+  renderChart(
+    ratios,
+    `${doc.machine.cpus} x ${doc.machine.model}, Node ${doc.machine.node}, ${doc.mode} run`,
+  ),
+);
+console.log('');
+console.log(table);
+console.log(
+  `bench: ${doc.summary.met} ratios met, ${doc.summary.missed} missed; written to bench/results/${base}.{json,md}`,
+);
