@@ -107,7 +107,9 @@ class Job<T, P> {
   error: string | undefined = undefined;
   updatedAt: number;
   nextSeq = 0;
-  tokens: TokenEvent<T>[] | undefined = undefined;
+  // Raw tokens, not TokenEvents: with no local reader (a producer feeding a shared backend) a token costs
+  // no allocation here; events are built on delivery.
+  tokens: T[] | undefined = undefined;
   readers: readonly Reader<T>[] = NO_READERS;
   delivering = false;
   pending: Array<TokenEvent<T> | typeof END> | undefined = undefined;
@@ -595,15 +597,14 @@ export class JobRegistry<T = unknown, P = unknown> {
     // The backend write goes first: when it refuses (BackendError), nothing has changed here.
     if (this.shared) this.backend.tokenAppended(job.id, seq, token);
     job.nextSeq = seq + 1;
-    const ev: TokenEvent<T> = { seq, token };
     const limit = this.replayLimit;
     if (limit === Infinity) {
-      if (job.tokens === undefined) job.tokens = [ev];
-      else job.tokens.push(ev);
+      if (job.tokens === undefined) job.tokens = [token];
+      else job.tokens.push(token);
     } else if (limit !== 0) {
-      (job.tokens ??= [])[seq % limit] = ev;
+      (job.tokens ??= [])[seq % limit] = token;
     }
-    if (job.readers.length !== 0) this.deliver(job, ev);
+    if (job.readers.length !== 0) this.deliver(job, { seq, token });
     return seq;
   }
 
@@ -692,7 +693,7 @@ export class JobRegistry<T = unknown, P = unknown> {
         sub.error(new ReplayExpiredError(job.id, next - 1, first));
         return undefined;
       }
-      sub.next(job.tokens![limit === Infinity ? next : next % limit]!);
+      sub.next({ seq: next, token: job.tokens![limit === Infinity ? next : next % limit]! });
       next++;
     }
     if (sub.closed) return undefined;

@@ -1,6 +1,6 @@
 import { DateTime } from 'luxon';
 import { Observable, Subject, filter } from 'rxjs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import { v4 as uuidv4 } from 'uuid';
 import type { BackendHost, RegistryBackend, StoredJob } from '../core/backend.js';
 import {
@@ -44,6 +44,7 @@ export interface RedisBackendOptions {
 }
 
 type Command = [string, ...(string | number)[]];
+type Pipeline = ChainableCommander;
 
 interface RemoteReader {
   jobId: string;
@@ -90,9 +91,11 @@ class RedisBackend implements RegistryBackend {
   private host: BackendHost | undefined;
   private started: Promise<void> | undefined;
   private closed = false;
-  private batch: Command[] = [];
+  private pipe: Pipeline | undefined;
+  private piped = 0;
   private counts = new Map<string, number>();
-  private scheduled = false;
+  private lastTokensJob = '';
+  private lastTokensKey = '';
   private inflight: Promise<void> = Promise.resolve();
   private pending = 0;
   private readonly allEvents = new Subject<{ event: RegistryEvent; origin: string }>();
@@ -216,9 +219,16 @@ class RedisBackend implements RegistryBackend {
 
   tokenAppended(jobId: string, seq: number, token: unknown): void {
     const limit = this.host?.replayLimit ?? Infinity;
-    const data = JSON.stringify(token) ?? 'null';
-    if (limit === Infinity) this.queue(['xadd', this.keys.tokens(jobId), tokenId(seq), 't', data]);
-    else this.queue(['xadd', this.keys.tokens(jobId), 'MAXLEN', limit, tokenId(seq), 't', data]);
+    // String tokens (the usual LLM token) are stored raw under `s`; anything else as JSON under `t`.
+    const field = typeof token === 'string' ? 's' : 't';
+    const data = typeof token === 'string' ? token : (JSON.stringify(token) ?? 'null');
+    if (jobId !== this.lastTokensJob) {
+      this.lastTokensJob = jobId;
+      this.lastTokensKey = this.keys.tokens(jobId);
+    }
+    const pipe = this.pipeline();
+    if (limit === Infinity) pipe.xadd(this.lastTokensKey, tokenId(seq), field, data);
+    else pipe.xadd(this.lastTokensKey, 'MAXLEN', limit, tokenId(seq), field, data);
     this.counts.set(jobId, seq + 1);
   }
 
@@ -253,7 +263,7 @@ class RedisBackend implements RegistryBackend {
   }
 
   flush(): Promise<void> {
-    if (this.batch.length > 0 || this.counts.size > 0) this.exec();
+    this.exec();
     return this.inflight;
   }
 
@@ -280,47 +290,49 @@ class RedisBackend implements RegistryBackend {
     ]);
   }
 
-  private queue(command: Command): void {
-    if (this.closed)
-      throw new BackendError(`redis backend is closed; the write to ${String(command[1])} was refused`);
+  // Writes go straight into the tick's pipeline (no intermediate arrays); it is sent at the end of the tick.
+  private pipeline(): Pipeline {
+    if (this.closed) throw new BackendError('redis backend is closed; the write was refused');
     if (this.pending >= this.maxPending)
       throw new BackendError(
         `${this.pending} writes are waiting for Redis at ${this.where} (maxPendingWrites); refusing more until it is back`,
       );
-    this.batch.push(command);
     this.pending++;
-    if (!this.scheduled) {
-      this.scheduled = true;
+    this.piped++;
+    if (this.pipe === undefined) {
+      this.pipe = this.cmd.pipeline();
       queueMicrotask(() => this.exec());
     }
+    return this.pipe;
+  }
+
+  private queue(command: Command): void {
+    const [name, ...args] = command;
+    const pipe = this.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown>;
+    pipe[name]!(...args);
   }
 
   private exec(): void {
-    this.scheduled = false;
-    const commands = this.batch;
-    for (const [jobId, count] of this.counts)
-      commands.push(['hset', this.keys.meta(jobId), 'token_count', count]);
+    const pipe = this.pipe;
+    if (pipe === undefined) return;
+    for (const [jobId, count] of this.counts) pipe.hset(this.keys.meta(jobId), 'token_count', count);
+    const size = this.piped + this.counts.size;
     this.pending += this.counts.size;
     this.counts = new Map();
-    this.batch = [];
-    if (commands.length === 0) return;
-    const run = this.cmd
-      .pipeline(commands as unknown as string[][])
-      .exec()
-      .then(
-        (results) => {
-          for (const [err] of results ?? []) {
-            if (err !== null && !/equal or smaller/.test(err.message))
-              this.log.error(`job-registry: a Redis write failed: ${err.message}`);
-          }
-        },
-        (e: unknown) =>
-          this.log.error(`job-registry: ${commands.length} Redis writes failed: ${messageOf(e)}`),
-      )
-      .finally(() => {
-        this.pending -= commands.length;
-      });
-    this.inflight = Promise.all([this.inflight, run]).then(() => undefined);
+    this.pipe = undefined;
+    this.piped = 0;
+    const run = pipe.exec().then(
+      (results) => {
+        for (const [err] of results ?? []) {
+          if (err !== null && !/equal or smaller/.test(err.message))
+            this.log.error(`job-registry: a Redis write failed: ${err.message}`);
+        }
+      },
+      (e: unknown) => this.log.error(`job-registry: ${size} Redis writes failed: ${messageOf(e)}`),
+    );
+    this.inflight = Promise.all([this.inflight, run.finally(() => (this.pending -= size))]).then(
+      () => undefined,
+    );
   }
 
   // ---- reads of jobs held elsewhere ----
@@ -404,6 +416,23 @@ class RedisBackend implements RegistryBackend {
         deliver: (entryId, fields) => {
           if (!active || compareIds(entryId, reader.lastId) <= 0) return false;
           reader.lastId = entryId;
+          // The hot path: a token entry, `s` (a string token, stored raw) or `t` (JSON).
+          if (fields.length === 2 && (fields[0] === 's' || fields[0] === 't')) {
+            const seq = seqOf(entryId);
+            if (seq !== undefined) {
+              let token: unknown = fields[1];
+              if (fields[0] === 't') {
+                try {
+                  token = JSON.parse(fields[1]!);
+                } catch {
+                  this.log.warn(`job-registry: skipping a corrupt token ${entryId} in ${key}`);
+                  return false;
+                }
+              }
+              sub.next({ seq, token });
+              return false;
+            }
+          }
           const f = fieldMap(fields);
           if (f[TERMINAL_FIELD] !== undefined) {
             active = false;
@@ -414,19 +443,7 @@ class RedisBackend implements RegistryBackend {
             else sub.error(new JobFailedError(jobId, f.error || 'job failed'));
             return true;
           }
-          const seq = seqOf(entryId);
-          if (seq === undefined || f.t === undefined) {
-            this.log.warn(`job-registry: skipping a foreign entry ${entryId} in ${key}`);
-            return false;
-          }
-          let token: unknown;
-          try {
-            token = JSON.parse(f.t);
-          } catch {
-            this.log.warn(`job-registry: skipping a corrupt token ${entryId} in ${key}`);
-            return false;
-          }
-          sub.next({ seq, token });
+          this.log.warn(`job-registry: skipping a foreign entry ${entryId} in ${key}`);
           return false;
         },
       };
@@ -557,11 +574,12 @@ class RedisBackend implements RegistryBackend {
         else {
           const tail = this.tails.get(key);
           if (tail === undefined) continue;
+          let ended: RemoteReader[] | undefined;
           for (const [id, fields] of entries) {
             tail.cursor = id;
-            for (const reader of [...tail.readers])
-              if (reader.deliver(id, fields)) tail.readers.delete(reader);
+            for (const reader of tail.readers) if (reader.deliver(id, fields)) (ended ??= []).push(reader);
           }
+          if (ended !== undefined) for (const reader of ended) tail.readers.delete(reader);
           if (tail.readers.size === 0 && this.tails.get(key) === tail) {
             this.tails.delete(key);
             this.watch(tail.jobId, -1);

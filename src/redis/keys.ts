@@ -3,7 +3,8 @@
  * Cluster slot and its Lua script touches one slot only:
  *
  *   <prefix>{<id>}:meta     hash: state, error, created_at, updated_at, token_count, owner
- *   <prefix>{<id>}:tokens   stream: one entry per token, id `0-<seq+1>`, field `t` = JSON; then one end
+ *   <prefix>{<id>}:tokens   stream: one entry per token, id `0-<seq+1>`, field `s` = a string token or
+ *                           `t` = any other token as JSON; then one end
  *                           entry (auto id) with fields `end` = terminal state, `error`
  *   <prefix>jobs            sorted set: job ids by creation time (for listJobs)
  *   <prefix>events          stream: registry events of every process (type, job, from, to, error, at, origin)
@@ -46,10 +47,18 @@ export function seqOf(id: string): number | undefined {
   return Number.isSafeInteger(n) && n > 0 ? n - 1 : undefined;
 }
 
-/** Compares two stream ids (`ms-seq`). */
+/** Compares two stream ids (`ms-seq`, decimal without leading zeros) without parsing numbers. */
 export function compareIds(a: string, b: string): number {
-  const [am, as] = a.split('-');
-  const [bm, bs] = b.split('-');
-  const d = Number(am) - Number(bm);
-  return d !== 0 ? d : Number(as ?? 0) - Number(bs ?? 0);
+  if (a === b) return 0;
+  const ia = a.indexOf('-');
+  const ib = b.indexOf('-');
+  if (ia !== ib) return ia - ib;
+  for (let i = 0; i < ia; i++) {
+    const d = a.charCodeAt(i) - b.charCodeAt(i);
+    if (d !== 0) return d;
+  }
+  const la = a.length - ia;
+  const lb = b.length - ib;
+  if (la !== lb) return la - lb;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
