@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Observable, Subscription } from 'rxjs';
-import { JobCancelledError, JobFailedError, JobRegistryError, messageOf } from '../core/errors.js';
+import { JobCancelledError, JobFailedError, messageOf } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
 import { sseEvent, tokenEvent } from './sse.js';
 
@@ -99,10 +99,9 @@ export class TokenStream<T> {
       this.end(sseEvent('error', JSON.stringify({ state: 'failed', error: e.message })));
     else if (e instanceof JobCancelledError)
       this.end(sseEvent('error', JSON.stringify({ state: 'cancelled', error: e.message })));
-    else if (e instanceof JobRegistryError && e.code === 'REPLAY_EXPIRED') {
-      // Not the job's end: close without a terminal event; the client's resume gets the 410.
-      this.end('');
-    } else this.end(sseEvent('error', JSON.stringify({ state: 'failed', error: messageOf(e) })));
+    // Anything else (the replay point expired, the backend failed) is not the job's end: close without
+    // a terminal event, so the client resumes and gets the real answer (410, 404, 503).
+    else this.end('');
   }
 
   private end(last: string): void {

@@ -370,6 +370,18 @@ class RedisBackend implements RegistryBackend {
       if (snap !== undefined) out.push(snap);
     });
     if (gone.length > 0) await this.cmd.zrem(this.keys.jobs, ...gone);
+    // Live jobs of processes whose lease is gone end as failed here too, so a dashboard never shows
+    // a dead process's job as running forever.
+    const live = out.filter((j) => !isTerminal(j.state) && !(this.host?.holds(j.id) ?? false));
+    if (live.length > 0) {
+      const owners = await Promise.all(live.map((j) => this.cmd.hget(this.keys.meta(j.id), 'owner')));
+      const reaped = await Promise.all(live.map((j, i) => this.reapIfOrphaned(j.id, owners[i] ?? undefined)));
+      for (let i = 0; i < live.length; i++) {
+        if (!reaped[i]) continue;
+        const fresh = this.parseMeta(live[i]!.id, await this.cmd.hgetall(this.keys.meta(live[i]!.id)));
+        if (fresh !== undefined) out[out.indexOf(live[i]!)] = fresh;
+      }
+    }
     return out;
   }
 
