@@ -5,6 +5,7 @@
 import { Observable } from 'rxjs';
 import { JobCancelledError, JobFailedError } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
+import type { WireSnapshot } from '../http/wire.js';
 
 export { JobCancelledError, JobFailedError, JobRegistryError } from '../core/errors.js';
 export type { TokenEvent } from '../core/types.js';
@@ -123,16 +124,7 @@ export function streamJob<T = unknown>(
   const ES = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
   const parse = options.parse ?? ((d: string) => JSON.parse(d) as T);
   return new Observable<TokenEvent<T>>((sub) => {
-    if (ES === undefined) {
-      sub.error(
-        new ClientError(
-          'job-registry: no EventSource available; pass { EventSource }',
-          undefined,
-          'NO_EVENTSOURCE',
-        ),
-      );
-      return undefined;
-    }
+    if (ES === undefined) return sub.error(noEventSource());
     let last = options.after ?? -1;
     const target = options.after === undefined ? url : withQuery(url, 'after', String(options.after));
     const es = new ES(target);
@@ -200,14 +192,7 @@ export type WatchedEvent =
     };
 
 /** A job as the server's JSON describes it. */
-export interface WireJob {
-  job_id: string;
-  state: string;
-  error?: string;
-  created_at: string;
-  updated_at: string;
-  token_count: number;
-}
+export type WireJob = WireSnapshot;
 
 /**
  * Watches `/v1/events` as an Observable: a `snapshot` of every job, then `created`, `stateChanged` and
@@ -219,16 +204,7 @@ export function watchEvents(
 ): Observable<WatchedEvent> {
   const ES = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
   return new Observable<WatchedEvent>((sub) => {
-    if (ES === undefined) {
-      sub.error(
-        new ClientError(
-          'job-registry: no EventSource available; pass { EventSource }',
-          undefined,
-          'NO_EVENTSOURCE',
-        ),
-      );
-      return undefined;
-    }
+    if (ES === undefined) return sub.error(noEventSource());
     const es = new ES(url);
     es.addEventListener('snapshot', (ev) =>
       sub.next({ type: 'snapshot', jobs: JSON.parse(String(ev.data)) as WireJob[] }),
@@ -240,6 +216,14 @@ export function watchEvents(
     }
     return () => es.close();
   });
+}
+
+function noEventSource(): ClientError {
+  return new ClientError(
+    'job-registry: no EventSource available; pass { EventSource }',
+    undefined,
+    'NO_EVENTSOURCE',
+  );
 }
 
 function withQuery(url: string, key: string, value: string): string {

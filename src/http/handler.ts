@@ -267,13 +267,7 @@ export function createJobHandler<T, P = unknown>(
     }
     await registry.checkReadable(id, after === undefined ? {} : { after });
     if (res.destroyed) return;
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    res.write(retryField(retryMs));
+    openEventStream(res, retryMs);
     res.socket?.setNoDelay(true);
     const stream: TokenStream<T> = new TokenStream<T>(
       res,
@@ -299,13 +293,7 @@ export function createJobHandler<T, P = unknown>(
   }
 
   function streamEvents(res: ServerResponse): void {
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    res.write(retryField(retryMs));
+    openEventStream(res, retryMs);
     let subscription: Subscription | undefined;
     let closed = false;
     let buffered: RegistryEvent[] | undefined = [];
@@ -370,6 +358,16 @@ export function createJobHandler<T, P = unknown>(
   };
   Object.defineProperty(handler, 'connections', { get: () => open.size });
   return handler;
+}
+
+function openEventStream(res: ServerResponse, retryMs: number): void {
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+  });
+  res.write(retryField(retryMs));
 }
 
 function alreadyIn(byId: Map<string, JobSnapshot>, e: RegistryEvent): boolean {

@@ -235,7 +235,7 @@ class RedisBackend implements RegistryBackend {
   stateChanged(jobId: string, from: JobState, to: JobState, error: string | undefined, at: number): void {
     const count = this.counts.get(jobId) ?? -1;
     this.counts.delete(jobId);
-    const ttl = this.host === undefined || this.host.retentionMs === Infinity ? -1 : this.host.retentionMs;
+    const ttl = this.ttl();
     this.queue([
       'jrTransition',
       this.keys.meta(jobId),
@@ -401,19 +401,15 @@ class RedisBackend implements RegistryBackend {
   async cancel(jobId: string, reason: string): Promise<boolean | undefined> {
     if (!isValidJobId(jobId)) return undefined;
     await this.started;
-    const ttl = this.host === undefined || this.host.retentionMs === Infinity ? -1 : this.host.retentionMs;
-    const at = Date.now();
-    const from = await this.cmd.jrTransition(
-      this.keys.meta(jobId),
-      this.keys.tokens(jobId),
-      'cancelled',
-      reason,
-      String(at),
-      ttl,
-      -1,
-    );
+    const from = await this.endRemote(jobId, 'cancelled', reason);
     if (from === null) return (await this.cmd.exists(this.keys.meta(jobId))) === 1 ? false : undefined;
-    this.queueEvent('stateChanged', jobId, at, ['from', from, 'to', 'cancelled', 'error', reason], true);
+    this.queueEvent(
+      'stateChanged',
+      jobId,
+      Date.now(),
+      ['from', from, 'to', 'cancelled', 'error', reason],
+      true,
+    );
     await this.flush();
     return true;
   }
@@ -687,24 +683,31 @@ class RedisBackend implements RegistryBackend {
     );
   }
 
+  private ttl(): number {
+    return this.host === undefined || this.host.retentionMs === Infinity ? -1 : this.host.retentionMs;
+  }
+
+  /** Ends a job held by another process, in Redis (a CAS); resolves with its previous state, or null. */
+  private endRemote(jobId: string, state: 'cancelled' | 'failed', error: string): Promise<string | null> {
+    return this.cmd.jrTransition(
+      this.keys.meta(jobId),
+      this.keys.tokens(jobId),
+      state,
+      error,
+      String(Date.now()),
+      this.ttl(),
+      -1,
+    );
+  }
+
   /** Ends as `failed` a live job whose owning process no longer renews its lease. True when it did. */
   private async reapIfOrphaned(jobId: string, owner: string | undefined): Promise<boolean> {
     if (owner === undefined || owner === this.owner) return false;
     if ((await this.cmd.exists(this.keys.owner(owner))) === 1) return false;
-    const at = Date.now();
     const error = `job-registry: the process running job '${jobId}' stopped renewing its lease (leaseMs ${this.leaseMs}); it probably died`;
-    const ttl = this.host === undefined || this.host.retentionMs === Infinity ? -1 : this.host.retentionMs;
-    const from = await this.cmd.jrTransition(
-      this.keys.meta(jobId),
-      this.keys.tokens(jobId),
-      'failed',
-      error,
-      String(at),
-      ttl,
-      -1,
-    );
+    const from = await this.endRemote(jobId, 'failed', error);
     if (from === null) return false;
-    this.queueEvent('stateChanged', jobId, at, ['from', from, 'to', 'failed', 'error', error], true);
+    this.queueEvent('stateChanged', jobId, Date.now(), ['from', from, 'to', 'failed', 'error', error], true);
     await this.flush();
     return true;
   }
