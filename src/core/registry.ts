@@ -46,6 +46,12 @@ export interface JobRegistryOptions {
    * that POSTs and never GETs. Defaults to none (jobs wait forever); `createJob` can set it per job.
    */
   claimTimeout?: DurationInput;
+  /**
+   * A live job that had readers and has had none (in this process) for this long is cancelled: the
+   * client went away for good. Readers that resume within the time keep it alive. Defaults to none. With
+   * a shared backend, readers on other processes are not counted, so leave it off there.
+   */
+  abandonTimeout?: DurationInput;
   /** Where jobs are shared between processes. Defaults to {@link memoryBackend} (this process only). */
   backend?: RegistryBackend;
 }
@@ -120,6 +126,7 @@ class Job<T, P> {
   producer: Subscription | undefined = undefined;
   abort: AbortController | undefined = undefined;
   deadline: Deadline<Job<T, P>> | undefined = undefined;
+  idle: Deadline<Job<T, P>> | undefined = undefined;
 
   constructor(
     readonly id: string,
@@ -157,10 +164,12 @@ export class JobRegistry<T = unknown, P = unknown> {
   private readonly replayLimit: number;
   private readonly retentionMs: number;
   private readonly claimMs: number;
+  private readonly abandonMs: number;
   private readonly backend: RegistryBackend;
   private readonly shared: boolean;
   private readonly notFoundHint: string;
   private readonly deadlines = new Deadlines<Job<T, P>>((job) => this.expire(job));
+  private readonly idleDeadlines = new Deadlines<Job<T, P>>((job) => this.abandon(job));
 
   /** @throws InvalidArgumentError for a malformed option. */
   constructor(options: JobRegistryOptions = {}) {
@@ -182,6 +191,8 @@ export class JobRegistry<T = unknown, P = unknown> {
       options.retention === undefined ? DEFAULT_RETENTION_MS : toMillis(options.retention, 'retention');
     this.claimMs =
       options.claimTimeout === undefined ? Infinity : toMillis(options.claimTimeout, 'claimTimeout');
+    this.abandonMs =
+      options.abandonTimeout === undefined ? Infinity : toMillis(options.abandonTimeout, 'abandonTimeout');
     this.notFoundHint =
       this.retentionMs === Infinity
         ? 'it was never created here or was removed'
@@ -548,7 +559,8 @@ export class JobRegistry<T = unknown, P = unknown> {
     }
     this.disposed = true;
     this.deadlines.clear();
-    for (const job of this.jobs.values()) job.deadline = undefined;
+    this.idleDeadlines.clear();
+    for (const job of this.jobs.values()) job.deadline = job.idle = undefined;
     this.jobs.clear();
     this.events.complete();
     this.destroy$.next();
@@ -705,9 +717,15 @@ export class JobRegistry<T = unknown, P = unknown> {
     }
     const reader: Reader<T> = { sub, next };
     job.readers = job.readers.length === 0 ? [reader] : [...job.readers, reader];
+    if (job.idle !== undefined) {
+      this.idleDeadlines.cancel(job.idle);
+      job.idle = undefined;
+    }
     return () => {
       const rest = job.readers.filter((r) => r !== reader);
       job.readers = rest.length === 0 ? NO_READERS : rest;
+      if (rest.length === 0 && this.abandonMs !== Infinity && !isTerminal(job.state) && !this.disposed)
+        job.idle = this.idleDeadlines.schedule(job, this.abandonMs);
     };
   }
 
@@ -765,6 +783,8 @@ export class JobRegistry<T = unknown, P = unknown> {
   }
 
   private settle(job: Job<T, P>): void {
+    if (job.idle !== undefined) this.idleDeadlines.cancel(job.idle);
+    job.idle = undefined;
     if (job.deadline !== undefined) this.deadlines.cancel(job.deadline);
     job.deadline =
       this.retentionMs === Infinity || this.disposed
@@ -779,6 +799,12 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (abort !== undefined && !abort.signal.aborted)
       abort.abort(this.endError(job) ?? new JobCancelledError(job.id, job.error ?? 'job ended'));
     this.endReaders(job);
+  }
+
+  private abandon(job: Job<T, P>): void {
+    job.idle = undefined;
+    if (this.jobs.get(job.id) === job && !isTerminal(job.state) && job.readers.length === 0)
+      this.transition(job, 'cancelled', 'no reader came back before its abandonTimeout');
   }
 
   private expire(job: Job<T, P>): void {

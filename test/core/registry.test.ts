@@ -539,6 +539,23 @@ describe('time: retention and claimTimeout', () => {
     await r.dispose();
   });
 
+  test('abandonTimeout cancels a job whose readers all left and did not come back', async () => {
+    const r = new JobRegistry<string>({ abandonTimeout: 30 });
+    const gone = r.createJob();
+    const back = r.createJob();
+    const unread = r.createJob();
+    r.tokens$(gone).subscribe().unsubscribe();
+    r.tokens$(back).subscribe().unsubscribe();
+    const again = r.tokens$(back).subscribe({ error: () => undefined });
+    await waitFor(() => r.getJobState(gone) === 'cancelled', 2000, 'abandon');
+    expect(r.getJob(gone)!.error).toMatch(/abandonTimeout/);
+    await sleep(60);
+    expect(r.getJobState(back)).toBe('queued');
+    expect(r.getJobState(unread)).toBe('queued'); // never read: that is claimTimeout's case
+    again.unsubscribe();
+    await r.dispose();
+  });
+
   test('timers never fire for a removed job', async () => {
     const r = new JobRegistry<string>({ retention: 10, claimTimeout: 10 });
     const events: RegistryEvent[] = [];

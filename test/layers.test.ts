@@ -1,0 +1,77 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+
+const SRC = resolve('src');
+const files = readdirSync(SRC, { recursive: true, encoding: 'utf8' })
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => join(SRC, f));
+
+interface Import {
+  from: string;
+  spec: string;
+  typeOnly: boolean;
+}
+
+const imports: Import[] = files.flatMap((file) => {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/^(import|export)\s+(type\s+)?[^;]*?from\s+'([^']+)'/gms)].map((m) => ({
+    from: file,
+    spec: m[3]!,
+    typeOnly: m[2] !== undefined,
+  }));
+});
+
+const layerOf = (file: string): string => relative(SRC, file).split('/')[0]!;
+const target = (i: Import): string | undefined =>
+  i.spec.startsWith('.') ? resolve(dirname(i.from), i.spec.replace(/\.js$/, '.ts')) : undefined;
+
+// Each layer depends only on the ones above it: core <- http <- client <- redis (client: types only from http).
+const allowed: Record<string, string[]> = {
+  core: ['core'],
+  http: ['core', 'http'],
+  client: ['core', 'client'],
+  redis: ['core', 'redis'],
+};
+
+test('layers: each entry point imports only the layers above it, and nothing heavy it must not', () => {
+  const bad: string[] = [];
+  for (const i of imports) {
+    const layer = layerOf(i.from);
+    const t = target(i);
+    if (t !== undefined) {
+      const to = layerOf(t);
+      const ok = allowed[layer]!.includes(to) || (layer === 'client' && to === 'http' && i.typeOnly);
+      if (!ok) bad.push(`${relative(SRC, i.from)} imports ${i.spec}`);
+    } else {
+      if (layer === 'core' && (i.spec.startsWith('node:') || i.spec === 'ioredis'))
+        bad.push(`${relative(SRC, i.from)} imports ${i.spec}`);
+      if (layer === 'client' && !['rxjs'].includes(i.spec))
+        bad.push(`client ${relative(SRC, i.from)} imports ${i.spec}`);
+      if (layer === 'http' && i.spec === 'ioredis') bad.push(`${relative(SRC, i.from)} imports ioredis`);
+    }
+  }
+  expect(imports.length).toBeGreaterThan(20);
+  expect(bad).toEqual([]);
+});
+
+test('no import cycles between source files', () => {
+  const graph = new Map<string, string[]>(files.map((f) => [f, []]));
+  for (const i of imports) {
+    const t = target(i);
+    if (t !== undefined && !i.typeOnly) graph.get(i.from)!.push(t);
+  }
+  const state = new Map<string, 'visiting' | 'done'>();
+  const cycles: string[] = [];
+  const visit = (f: string, path: string[]): void => {
+    if (state.get(f) === 'done') return;
+    if (state.get(f) === 'visiting') {
+      cycles.push([...path.slice(path.indexOf(f)), f].map((x) => relative(SRC, x)).join(' -> '));
+      return;
+    }
+    state.set(f, 'visiting');
+    for (const next of graph.get(f) ?? []) visit(next, [...path, f]);
+    state.set(f, 'done');
+  };
+  for (const f of files) visit(f, []);
+  expect(cycles).toEqual([]);
+});
