@@ -68,6 +68,24 @@ async function run(
   return { rate: r.tokens / r.seconds, perToken: (after - before - 1) / K };
 }
 
+// resumable-stream waits 1 s for an ack between its processes and gives up on a loaded machine: its
+// runs are retried, and a run that still fails is noted instead of failing the benchmark.
+const failures: string[] = [];
+async function attempt(
+  system: (typeof SYSTEMS)[number],
+  admin: Redis,
+): Promise<{ rate: number; perToken: number } | undefined> {
+  for (let i = 1; ; i++) {
+    try {
+      return await run(system, admin);
+    } catch (e) {
+      if (system !== 'resumable') throw e;
+      failures.push(`${system} run failed (try ${i}): ${(e as Error).message.split('\n')[0]}`);
+      if (i === 3) return undefined;
+    }
+  }
+}
+
 const admin = new Redis(REDIS, { lazyConnect: true, maxRetriesPerRequest: 0 });
 admin.on('error', () => undefined);
 try {
@@ -86,13 +104,14 @@ for (let rep = 0; rep < REPS; rep++) {
   const order = rep % 2 === 0 ? SYSTEMS : [...SYSTEMS].reverse();
   const got: Record<string, number> = {};
   for (const s of order) {
-    const r = await run(s, admin);
+    const r = await attempt(s, admin);
+    if (r === undefined) continue;
     got[s] = r.rate;
     rates[s]!.push(r.rate);
     perToken[s]!.push(r.perToken);
   }
   vsBare.push(got.ours! / got.bare!);
-  vsResumable.push(got.ours! / got.resumable!);
+  if (got.resumable !== undefined) vsResumable.push(got.ours! / got.resumable);
 }
 admin.disconnect();
 const figures: Figure[] = [];
@@ -102,13 +121,13 @@ const names = {
   resumable: 'resumable-stream, one token per chunk',
 };
 for (const s of SYSTEMS) {
+  if (rates[s]!.length === 0) continue;
   figures.push(figure(`Redis ${K} tokens producer -> reader: ${names[s]}`, 'tokens/s', rates[s]!));
   figures.push(figure(`Redis commands per token: ${names[s]}`, 'commands/token', perToken[s]!));
 }
-const ratios: Ratio[] = [
-  ratio('Redis throughput vs resumable-stream', vsResumable, 4, true, names.resumable),
-  ratio('Redis throughput vs bare ioredis', vsBare, 0.8, true, names.bare),
-];
+const ratios: Ratio[] = [ratio('Redis throughput vs bare ioredis', vsBare, 0.8, true, names.bare)];
+if (vsResumable.length > 0)
+  ratios.unshift(ratio('Redis throughput vs resumable-stream', vsResumable, 4, true, names.resumable));
 report({
   section: 'redis',
   figures,
