@@ -52,6 +52,28 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     const text = await page.locator('#output-tokens span:not(.end)').allTextContents();
     expect(text.map((t) => t.trim())).toEqual(['alpha', 'beta', 'gamma', 'delta']);
 
+    // Cancel from the page: a long prompt is stopped by its Cancel button, and the table shows it.
+    await page.fill('#max-tokens', '10000');
+    await page.fill('#delay-ms', '20');
+    await page.click('#submit-button');
+    await page.waitForFunction(
+      () => (document.querySelector('#output-tokens')?.childElementCount ?? 0) >= 3,
+      undefined,
+      { timeout: 10_000 },
+    );
+    const cancelledId = (await page.textContent('#output-id'))!;
+    await page.click('#output-cancel');
+    await page.waitForFunction(
+      () => document.querySelector('#output-state')?.textContent === 'cancelled',
+      undefined,
+      { timeout: 10_000 },
+    );
+    await page.waitForSelector(`tr[data-job-id="${cancelledId}"][data-state="cancelled"]`, {
+      timeout: 10_000,
+    });
+    expect(server.registry.getJobState(cancelledId)).toBe('cancelled');
+    await page.fill('#max-tokens', '');
+
     // A long job, for the screenshot: running, with tokens arriving.
     await postJson(`${server.url}/v1/inference`, {
       prompt: 'streaming tokens live',
@@ -60,6 +82,15 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     });
     await postJson(`${server.url}/v1/inference`, { prompt: 'this one fails', max_tokens: 10, fail_after: 2 });
     await page.waitForSelector('tr[data-state="failed"]', { timeout: 10_000 });
+    // The running job's token count climbs live (the list is refreshed while jobs run).
+    await page.waitForFunction(
+      () => Number(document.querySelector('tr[data-state="running"] .tokens-cell')?.textContent) > 3,
+      undefined,
+      {
+        timeout: 10_000,
+      },
+    );
+    await page.locator('h2').first().click();
     mkdirSync('test-output', { recursive: true });
     await page.screenshot({ path: 'test-output/dashboard.png', fullPage: true });
     expect(errors).toEqual([]);
