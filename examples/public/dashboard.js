@@ -30,7 +30,8 @@ function row(job) {
     jobs.set(job.job_id, entry);
     tr.querySelector('.age').textContent = age(Date.now() - entry.created);
   }
-  if (job.state) entry.state = job.state;
+  // A job never leaves a terminal state, whatever order the updates arrive in.
+  if (job.state && !TERMINAL.has(entry.state)) entry.state = job.state;
   if (typeof job.token_count === 'number') entry.tokens = Math.max(entry.tokens, job.token_count);
   paint(entry);
   return entry;
@@ -68,7 +69,9 @@ setInterval(() => {
 async function refreshCounts() {
   try {
     const list = await (await fetch('/v1/jobs')).json();
-    for (const job of list) if (jobs.has(job.job_id)) row(job);
+    // Only counts: a list fetched before an event must not roll a state back.
+    for (const job of list)
+      if (jobs.has(job.job_id)) row({ job_id: job.job_id, token_count: job.token_count });
   } catch {
     /* the server may be restarting */
   }
