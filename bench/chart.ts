@@ -1,6 +1,7 @@
 /** Renders ratios against their targets as a standalone SVG bar chart (no dependencies). */
 import type { Ratio } from './lib.js';
 
+const clip = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function renderChart(ratios: Array<Ratio & { section: string }>, subtitle: string): string {
@@ -10,8 +11,8 @@ export function renderChart(ratios: Array<Ratio & { section: string }>, subtitle
     ...r,
     score: r.higherIsBetter ? r.value / r.target : r.target / Math.max(r.value, 1e-9),
   }));
-  const width = 900;
-  const left = 380;
+  const width = 1040;
+  const left = 470;
   const barW = width - left - 90;
   const rowH = 26;
   const top = 64;
@@ -42,7 +43,7 @@ export function renderChart(ratios: Array<Ratio & { section: string }>, subtitle
     const x1 = x(r.score);
     const color = r.met ? '#2e9d5b' : '#d64545';
     parts.push(
-      `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(`${r.section}: ${r.name}`.slice(0, 62))}</text>`,
+      `<text x="${left - 8}" y="${y + 15}" text-anchor="end" font-size="11.5">${esc(clip(`${r.section}: ${r.name}`, 72))}</text>`,
     );
     parts.push(
       `<rect x="${Math.min(x0, x1)}" y="${y + 4}" width="${Math.max(2, Math.abs(x1 - x0))}" height="${rowH - 10}" fill="${color}" rx="2"/>`,
