@@ -60,6 +60,8 @@ interface Tail {
 }
 
 const TERMINAL_FIELD = 'end';
+// Jobs remembered as ended, to drop a second terminal event for the same job.
+const ENDED_MEMORY = 10_000;
 
 /**
  * A Redis Streams backend: every process that uses the same Redis and prefix sees one registry.
@@ -101,6 +103,7 @@ class RedisBackend implements RegistryBackend {
   private readonly allEvents = new Subject<{ event: RegistryEvent; origin: string }>();
   private readonly tails = new Map<string, Tail>();
   private readonly watched = new Map<string, number>();
+  private readonly ended = new Set<string>();
   private eventsCursor = '$';
   private readerId: string | undefined;
   private readonly readerName: string;
@@ -615,6 +618,13 @@ class RedisBackend implements RegistryBackend {
       } else {
         this.log.warn(`job-registry: skipping a corrupt event ${id} in ${this.keys.events}`);
         continue;
+      }
+      // A job ends once. When a remote cancel and the owner's own end race, both reach the stream, but
+      // only the first (the one Redis kept: the CAS on the job hash) is passed on.
+      if (event.type === 'stateChanged' && isTerminal(event.to)) {
+        if (this.ended.has(event.jobId)) continue;
+        this.ended.add(event.jobId);
+        if (this.ended.size > ENDED_MEMORY) this.ended.delete(this.ended.values().next().value!);
       }
       // Another process (or a lease check) ended a job this process runs: stop it here.
       if (
