@@ -386,6 +386,40 @@ describe('mounting and options', () => {
     expect(other.headers['access-control-allow-origin']).toBeUndefined();
   });
 
+  test('tokens that arrive in the same tick go out in one write', async () => {
+    const registry = new JobRegistry<string>();
+    const handler = createJobHandler(registry);
+    const writes: string[] = [];
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      const write = res.write.bind(res) as (chunk: string) => boolean;
+      res.write = ((chunk: string) => (writes.push(String(chunk)), write(chunk))) as typeof res.write;
+      handler(req, res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const id = registry.createJob();
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (c) => (text += c.toString()));
+    socket.write(`GET /v1/inference/${id}/stream HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await waitFor(() => writes.length === 1, 3000, 'retry field');
+    for (let i = 0; i < 50; i++) registry.emit(id, `t${i}`);
+    await waitFor(() => text.includes('"t49"'), 3000, 'tokens');
+    await sleep(20);
+    for (let i = 50; i < 60; i++) registry.emit(id, `t${i}`);
+    await waitFor(() => text.includes('"t59"'), 3000, 'more tokens');
+    expect(writes).toHaveLength(3);
+    expect(writes[0]).toBe('retry: 1000\n\n');
+    expect(writes[1]!.match(/event: token/g)).toHaveLength(50);
+    expect(writes[2]!.match(/event: token/g)).toHaveLength(10);
+    socket.destroy();
+    await registry.dispose();
+    handler.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
   test('heartbeat comments keep an idle stream alive', async () => {
     srv = await startTestServer<string, Payload>({ heartbeatMs: 30 });
     const id = srv.registry.createJob();
