@@ -214,6 +214,11 @@ export class JobRegistry<T = unknown, P = unknown> {
       : this.events.asObservable();
   }
 
+  /** Whether `dispose()` was called. */
+  get isDisposed(): boolean {
+    return this.disposed || this.closing;
+  }
+
   /** Resolves once the backend can serve; rejects (naming the store) when it cannot be reached. */
   ready(): Promise<void> {
     if (this.disposed) return Promise.reject(new RegistryDisposedError('ready'));

@@ -282,7 +282,10 @@ export function createJobHandler<T, P = unknown>(
         },
         finalState: () => {
           const snap = registry.getJob(id);
-          return snap === undefined ? undefined : { state: snap.state, error: snap.error };
+          if (snap !== undefined) return { state: snap.state, error: snap.error };
+          // A job held elsewhere whose stream ended because this registry is shutting down: no terminal
+          // event (the client resumes on another process).
+          return registry.isDisposed ? 'closing' : undefined;
         },
         onClose: () => untrack(stream),
       },

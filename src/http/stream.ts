@@ -12,7 +12,7 @@ export interface TokenStreamOptions<T> {
   /** Reads the job's tokens after a seq (or from the start of what is kept). */
   tokens: (after: number | undefined) => Observable<TokenEvent<T>>;
   /** The terminal status of a job whose token stream completed (dispose() completes streams of cancelled jobs). */
-  finalState: () => { state: string; error?: string | undefined } | undefined;
+  finalState: () => { state: string; error?: string | undefined } | 'closing' | undefined;
   onClose: () => void;
 }
 
@@ -89,7 +89,8 @@ export class TokenStream<T> {
 
   private onComplete(): void {
     const final = this.options.finalState();
-    if (final !== undefined && final.state !== 'completed') {
+    if (final === 'closing') this.end('');
+    else if (final !== undefined && final.state !== 'completed') {
       this.end(sseEvent('error', JSON.stringify({ state: final.state, error: final.error ?? final.state })));
     } else this.end(sseEvent('done', JSON.stringify({ state: 'completed' })));
   }

@@ -50,6 +50,8 @@ interface RemoteReader {
   jobId: string;
   lastId: string;
   deliver(entryId: string, fields: string[]): boolean; // true when the reader has ended
+  /** The backend closed (the registry was disposed): complete, as dispose() completes every stream. */
+  close(): void;
 }
 
 interface Tail {
@@ -457,6 +459,11 @@ class RedisBackend implements RegistryBackend {
           this.log.warn(`job-registry: skipping a foreign entry ${entryId} in ${key}`);
           return false;
         },
+        close: () => {
+          if (!active) return;
+          active = false;
+          sub.complete();
+        },
       };
       const run = async (): Promise<void> => {
         await this.started;
@@ -516,15 +523,18 @@ class RedisBackend implements RegistryBackend {
         sub.next(status);
         if (isTerminal(status.state)) sub.complete();
       };
-      const events = this.allEvents.subscribe(({ event }) => {
-        if (event.jobId !== jobId) return;
-        if (event.type === 'stateChanged')
-          emit({
-            state: event.to,
-            at: event.at,
-            ...(event.error !== undefined ? { error: event.error } : {}),
-          });
-        else if (event.type === 'removed') sub.complete();
+      const events = this.allEvents.subscribe({
+        next: ({ event }) => {
+          if (event.jobId !== jobId) return;
+          if (event.type === 'stateChanged')
+            emit({
+              state: event.to,
+              at: event.at,
+              ...(event.error !== undefined ? { error: event.error } : {}),
+            });
+          else if (event.type === 'removed') sub.complete();
+        },
+        complete: () => sub.complete(),
       });
       this.watch(jobId, 1);
       this.findJob(jobId).then(
@@ -758,6 +768,8 @@ class RedisBackend implements RegistryBackend {
     if (this.leaseTimer !== undefined) clearInterval(this.leaseTimer);
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     this.allEvents.complete();
+    for (const tail of this.tails.values()) for (const reader of tail.readers) reader.close();
+    this.tails.clear();
     try {
       if (this.cmd.status === 'ready') await this.cmd.del(this.keys.owner(this.owner));
     } catch {

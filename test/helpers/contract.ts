@@ -164,6 +164,22 @@ export function registryContract(
       expect(s.error).toBeInstanceOf(JobNotFoundError);
     });
 
+    test("dispose() on b completes b's streams of a's job", async () => {
+      pair = await makePair({});
+      const { a, b } = pair;
+      const id = a.createJob();
+      a.emit(id, 'x');
+      await a.flush();
+      const t = collect(b.tokens$(id));
+      const s = collect(b.state$(id));
+      await waitFor(() => t.values.length === 1 && s.values.length === 1, 5000, 'streams open');
+      await b.dispose();
+      await Promise.all([t.done, s.done]);
+      expect(t.completed).toBe(true);
+      expect(s.completed).toBe(true);
+      expect(b.isDisposed).toBe(true);
+    });
+
     test('an executor that never ends is still stopped by cancel from b', async () => {
       pair = await makePair({});
       const { a, b } = pair;
