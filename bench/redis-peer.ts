@@ -25,6 +25,16 @@ const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const token = (i: number): string => `tok${String(i).padStart(8, '0')}|`;
 const TOKEN_LEN = token(0).length;
 
+async function resumableContext() {
+  const { createResumableStreamContext } = await import('resumable-stream/ioredis');
+  return createResumableStreamContext({
+    waitUntil: null,
+    keyPrefix: `${prefix}rs`,
+    publisher: new Redis(url),
+    subscriber: new Redis(url),
+  });
+}
+
 async function producer(): Promise<void> {
   const { k, batch, id: given } = await once<{ k: number; batch: number; id: string }>('start');
   if (system === 'ours') {
@@ -60,13 +70,7 @@ async function producer(): Promise<void> {
     await once('stop');
     redis.disconnect();
   } else {
-    const { createResumableStreamContext } = await import('resumable-stream/ioredis');
-    const ctx = createResumableStreamContext({
-      waitUntil: null,
-      keyPrefix: `${prefix}rs`,
-      publisher: new Redis(url),
-      subscriber: new Redis(url),
-    });
+    const ctx = await resumableContext();
     let go!: () => void;
     const started = new Promise<void>((r) => (go = r));
     const stream = await ctx.resumableStream(
@@ -139,13 +143,7 @@ async function reader(): Promise<void> {
     await once('stop');
     redis.disconnect();
   } else {
-    const { createResumableStreamContext } = await import('resumable-stream/ioredis');
-    const ctx = createResumableStreamContext({
-      waitUntil: null,
-      keyPrefix: `${prefix}rs`,
-      publisher: new Redis(url),
-      subscriber: new Redis(url),
-    });
+    const ctx = await resumableContext();
     const stream = await ctx.resumeExistingStream(id);
     if (!stream) throw new Error('no stream to resume');
     send({ type: 'ready' });
