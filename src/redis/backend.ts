@@ -184,6 +184,7 @@ class RedisBackend implements RegistryBackend {
       this.closed = true;
       throw new BackendError(`cannot reach Redis at ${this.where}: ${messageOf(e)}`, e);
     }
+    if (this.closed) return;
     await this.renewLease();
     const last = await this.cmd.xrevrange(this.keys.events, '+', '-', 'COUNT', 1);
     this.eventsCursor = last.length > 0 ? last[0]![0] : '0-0';
@@ -758,6 +759,8 @@ class RedisBackend implements RegistryBackend {
   }
 
   async close(): Promise<void> {
+    // Let a start still in flight finish (or fail) first, so it cannot arm timers after the close.
+    await this.started?.catch(() => undefined);
     if (this.closed && this.loopDone === undefined) return;
     try {
       await this.flush();

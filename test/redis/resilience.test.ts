@@ -155,6 +155,28 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     await r.dispose().catch(() => undefined);
   });
 
+  test('dispose() right after construction leaves no connection or timer behind', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script = `
+      import { JobRegistry } from './src/core/index.ts';
+      import { redisBackend } from './src/redis/index.ts';
+      const r = new JobRegistry({ backend: redisBackend({ url: '${REDIS_URL}', prefix: '${prefix}' }) });
+      await r.dispose();
+      const s = new JobRegistry({ backend: redisBackend({ url: '${REDIS_URL}', prefix: '${prefix}' }) });
+      await s.ready();
+      s.createJob();
+      await s.dispose();
+      console.log('disposed');
+    `;
+    const out = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    expect(out.stdout.trim()).toBe('disposed');
+    expect(out.status).toBe(0);
+  });
+
   test('a bad prefix or option is refused', () => {
     expect(() => redisBackend({ url: REDIS_URL, prefix: 'a{b}' })).toThrow(InvalidArgumentError);
     expect(() => redisBackend({ url: REDIS_URL, prefix: 'a*' })).toThrow(InvalidArgumentError);
