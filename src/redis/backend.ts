@@ -98,6 +98,8 @@ class RedisBackend implements RegistryBackend {
   private pipe: Pipeline | undefined;
   private piped = 0;
   private counts = new Map<string, number>();
+  private conditional: Array<{ index: number; jobId: string; at: number; fields: string[] }> = [];
+  private readonly conditionalOf = new Map<string, Promise<void>>();
   private lastTokensJob = '';
   private lastTokensKey = '';
   private inflight: Promise<void> = Promise.resolve();
@@ -252,20 +254,25 @@ class RedisBackend implements RegistryBackend {
       ttl,
       count,
     ]);
-    this.queueEvent('stateChanged', jobId, at, [
-      'from',
-      from,
-      'to',
-      to,
-      ...(error !== undefined ? ['error', error] : []),
-    ]);
+    // The event goes out only if the CAS moved the job: a remote cancel that won the race has already
+    // written its own, and the stream must carry exactly the transitions Redis kept.
+    this.conditional.push({
+      index: this.piped - 1,
+      jobId,
+      at,
+      fields: ['from', from, 'to', to, ...(error !== undefined ? ['error', error] : [])],
+    });
   }
 
   jobRemoved(jobId: string): void {
     this.counts.delete(jobId);
     this.queue(['del', this.keys.meta(jobId), this.keys.tokens(jobId)]);
     this.queue(['zrem', this.keys.jobs, jobId]);
-    this.queueEvent('removed', jobId, Date.now(), []);
+    const at = Date.now();
+    // A state event still waiting for its CAS result goes first.
+    const before = this.conditionalOf.get(jobId);
+    if (before === undefined) this.queueEvent('removed', jobId, at, []);
+    else void before.then(() => !this.closed && this.queueEvent('removed', jobId, at, []));
   }
 
   flush(): Promise<void> {
@@ -276,9 +283,19 @@ class RedisBackend implements RegistryBackend {
   // `remote` marks a write this process made to a job it does not hold (cancel, lease check): its own
   // registry has not published that event, so it must come back through the stream.
   private queueEvent(type: string, jobId: string, at: number, extra: string[], remote = false): void {
+    this.addEvent(this.pipeline(), type, jobId, at, extra, remote);
+  }
+
+  private addEvent(
+    pipe: Pipeline,
+    type: string,
+    jobId: string,
+    at: number,
+    extra: string[],
+    remote: boolean,
+  ): void {
     const origin = remote ? `${this.owner}/remote` : this.owner;
-    this.queue([
-      'xadd',
+    pipe.xadd(
       this.keys.events,
       'MAXLEN',
       '~',
@@ -293,7 +310,7 @@ class RedisBackend implements RegistryBackend {
       'origin',
       origin,
       ...extra,
-    ]);
+    );
   }
 
   // Writes go straight into the tick's pipeline (no intermediate arrays); it is sent at the end of the tick.
@@ -327,15 +344,33 @@ class RedisBackend implements RegistryBackend {
     this.counts = new Map();
     this.pipe = undefined;
     this.piped = 0;
+    const conditional = this.conditional;
+    this.conditional = [];
     const run = pipe.exec().then(
-      (results) => {
+      async (results) => {
         for (const [err] of results ?? []) {
           if (err !== null && !/equal or smaller/.test(err.message))
             this.log.error(`job-registry: a Redis write failed: ${err.message}`);
         }
+        if (conditional.length === 0) return;
+        const events = this.cmd.pipeline();
+        for (const c of conditional) {
+          const [err, moved] = results?.[c.index] ?? [null, null];
+          if (err === null && moved !== null)
+            this.addEvent(events, 'stateChanged', c.jobId, c.at, c.fields, false);
+        }
+        await events.exec();
       },
       (e: unknown) => this.log.error(`job-registry: ${size} Redis writes failed: ${messageOf(e)}`),
     );
+    if (conditional.length > 0) {
+      const done = run.then(() => undefined);
+      for (const c of conditional) this.conditionalOf.set(c.jobId, done);
+      void done.then(() => {
+        for (const c of conditional)
+          if (this.conditionalOf.get(c.jobId) === done) this.conditionalOf.delete(c.jobId);
+      });
+    }
     this.inflight = Promise.all([this.inflight, run.finally(() => (this.pending -= size))]).then(
       () => undefined,
     );

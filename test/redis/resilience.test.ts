@@ -144,6 +144,25 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     expect(Number(await admin.hget(`${prefix}{${id}}:meta`, 'token_count'))).toBe(r.getJob(id)!.tokenCount);
   });
 
+  test('a state event is written only when Redis took the transition (a remote end that won a race stays the only one)', async () => {
+    const a = make();
+    await a.ready();
+    const id = a.createJob();
+    a.emit(id, 'x');
+    await a.flush();
+    // Another process ended the job in Redis a moment before this one completes it locally.
+    await admin.hset(`${prefix}{${id}}:meta`, 'state', 'cancelled', 'error', 'cancelled elsewhere');
+    a.updateState(id, 'completed');
+    a.removeJob(id);
+    await a.flush();
+    await sleep(50);
+    const events = (await admin.xrange(`${prefix}events`, '-', '+'))
+      .map(([, f]) => f)
+      .filter((f) => f[3] === id);
+    const kinds = events.map((f) => (f[1] === 'stateChanged' ? `to:${f[f.indexOf('to') + 1]}` : f[1]));
+    expect(kinds).toEqual(['created', 'to:running', 'removed']);
+  });
+
   test('an unreachable Redis fails fast with an error naming the URL', async () => {
     const t0 = Date.now();
     const r = new JobRegistry({ backend: redisBackend({ url: 'redis://127.0.0.1:1/0' }) });
