@@ -29,6 +29,9 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
         `job-registry: send the payload as JSON with Content-Type: application/json`,
       ),
     );
+  // A framework body parser (e.g. express.json()) may have read the body already: use what it parsed.
+  const parsed = (req as IncomingMessage & { body?: unknown }).body;
+  if (parsed !== undefined && req.readableEnded) return Promise.resolve(parsed);
   const tooLarge = () =>
     new HttpError(
       413,

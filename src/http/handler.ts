@@ -46,7 +46,11 @@ export interface JobHandlerOptions<T, P> {
   heartbeatMs?: number;
   /** The `retry:` hint sent at the start of each stream, in ms. Defaults to 1000. */
   retryMs?: number;
-  /** Unsent bytes per stream before it pauses reading the job until the socket drains. Defaults to 1 MiB. */
+  /**
+   * Unsent bytes per connection before backpressure: a token stream pauses reading its job until the
+   * socket drains; an `/v1/events` stream is closed (its client reconnects to a fresh snapshot).
+   * Defaults to 1 MiB.
+   */
   maxBufferedBytes?: number;
   /** Cross-origin headers; off by default. */
   cors?: CorsOptions;
@@ -300,21 +304,32 @@ export function createJobHandler<T, P = unknown>(
     let subscription: Subscription | undefined;
     let closed = false;
     let buffered: RegistryEvent[] | undefined = [];
+    // Events of one tick go out in one write. A dashboard that reads slower than events arrive is
+    // disconnected past maxBufferedBytes: its EventSource reconnects and starts from a fresh snapshot.
+    let pending = '';
+    const flush = (): void => {
+      if (closed || pending === '') return;
+      const chunk = pending;
+      pending = '';
+      res.write(chunk);
+      if (res.writableLength > maxBufferedBytes) conn.close();
+    };
     const conn: Closable = {
       writeRaw: (chunk) => {
-        if (!closed) res.write(chunk);
+        if (closed) return;
+        if (pending === '') queueMicrotask(flush);
+        pending += chunk;
       },
       close: () => {
         if (closed) return;
         closed = true;
         subscription?.unsubscribe();
         untrack(conn);
-        res.end();
+        res.end(pending);
+        pending = '';
       },
     };
-    const write = (e: RegistryEvent): void => {
-      if (!closed) res.write(sseEvent(e.type, JSON.stringify(toWireEvent(e))));
-    };
+    const write = (e: RegistryEvent): void => conn.writeRaw(sseEvent(e.type, JSON.stringify(toWireEvent(e))));
     // The snapshot is taken before the subscription starts buffering, so events after it are not lost.
     const snapshot = registry.listJobs();
     subscription = registry.events$.subscribe({
@@ -327,7 +342,7 @@ export function createJobHandler<T, P = unknown>(
     snapshot.then(
       (jobs) => {
         if (closed) return;
-        res.write(sseEvent('snapshot', JSON.stringify(jobs.map(toWireSnapshot))));
+        conn.writeRaw(sseEvent('snapshot', JSON.stringify(jobs.map(toWireSnapshot))));
         const byId = new Map(jobs.map((j) => [j.id, j]));
         const early = buffered ?? [];
         buffered = undefined;

@@ -420,6 +420,43 @@ describe('mounting and options', () => {
     await new Promise<void>((r) => server.close(() => r()));
   });
 
+  test('a body already parsed by a framework (express.json() style) is used as the payload', async () => {
+    const registry = new JobRegistry<string, { words: string[] }>();
+    const handler = createJobHandler(registry);
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        (req as typeof req & { body: unknown }).body = JSON.parse(text);
+        handler(req, res);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const res = await postJson(`http://127.0.0.1:${port}/v1/inference`, { words: ['pre', 'parsed'] });
+    expect(res.status).toBe(202);
+    expect(registry.takePayload(JSON.parse(res.body).job_id)).toEqual({ words: ['pre', 'parsed'] });
+    await registry.dispose();
+    handler.close();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  test('an /v1/events reader that never reads is disconnected past maxBufferedBytes, not buffered forever', async () => {
+    srv = await startTestServer<string, Payload>({ maxBufferedBytes: 16 * 1024, heartbeatMs: 0 });
+    const socket = connect(srv.port, '127.0.0.1');
+    socket.write('GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n');
+    await once(socket, 'data');
+    socket.pause();
+    await waitFor(() => srv.handler.connections === 1, 2000, 'events connection');
+    for (let i = 0; i < 20_000 && srv.handler.connections > 0; i++) {
+      srv.registry.removeJob(srv.registry.createJob());
+      if (i % 200 === 0) await sleep(1);
+    }
+    await waitFor(() => srv.handler.connections === 0, 5000, 'disconnect');
+    socket.destroy();
+  });
+
   test('heartbeat comments keep an idle stream alive', async () => {
     srv = await startTestServer<string, Payload>({ heartbeatMs: 30 });
     const id = srv.registry.createJob();
