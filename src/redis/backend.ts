@@ -5,6 +5,7 @@ import { v4 as uuidv4 } from 'uuid';
 import type { BackendHost, RegistryBackend, StoredJob } from '../core/backend.js';
 import {
   BackendError,
+  JobRegistryError,
   InvalidArgumentError,
   JobCancelledError,
   JobFailedError,
@@ -378,7 +379,21 @@ class RedisBackend implements RegistryBackend {
 
   // ---- reads of jobs held elsewhere ----
 
-  async findJob(jobId: string): Promise<JobSnapshot | undefined> {
+  // Redis errors reach callers as BackendError (HTTP 503), never as a bare ioredis error.
+  private async guard<R>(what: string, run: () => Promise<R>): Promise<R> {
+    try {
+      return await run();
+    } catch (e) {
+      if (e instanceof JobRegistryError) throw e;
+      throw new BackendError(`${what} on Redis at ${this.where} failed: ${messageOf(e)}`, e);
+    }
+  }
+
+  findJob(jobId: string): Promise<JobSnapshot | undefined> {
+    return this.guard('findJob', () => this.findJobNow(jobId));
+  }
+
+  private async findJobNow(jobId: string): Promise<JobSnapshot | undefined> {
     if (!isValidJobId(jobId)) return undefined;
     await this.started;
     const meta = await this.cmd.hgetall(this.keys.meta(jobId));
@@ -389,7 +404,11 @@ class RedisBackend implements RegistryBackend {
     return snap;
   }
 
-  async listJobs(): Promise<JobSnapshot[]> {
+  listJobs(): Promise<JobSnapshot[]> {
+    return this.guard('listJobs', () => this.listJobsNow());
+  }
+
+  private async listJobsNow(): Promise<JobSnapshot[]> {
     await this.started;
     const ids = await this.cmd.zrange(this.keys.jobs, 0, -1);
     if (ids.length === 0) return [];
@@ -426,7 +445,11 @@ class RedisBackend implements RegistryBackend {
     return out;
   }
 
-  async firstKept(jobId: string): Promise<number | undefined> {
+  firstKept(jobId: string): Promise<number | undefined> {
+    return this.guard('firstKept', () => this.firstKeptNow(jobId));
+  }
+
+  private async firstKeptNow(jobId: string): Promise<number | undefined> {
     if (!isValidJobId(jobId)) return undefined;
     const first = await this.cmd.xrange(this.keys.tokens(jobId), '-', '+', 'COUNT', 1);
     if (first.length === 0) {
@@ -439,7 +462,11 @@ class RedisBackend implements RegistryBackend {
     return count === null ? undefined : Number(count);
   }
 
-  async cancel(jobId: string, reason: string): Promise<boolean | undefined> {
+  cancel(jobId: string, reason: string): Promise<boolean | undefined> {
+    return this.guard('cancel', () => this.cancelNow(jobId, reason));
+  }
+
+  private async cancelNow(jobId: string, reason: string): Promise<boolean | undefined> {
     if (!isValidJobId(jobId)) return undefined;
     await this.started;
     const from = await this.endRemote(jobId, 'cancelled', reason);
