@@ -171,6 +171,9 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
       message: expect.stringContaining('redis://127.0.0.1:1/0'),
     });
     expect(Date.now() - t0).toBeLessThan(6000);
+    // Reads then fail with the same typed error (HTTP answers 503), never a bare ioredis error.
+    await expect(r.listJobs()).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
+    await expect(r.findJob('job-x')).rejects.toMatchObject({ code: 'BACKEND_ERROR' });
     await r.dispose().catch(() => undefined);
   });
 
