@@ -22,6 +22,8 @@ export function sseEvent(event: string, data: string, id?: number | string): str
 
 /** A token event: `id: <seq>`, `event: token`, `data: <serialized>`. */
 export function tokenEvent(seq: number, data: string): string {
+  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1)
+    return `id: ${seq}\nevent: token\ndata: ${data}\n\n`;
   return `id: ${seq}\nevent: token\n${dataLines(data)}\n`;
 }
 

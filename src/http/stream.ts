@@ -28,6 +28,7 @@ export class TokenStream<T> {
   private lastSeq: number | undefined;
   private paused = false;
   private closed = false;
+  private readonly flushNow = (): void => this.flush();
 
   constructor(
     private readonly res: ServerResponse,
@@ -119,7 +120,7 @@ export class TokenStream<T> {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(() => this.flush());
+    queueMicrotask(this.flushNow);
   }
 
   private flush(): void {
