@@ -260,29 +260,34 @@ export class JobRegistry<T = unknown, P = unknown> {
     return id;
   }
 
-  /** Whether this process holds a job with this id. */
+  /** Whether this process holds a job with this id. Lookups, like every method, throw `RegistryDisposedError` after `dispose()`. */
   hasJob(id: string): boolean {
+    if (this.disposed) throw new RegistryDisposedError('hasJob');
     return this.jobs.has(id);
   }
 
   /** A snapshot of a job this process holds, or `undefined`. */
   getJob(id: string): JobSnapshot | undefined {
+    if (this.disposed) throw new RegistryDisposedError('getJob');
     const job = this.jobs.get(id);
     return job === undefined ? undefined : this.snapshot(job);
   }
 
   /** The state of a job this process holds, or `undefined`. */
   getJobState(id: string): JobState | undefined {
+    if (this.disposed) throw new RegistryDisposedError('getJobState');
     return this.jobs.get(id)?.state;
   }
 
   /** Ids of the jobs this process holds, oldest first. */
   jobIds(): string[] {
+    if (this.disposed) throw new RegistryDisposedError('jobIds');
     return [...this.jobs.keys()];
   }
 
   /** How many jobs this process holds. */
   jobCount(): number {
+    if (this.disposed) throw new RegistryDisposedError('jobCount');
     return this.jobs.size;
   }
 

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Subscription } from 'rxjs';
 import type { DurationInput } from '../core/duration.js';
 import { toMillis } from '../core/duration.js';
-import { InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError, RegistryDisposedError } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import type { Executor, JobRegistry } from '../core/registry.js';
 import type { JobSnapshot, RegistryEvent } from '../core/types.js';
@@ -285,7 +285,14 @@ export function createJobHandler<T, P = unknown>(
           return registry.tokens$(id, from === undefined ? {} : { after: from });
         },
         finalState: () => {
-          const snap = registry.getJob(id);
+          let snap: JobSnapshot | undefined;
+          try {
+            snap = registry.getJob(id);
+          } catch (e) {
+            // Disposed: the stream of a job held elsewhere ended with this registry.
+            if (e instanceof RegistryDisposedError) return 'closing';
+            throw e;
+          }
           if (snap !== undefined) return { state: snap.state, error: snap.error };
           // A job held elsewhere whose stream ended because this registry is shutting down: no terminal
           // event (the client resumes on another process).

@@ -593,6 +593,14 @@ describe('dispose', () => {
     expect(() => r.createJob()).toThrow(RegistryDisposedError);
     expect(() => r.emit(id, 'x')).toThrow(RegistryDisposedError);
     expect(() => r.updateState(id, 'running')).toThrow(RegistryDisposedError);
+    for (const lookup of [
+      () => r.hasJob(id),
+      () => r.getJob(id),
+      () => r.getJobState(id),
+      () => r.jobIds(),
+      () => r.jobCount(),
+    ])
+      expect(lookup).toThrow(RegistryDisposedError);
     await expect(r.cancel(id)).rejects.toBeInstanceOf(RegistryDisposedError);
     await expect(r.listJobs()).rejects.toBeInstanceOf(RegistryDisposedError);
     const late = collect(r.tokens$(id));
