@@ -9,7 +9,7 @@ import { QUICK, figure, ratio, report, type Figure, type Ratio } from '../lib.js
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const K = QUICK ? 5_000 : 50_000;
 const BATCH = 50;
-const REPS = QUICK ? 2 : 5;
+const REPS = QUICK ? 2 : 7;
 const SYSTEMS = ['ours', 'bare', 'resumable'] as const;
 const peer = new URL('../redis-peer.ts', import.meta.url).pathname;
 

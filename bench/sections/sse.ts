@@ -14,7 +14,7 @@ import { QUICK, figure, ratio, report, type Figure, type Ratio } from '../lib.js
 
 const TOKENS = QUICK ? 200 : 1000;
 const STREAMS = QUICK ? [1, 100] : [1, 100, 1000];
-const REPS = QUICK ? 2 : 3;
+const REPS = QUICK ? 2 : 5;
 const now = (): number => performance.timeOrigin + performance.now();
 
 interface Target {

@@ -485,17 +485,20 @@ class RedisBackend implements RegistryBackend {
   tokens$(jobId: string, after: number | undefined): Observable<TokenEvent<unknown>> {
     return new Observable<TokenEvent<unknown>>((sub) => {
       let active = true;
+      let lastSeq = after ?? -1;
       const key = this.keys.tokens(jobId);
       const reader: RemoteReader = {
         jobId,
         lastId: after === undefined ? '0-0' : tokenId(after),
         deliver: (entryId, fields) => {
-          if (!active || compareIds(entryId, reader.lastId) <= 0) return false;
-          reader.lastId = entryId;
-          // The hot path: a token entry, `s` (a string token, stored raw) or `t` (JSON).
+          if (!active) return false;
+          // The hot path: a token entry, `s` (a string token, stored raw) or `t` (JSON), compared by seq.
           if (fields.length === 2 && (fields[0] === 's' || fields[0] === 't')) {
             const seq = seqOf(entryId);
             if (seq !== undefined) {
+              if (seq <= lastSeq) return false;
+              lastSeq = seq;
+              reader.lastId = entryId;
               let token: unknown = fields[1];
               if (fields[0] === 't') {
                 try {
@@ -509,6 +512,8 @@ class RedisBackend implements RegistryBackend {
               return false;
             }
           }
+          if (compareIds(entryId, reader.lastId) <= 0) return false;
+          reader.lastId = entryId;
           const f = fieldMap(fields);
           if (f[TERMINAL_FIELD] !== undefined) {
             active = false;
