@@ -130,11 +130,12 @@ const table = lines.join('\n') + '\n';
 
 const outDir = join(here, 'results');
 mkdirSync(outDir, { recursive: true });
-const base = quick ? 'quick' : 'latest';
+// A partial run (--only) never overwrites the full results.
+const base = quick ? 'quick' : only !== undefined ? 'partial' : 'latest';
 writeFileSync(join(outDir, `${base}.json`), JSON.stringify(doc, null, 2) + '\n');
 writeFileSync(join(outDir, `${base}.md`), table);
 writeFileSync(
-  join(outDir, `${base === 'latest' ? 'ratios' : 'quick-ratios'}.svg`),
+  join(outDir, `${base === 'latest' ? 'ratios' : `${base}-ratios`}.svg`),
   renderChart(
     ratios,
     `${doc.machine.cpus} x ${doc.machine.model}, Node ${doc.machine.node}, ${doc.mode} run`,

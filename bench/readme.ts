@@ -1,0 +1,76 @@
+/**
+ * `npm run bench:readme`: rewrites the results block of README.md (between the bench:start and
+ * bench:end markers) from bench/results/latest.json, so the README always shows the last full run.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Figure, Ratio } from './lib.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const doc = JSON.parse(readFileSync(join(root, 'bench/results/latest.json'), 'utf8')) as {
+  date: string;
+  machine: { cpus: number; model: string; memoryGiB: number; node: string };
+  versions: Record<string, string>;
+  sections: Array<{ section: string; figures: Figure[]; notes: string[] }>;
+  ratios: Array<Ratio & { section: string }>;
+  summary: { met: number; missed: number };
+};
+
+const fmt = (n: number): string =>
+  Math.abs(n) >= 1e6
+    ? `${(n / 1e6).toFixed(2)}M`
+    : Math.abs(n) >= 1e4
+      ? `${(n / 1e3).toFixed(1)}k`
+      : Math.abs(n) >= 100
+        ? n.toFixed(0)
+        : n.toFixed(Math.abs(n) >= 1 ? 2 : 3);
+const shown = [
+  /: job-registry$/,
+  /bare/,
+  /ReplaySubject\(\)$/,
+  /resumable-stream/,
+  /emit throughput/,
+  /replay of a/,
+  /commands per token: job-registry/,
+];
+
+const out: string[] = [];
+out.push(
+  `Last full run (${doc.date.slice(0, 10)}): ${doc.machine.cpus} x ${doc.machine.model}, ${doc.machine.memoryGiB} GiB, Node ${doc.machine.node}; ` +
+    `rxjs ${doc.versions.rxjs}, ioredis ${doc.versions.ioredis}, resumable-stream ${doc.versions['resumable-stream']}. ` +
+    `${doc.summary.met} of ${doc.summary.met + doc.summary.missed} ratios met.`,
+  '',
+  '| section | ratio | value | target | met |',
+  '|---|---|---:|---:|:---:|',
+);
+for (const r of doc.ratios)
+  out.push(
+    `| ${r.section} | ${r.name} | ${fmt(r.value)} | ${r.higherIsBetter ? '>=' : '<='} ${fmt(r.target)} | ${r.met ? 'yes' : '**no**'} |`,
+  );
+out.push(
+  '',
+  'Some of the figures behind them (median, min - max):',
+  '',
+  '| section | figure | median | min - max | unit |',
+  '|---|---|---:|---:|---|',
+);
+for (const s of doc.sections)
+  for (const f of s.figures)
+    if (shown.some((re) => re.test(f.name)))
+      out.push(`| ${s.section} | ${f.name} | ${fmt(f.median)} | ${fmt(f.min)} - ${fmt(f.max)} | ${f.unit} |`);
+const notes = doc.sections.flatMap((s) =>
+  s.notes.filter((n) => /throughput|skipped|failed/.test(n)).map((n) => `- ${s.section}: ${n}`),
+);
+if (notes.length > 0) out.push('', ...notes);
+
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const start = readme.indexOf('<!-- bench:start -->');
+const end = readme.indexOf('<!-- bench:end -->');
+if (start < 0 || end < start)
+  throw new Error('README.md has no <!-- bench:start --> ... <!-- bench:end --> block');
+writeFileSync(
+  join(root, 'README.md'),
+  `${readme.slice(0, start)}<!-- bench:start -->\n\n${out.join('\n')}\n\n${readme.slice(end)}`,
+);
+console.log(`README.md: results of ${doc.date} written`);
