@@ -272,6 +272,7 @@ export function createJobHandler<T, P = unknown>(
     await registry.checkReadable(id, after === undefined ? {} : { after });
     if (res.destroyed) return;
     openEventStream(res, retryMs);
+    if (req.method === 'HEAD') return void res.end();
     res.socket?.setNoDelay(true);
     const stream: TokenStream<T> = new TokenStream<T>(
       res,

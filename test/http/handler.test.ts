@@ -306,6 +306,16 @@ describe('bad input: contract status, JSON error, no job created', () => {
     srv.registry.removeJob(id);
   });
 
+  test('HEAD on a stream answers its headers and holds nothing open', async () => {
+    const id = srv.registry.createJob();
+    const r = await http(`${srv.url}/v1/inference/${id}/stream`, { method: 'HEAD' });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^text\/event-stream/);
+    expect(srv.handler.connections).toBe(0);
+    expect((await http(`${srv.url}/v1/inference/job-none/stream`, { method: 'HEAD' })).status).toBe(404);
+    srv.registry.removeJob(id);
+  });
+
   test('wrong methods are 405 with Allow; unknown sub-paths 404; paths outside the routes 404 without next', async () => {
     const cases: Array<[string, string, string]> = [
       ['GET', '/v1/inference', 'POST'],
