@@ -463,11 +463,7 @@ export class JobRegistry<T = unknown, P = unknown> {
    * @throws InvalidArgumentError at once for an `after` that is not a whole number >= 0.
    */
   tokens$(id: string, options?: TokensOptions): Observable<TokenEvent<T>> {
-    const after = options?.after;
-    if (after !== undefined && !(typeof after === 'number' && Number.isSafeInteger(after) && after >= 0))
-      throw new InvalidArgumentError(
-        `tokens$ after must be a whole number >= 0 (a seq already seen), got ${String(after)}`,
-      );
+    const after = resumePoint(options, 'tokens$');
     return new Observable<TokenEvent<T>>((sub) => {
       if (this.disposed) return sub.error(new RegistryDisposedError('tokens$'));
       const job = this.jobs.get(id);
@@ -488,11 +484,7 @@ export class JobRegistry<T = unknown, P = unknown> {
    */
   async checkReadable(id: string, options?: TokensOptions): Promise<JobSnapshot> {
     if (this.disposed) throw new RegistryDisposedError('checkReadable');
-    const after = options?.after;
-    if (after !== undefined && !(typeof after === 'number' && Number.isSafeInteger(after) && after >= 0))
-      throw new InvalidArgumentError(
-        `after must be a whole number >= 0 (a seq already seen), got ${String(after)}`,
-      );
+    const after = resumePoint(options, 'checkReadable');
     const job = this.jobs.get(id);
     if (job !== undefined) {
       const first = this.firstKept(job);
@@ -860,6 +852,16 @@ export class JobRegistry<T = unknown, P = unknown> {
       this.dispatching = false;
     }
   }
+}
+
+/** The `after` of `tokens$` / `checkReadable`, checked: a whole number >= 0, or absent. */
+function resumePoint(options: TokensOptions | undefined, method: string): number | undefined {
+  const after = options?.after;
+  if (after !== undefined && !(typeof after === 'number' && Number.isSafeInteger(after) && after >= 0))
+    throw new InvalidArgumentError(
+      `${method} after must be a whole number >= 0 (a seq already seen), got ${String(after)}`,
+    );
+  return after;
 }
 
 function endReason(state: JobState, error: string | undefined): string | undefined {

@@ -6,9 +6,12 @@
 
 const LINE_BREAK = /\r\n|\r|\n/;
 
+// Cheaper than the regex on the per-token path, where nearly every value is one line.
+const hasLineBreak = (value: string): boolean => value.indexOf('\n') !== -1 || value.indexOf('\r') !== -1;
+
 /** `data:` lines for a value; each line break in it starts a new `data:` line. */
 export function dataLines(value: string): string {
-  if (value.indexOf('\n') === -1 && value.indexOf('\r') === -1) return `data: ${value}\n`;
+  if (!hasLineBreak(value)) return `data: ${value}\n`;
   let out = '';
   for (const line of value.split(LINE_BREAK)) out += `data: ${line}\n`;
   return out;
@@ -22,8 +25,7 @@ export function sseEvent(event: string, data: string, id?: number | string): str
 
 /** A token event: `id: <seq>`, `event: token`, `data: <serialized>`. */
 export function tokenEvent(seq: number, data: string): string {
-  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1)
-    return `id: ${seq}\nevent: token\ndata: ${data}\n\n`;
+  if (!hasLineBreak(data)) return `id: ${seq}\nevent: token\ndata: ${data}\n\n`;
   return `id: ${seq}\nevent: token\n${dataLines(data)}\n`;
 }
 

@@ -1,5 +1,5 @@
 import { DateTime } from 'luxon';
-import { Observable, Subject, filter } from 'rxjs';
+import { Observable, Subject, filter, map } from 'rxjs';
 import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import { v4 as uuidv4 } from 'uuid';
 import type { BackendHost, RegistryBackend, StoredJob } from '../core/backend.js';
@@ -44,8 +44,8 @@ export interface RedisBackendOptions {
   logger?: BackendLogger;
 }
 
-type Command = [string, ...(string | number)[]];
 type Pipeline = ChainableCommander;
+type TransitionCommand = (...args: (string | number)[]) => Promise<string | null> | Pipeline;
 
 interface RemoteReader {
   jobId: string;
@@ -85,7 +85,7 @@ class RedisBackend implements RegistryBackend {
   private readonly owner = uuidv4();
   private readonly keys: Keys;
   private readonly where: string;
-  private readonly cmd: Redis & { jrTransition: (...args: (string | number)[]) => Promise<string | null> };
+  private readonly cmd: Redis;
   private readonly reader: Redis;
   private readonly ownsCmd: boolean;
   private readonly leaseMs: number;
@@ -139,11 +139,11 @@ class RedisBackend implements RegistryBackend {
       connectionName: `jr:${prefix}:${this.owner}`,
     };
     if (options.redis !== undefined) {
-      this.cmd = options.redis as RedisBackend['cmd'];
+      this.cmd = options.redis;
       this.ownsCmd = false;
       this.where = `${options.redis.options.host ?? '?'}:${options.redis.options.port ?? '?'}`;
     } else if (typeof options.url === 'string' && options.url !== '') {
-      this.cmd = new Redis(options.url, base) as RedisBackend['cmd'];
+      this.cmd = new Redis(options.url, base);
       this.ownsCmd = true;
       this.where = options.url.replace(/\/\/[^@/]*@/, '//***@');
     } else throw new InvalidArgumentError('redisBackend needs { url } or { redis }');
@@ -159,10 +159,7 @@ class RedisBackend implements RegistryBackend {
     this.reader.on('ready', () => (this.readerId = undefined));
     this.events$ = this.allEvents.pipe(
       filter(({ event, origin }) => origin !== this.owner && !(this.host?.holds(event.jobId) ?? false)),
-      (source) =>
-        new Observable<RegistryEvent>((sub) =>
-          source.subscribe({ next: (x) => sub.next(x.event), complete: () => sub.complete() }),
-        ),
+      map(({ event }) => event),
     );
   }
 
@@ -208,8 +205,7 @@ class RedisBackend implements RegistryBackend {
 
   jobCreated(job: StoredJob): void {
     const at = String(job.createdAt);
-    this.queue([
-      'hset',
+    this.pipeline().hset(
       this.keys.meta(job.id),
       'state',
       'queued',
@@ -221,8 +217,8 @@ class RedisBackend implements RegistryBackend {
       0,
       'owner',
       this.owner,
-    ]);
-    this.queue(['zadd', this.keys.jobs, job.createdAt, job.id]);
+    );
+    this.pipeline().zadd(this.keys.jobs, job.createdAt, job.id);
     this.queueEvent('created', job.id, job.createdAt, []);
   }
 
@@ -244,17 +240,7 @@ class RedisBackend implements RegistryBackend {
   stateChanged(jobId: string, from: JobState, to: JobState, error: string | undefined, at: number): void {
     const count = this.counts.get(jobId) ?? -1;
     this.counts.delete(jobId);
-    const ttl = this.ttl();
-    this.queue([
-      'jrTransition',
-      this.keys.meta(jobId),
-      this.keys.tokens(jobId),
-      to,
-      error ?? '',
-      String(at),
-      ttl,
-      count,
-    ]);
+    this.transitionIn(this.pipeline(), jobId, to, error ?? '', at, count);
     // The event goes out only if the CAS moved the job: a remote cancel that won the race has already
     // written its own, and the stream must carry exactly the transitions Redis kept.
     this.conditional.push({
@@ -267,8 +253,8 @@ class RedisBackend implements RegistryBackend {
 
   jobRemoved(jobId: string): void {
     this.counts.delete(jobId);
-    this.queue(['del', this.keys.meta(jobId), this.keys.tokens(jobId)]);
-    this.queue(['zrem', this.keys.jobs, jobId]);
+    this.pipeline().del(this.keys.meta(jobId), this.keys.tokens(jobId));
+    this.pipeline().zrem(this.keys.jobs, jobId);
     const at = Date.now();
     // A state event still waiting for its CAS result goes first.
     const before = this.conditionalOf.get(jobId);
@@ -328,12 +314,6 @@ class RedisBackend implements RegistryBackend {
       queueMicrotask(() => this.exec());
     }
     return this.pipe;
-  }
-
-  private queue(command: Command): void {
-    const [name, ...args] = command;
-    const pipe = this.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown>;
-    pipe[name]!(...args);
   }
 
   private exec(): void {
@@ -397,11 +377,7 @@ class RedisBackend implements RegistryBackend {
     if (!isValidJobId(jobId)) return undefined;
     await this.started;
     const meta = await this.cmd.hgetall(this.keys.meta(jobId));
-    let snap = this.parseMeta(jobId, meta);
-    if (snap !== undefined && !isTerminal(snap.state) && (await this.reapIfOrphaned(jobId, meta.owner))) {
-      snap = this.parseMeta(jobId, await this.cmd.hgetall(this.keys.meta(jobId)));
-    }
-    return snap;
+    return this.snapshotOf(jobId, meta);
   }
 
   listJobs(): Promise<JobSnapshot[]> {
@@ -415,8 +391,8 @@ class RedisBackend implements RegistryBackend {
     const pipe = this.cmd.pipeline();
     for (const id of ids) pipe.hgetall(this.keys.meta(isValidJobId(id) ? id : '\u0000invalid'));
     const results = (await pipe.exec()) ?? [];
-    const out: JobSnapshot[] = [];
     const gone: string[] = [];
+    const found: Array<Promise<JobSnapshot | undefined>> = [];
     ids.forEach((id, i) => {
       const meta = results[i]?.[1] as Record<string, string> | undefined;
       if (!isValidJobId(id)) {
@@ -426,23 +402,21 @@ class RedisBackend implements RegistryBackend {
         return;
       }
       if (meta === undefined || Object.keys(meta).length === 0) return void gone.push(id);
-      const snap = this.parseMeta(id, meta);
-      if (snap !== undefined) out.push(snap);
+      found.push(this.snapshotOf(id, meta));
     });
     if (gone.length > 0) await this.cmd.zrem(this.keys.jobs, ...gone);
-    // Live jobs of processes whose lease is gone end as failed here too, so a dashboard never shows
-    // a dead process's job as running forever.
-    const live = out.filter((j) => !isTerminal(j.state) && !(this.host?.holds(j.id) ?? false));
-    if (live.length > 0) {
-      const owners = await Promise.all(live.map((j) => this.cmd.hget(this.keys.meta(j.id), 'owner')));
-      const reaped = await Promise.all(live.map((j, i) => this.reapIfOrphaned(j.id, owners[i] ?? undefined)));
-      for (let i = 0; i < live.length; i++) {
-        if (!reaped[i]) continue;
-        const fresh = this.parseMeta(live[i]!.id, await this.cmd.hgetall(this.keys.meta(live[i]!.id)));
-        if (fresh !== undefined) out[out.indexOf(live[i]!)] = fresh;
-      }
-    }
-    return out;
+    return (await Promise.all(found)).filter((snap): snap is JobSnapshot => snap !== undefined);
+  }
+
+  /**
+   * The snapshot of a job hash just read. A live job of a process whose lease is gone is ended as
+   * `failed` first, so a reader or a dashboard never shows a dead process's job as running forever.
+   */
+  private async snapshotOf(jobId: string, meta: Record<string, string>): Promise<JobSnapshot | undefined> {
+    const snap = this.parseMeta(jobId, meta);
+    if (snap === undefined || isTerminal(snap.state) || (this.host?.holds(jobId) ?? false)) return snap;
+    if (!(await this.reapIfOrphaned(jobId, meta.owner))) return snap;
+    return this.parseMeta(jobId, await this.cmd.hgetall(this.keys.meta(jobId)));
   }
 
   firstKept(jobId: string): Promise<number | undefined> {
@@ -452,12 +426,9 @@ class RedisBackend implements RegistryBackend {
   private async firstKeptNow(jobId: string): Promise<number | undefined> {
     if (!isValidJobId(jobId)) return undefined;
     const first = await this.cmd.xrange(this.keys.tokens(jobId), '-', '+', 'COUNT', 1);
-    if (first.length === 0) {
-      const count = await this.cmd.hget(this.keys.meta(jobId), 'token_count');
-      return count === null ? undefined : Number(count);
-    }
-    const seq = seqOf(first[0]![0]);
+    const seq = first.length > 0 ? seqOf(first[0]![0]) : undefined;
     if (seq !== undefined) return seq;
+    // No token kept (none yet, or only the end entry): the next seq is the first one a reader can get.
     const count = await this.cmd.hget(this.keys.meta(jobId), 'token_count');
     return count === null ? undefined : Number(count);
   }
@@ -565,7 +536,7 @@ class RedisBackend implements RegistryBackend {
         if (active) {
           active = false;
           sub.error(
-            e instanceof JobNotFoundError || e instanceof ReplayExpiredError
+            e instanceof JobRegistryError
               ? e
               : new BackendError(`reading ${jobId} from Redis failed: ${messageOf(e)}`, e),
           );
@@ -616,7 +587,7 @@ class RedisBackend implements RegistryBackend {
               ...(snap.error !== undefined ? { error: snap.error } : {}),
             });
         },
-        (e: unknown) => sub.error(new BackendError(`reading ${jobId} from Redis failed: ${messageOf(e)}`, e)),
+        (e: unknown) => sub.error(e), // findJob fails with BackendError already
       );
       return () => {
         events.unsubscribe();
@@ -697,8 +668,8 @@ class RedisBackend implements RegistryBackend {
         this.log.warn(`job-registry: skipping a corrupt event ${id} in ${this.keys.events}`);
         continue;
       }
-      // A job ends once. When a remote cancel and the owner's own end race, both reach the stream, but
-      // only the first (the one Redis kept: the CAS on the job hash) is passed on.
+      // A job ends once. Every end is written after its CAS won, but a write resent after a dropped
+      // connection can land twice: only the first is passed on.
       if (event.type === 'stateChanged' && isTerminal(event.to)) {
         if (this.ended.has(event.jobId)) continue;
         this.ended.add(event.jobId);
@@ -775,17 +746,29 @@ class RedisBackend implements RegistryBackend {
     return this.host === undefined || this.host.retentionMs === Infinity ? -1 : this.host.retentionMs;
   }
 
-  /** Ends a job held by another process, in Redis (a CAS); resolves with its previous state, or null. */
-  private endRemote(jobId: string, state: 'cancelled' | 'failed', error: string): Promise<string | null> {
-    return this.cmd.jrTransition(
+  /** Queues the CAS transition script (see scripts.ts) on a pipeline or a plain connection. */
+  private transitionIn(
+    on: Pipeline | Redis,
+    jobId: string,
+    to: JobState,
+    error: string,
+    at: number,
+    count: number,
+  ): ReturnType<TransitionCommand> {
+    return (on as unknown as { jrTransition: TransitionCommand }).jrTransition(
       this.keys.meta(jobId),
       this.keys.tokens(jobId),
-      state,
+      to,
       error,
-      String(Date.now()),
+      String(at),
       this.ttl(),
-      -1,
+      count,
     );
+  }
+
+  /** Ends a job held by another process, in Redis (a CAS); resolves with its previous state, or null. */
+  private endRemote(jobId: string, state: 'cancelled' | 'failed', error: string): Promise<string | null> {
+    return this.transitionIn(this.cmd, jobId, state, error, Date.now(), -1) as Promise<string | null>;
   }
 
   /** Ends as `failed` a live job whose owning process no longer renews its lease. True when it did. */

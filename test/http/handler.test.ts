@@ -190,41 +190,32 @@ describe('bad input: contract status, JSON error, no job created', () => {
   afterEach(() => {
     expect(srv.registry.jobCount()).toBe(0);
   });
+  const postRaw = (body: string | undefined, type = 'application/json') =>
+    http(`${srv.url}/v1/inference`, {
+      method: 'POST',
+      headers: { 'content-type': type },
+      ...(body === undefined ? {} : { body }),
+    });
 
   test('malformed JSON is 400', async () => {
-    const r = await http(`${srv.url}/v1/inference`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: '{"words": [',
-    });
+    const r = await postRaw('{"words": [');
     expect(r.status).toBe(400);
     expect(JSON.parse(r.body)).toEqual(ERROR_BODY('INVALID_JSON'));
   });
 
   test('an empty body is 400', async () => {
-    const r = await http(`${srv.url}/v1/inference`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-    });
+    const r = await postRaw(undefined);
     expect(r.status).toBe(400);
   });
 
   test('a non-JSON content type is 415', async () => {
-    const r = await http(`${srv.url}/v1/inference`, {
-      method: 'POST',
-      headers: { 'content-type': 'text/plain' },
-      body: '{}',
-    });
+    const r = await postRaw('{}', 'text/plain');
     expect(r.status).toBe(415);
     expect(JSON.parse(r.body)).toEqual(ERROR_BODY('UNSUPPORTED_MEDIA_TYPE'));
   });
 
   test('a body over maxBodyBytes is 413, refused by its declared length before reading', async () => {
-    const r = await http(`${srv.url}/v1/inference`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ words: ['x'.repeat(5000)] }),
-    });
+    const r = await postRaw(JSON.stringify({ words: ['x'.repeat(5000)] }));
     expect(r.status).toBe(413);
     expect(JSON.parse(r.body)).toEqual(ERROR_BODY('PAYLOAD_TOO_LARGE'));
   });
