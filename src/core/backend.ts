@@ -2,6 +2,14 @@ import { NEVER, throwError, type Observable } from 'rxjs';
 import { JobNotFoundError } from './errors.js';
 import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
 
+/** A job this process holds, as a backend needs it to restore the job in a store that lost it. */
+export interface HeldJob {
+  state: JobState;
+  error?: string;
+  createdAt: number;
+  tokenCount: number;
+}
+
 /** What a backend may ask of the registry it serves. */
 export interface BackendHost {
   /** The registry's options, as numbers: tokens kept per job, ms a terminal job is kept. */
@@ -9,8 +17,21 @@ export interface BackendHost {
   readonly retentionMs: number;
   /** Whether this process holds the job (its events are then published by the registry itself). */
   holds(jobId: string): boolean;
-  /** Another process cancelled (or a lease check failed) a job this process holds: end it here, without writing back. */
-  endLocal(jobId: string, state: 'cancelled' | 'failed', error: string): void;
+  /** Ids of the jobs this process holds that are not terminal. */
+  liveJobs(): string[];
+  /** A job this process holds, or `undefined`. */
+  describe(jobId: string): HeldJob | undefined;
+  /**
+   * The store already ended a job this process holds (another process's lease check failed it, or its
+   * end won a race): end it here too, without writing back. When the job already ended here in another
+   * state, the store's end wins and this process's record is corrected, so every process reports one end.
+   */
+  adoptEnd(jobId: string, state: 'completed' | 'failed' | 'cancelled', error: string | undefined): void;
+  /**
+   * End a live job this process holds and write the end (a cancel requested by another process, tokens
+   * the store refused). Returns false when the job is unknown here or already terminal.
+   */
+  end(jobId: string, state: 'cancelled' | 'failed', error: string): boolean;
 }
 
 /** A job as a backend stores it when it is created here. */
@@ -33,8 +54,11 @@ export interface RegistryBackend {
   open(host: BackendHost): void;
   /** Resolves once the backend can serve; rejects with a clear error when its store cannot be reached. */
   ready(): Promise<void>;
+  /** Records a new job. May throw `BackendError` (refused: the store is unreachable and writes pile up); nothing is then created. */
   jobCreated(job: StoredJob): void;
+  /** Records a token. May throw `BackendError` like `jobCreated`; the token is then not appended. */
   tokenAppended(jobId: string, seq: number, token: unknown): void;
+  /** Records a state change. Never throws for a refused write: an end must reach the store. */
   stateChanged(jobId: string, from: JobState, to: JobState, error: string | undefined, at: number): void;
   jobRemoved(jobId: string): void;
   /** Resolves when every write made so far is stored. */

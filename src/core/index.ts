@@ -28,4 +28,4 @@ export { isValidJobId, MAX_JOB_ID_LENGTH } from './ids.js';
 export { toMillis } from './duration.js';
 export type { DurationInput } from './duration.js';
 export { memoryBackend } from './backend.js';
-export type { RegistryBackend, BackendHost, StoredJob } from './backend.js';
+export type { RegistryBackend, BackendHost, StoredJob, HeldJob } from './backend.js';

@@ -12,7 +12,7 @@ import {
   type Subscription,
 } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
-import { memoryBackend, type BackendHost, type RegistryBackend } from './backend.js';
+import { memoryBackend, type BackendHost, type HeldJob, type RegistryBackend } from './backend.js';
 import { Deadlines, type Deadline } from './deadlines.js';
 import { toMillis, type DurationInput } from './duration.js';
 import {
@@ -203,9 +203,33 @@ export class JobRegistry<T = unknown, P = unknown> {
       replayLimit: this.replayLimit,
       retentionMs: this.retentionMs,
       holds: (jobId) => this.jobs.has(jobId),
-      endLocal: (jobId, state, error) => {
+      liveJobs: () => {
+        const ids: string[] = [];
+        for (const job of this.jobs.values()) if (!isTerminal(job.state)) ids.push(job.id);
+        return ids;
+      },
+      describe: (jobId) => {
         const job = this.jobs.get(jobId);
-        if (job !== undefined && !isTerminal(job.state)) this.transition(job, state, error, false);
+        if (job === undefined) return undefined;
+        const held: HeldJob = { state: job.state, createdAt: job.createdAt, tokenCount: job.nextSeq };
+        if (job.error !== undefined) held.error = job.error;
+        return held;
+      },
+      adoptEnd: (jobId, state, error) => {
+        const job = this.jobs.get(jobId);
+        if (job === undefined || job.state === state) return;
+        if (!isTerminal(job.state)) this.transition(job, state, endReason(state, error), false);
+        else {
+          // Readers here already saw this process's end; the record now says what every process says.
+          job.state = state;
+          job.error = endReason(state, error);
+        }
+      },
+      end: (jobId, state, error) => {
+        const job = this.jobs.get(jobId);
+        if (job === undefined || isTerminal(job.state)) return false;
+        this.transition(job, state, error);
+        return true;
       },
     };
     this.backend.open(host);
@@ -253,9 +277,10 @@ export class JobRegistry<T = unknown, P = unknown> {
       job.payload = init.payload;
       job.hasPayload = true;
     }
+    // The backend write goes first: when it refuses (BackendError), no half-created job is left here.
+    if (this.shared) this.backend.jobCreated({ id, createdAt: now });
     this.jobs.set(id, job);
     if (claimMs !== Infinity) job.deadline = this.deadlines.schedule(job, claimMs);
-    if (this.shared) this.backend.jobCreated({ id, createdAt: now });
     if (this.events.observed) this.publish({ type: 'created', jobId: id, at: utc(now) });
     return id;
   }
@@ -331,12 +356,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     const job = this.require(id, 'getTokenSender');
     this.claim(job);
     return {
-      next: (token: T) => {
-        if (!isTerminal(job.state) && !this.disposed) {
-          if (job.state === 'queued') this.transition(job, 'running', undefined);
-          this.push(job, token);
-        }
-      },
+      next: (token: T) => this.produce(job, token),
       error: (e: unknown) => {
         if (!isTerminal(job.state) && !this.disposed) this.transition(job, 'failed', messageOf(e));
       },
@@ -556,8 +576,14 @@ export class JobRegistry<T = unknown, P = unknown> {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.closing = true;
+    let failure: unknown;
     for (const job of this.jobs.values()) {
-      if (!isTerminal(job.state)) this.transition(job, 'cancelled', 'registry disposed');
+      try {
+        if (!isTerminal(job.state)) this.transition(job, 'cancelled', 'registry disposed');
+      } catch (e) {
+        // A subscriber threw; every other job still ends and the backend still closes. Rethrown below.
+        failure ??= e;
+      }
     }
     this.disposed = true;
     this.deadlines.clear();
@@ -574,6 +600,7 @@ export class JobRegistry<T = unknown, P = unknown> {
         await this.backend.close();
       }
     } else await this.backend.close();
+    if (failure !== undefined) throw failure;
   }
 
   // ---- internals ----
@@ -603,6 +630,19 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (job.deadline !== undefined && job.state === 'queued') {
       this.deadlines.cancel(job.deadline);
       job.deadline = undefined;
+    }
+  }
+
+  // A token from a producer (executor, token source or sender). A write the backend refuses cannot be
+  // thrown back into the producer's Observable (it would surface as an uncaught error and leave the job
+  // running with tokens missing): the job fails instead, with the backend's reason.
+  private produce(job: Job<T, P>, token: T): void {
+    if (isTerminal(job.state) || this.disposed) return;
+    if (job.state === 'queued') this.transition(job, 'running', undefined);
+    try {
+      this.push(job, token);
+    } catch (e) {
+      if (!isTerminal(job.state)) this.transition(job, 'failed', messageOf(e));
     }
   }
 
@@ -742,11 +782,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     };
     try {
       subscription = from(start()).subscribe({
-        next: (token) => {
-          if (isTerminal(job.state) || this.disposed) return;
-          if (job.state === 'queued') this.transition(job, 'running', undefined);
-          this.push(job, token);
-        },
+        next: (token) => this.produce(job, token),
         error: (e: unknown) => finish('failed', messageOf(e)),
         complete: () => finish('completed', undefined),
       });

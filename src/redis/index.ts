@@ -1,4 +1,3 @@
 export { redisBackend } from './backend.js';
-export type { RedisBackendOptions, BackendLogger } from './backend.js';
-export { keysFor, isValidPrefix } from './keys.js';
-export type { Keys } from './keys.js';
+export type { RedisBackendOptions, BackendLogger } from './options.js';
+export { Keys, isValidPrefix } from './keys.js';

@@ -1,21 +1,68 @@
+import { shardIndex, shardTags } from './slot.js';
+
 /**
- * Key layout. Every key of one job shares the hash tag `{<jobId>}`, so a job's keys live in one Redis
- * Cluster slot and its Lua script touches one slot only:
+ * Key layout. Jobs are spread over `shards` shards; every key of a shard shares one hash tag, picked so
+ * the shards spread over the slot space (and so over every master of a Redis Cluster). A job's keys, its
+ * shard's event stream and job index live in one slot, so one Lua script updates a job and writes its
+ * event atomically, a pipeline per shard never spans slots, and one XREAD per shard reads its events and
+ * every token stream tailed there.
  *
- *   <prefix>{<id>}:meta     hash: state, error, created_at, updated_at, token_count, owner
- *   <prefix>{<id>}:tokens   stream: one entry per token, id `0-<seq+1>`, field `s` = a string token or
- *                           `t` = any other token as JSON; then one end
- *                           entry (auto id) with fields `end` = terminal state, `error`
- *   <prefix>jobs            sorted set: job ids by creation time (for listJobs)
- *   <prefix>events          stream: registry events of every process (type, job, from, to, error, at, origin)
- *   <prefix>owner:<owner>   string with a TTL: the lease of a live process
+ *   <prefix>{<tag>}:job:<id>        hash: state, error, created_at, updated_at, token_count (terminal), owner
+ *   <prefix>{<tag>}:tokens:<id>     stream: one entry per token, id `0-<seq+1>`, field `s` = a string token
+ *                                    or `t` = any other token as JSON; then one end entry (auto id) with
+ *                                    fields `end` = terminal state, `error`
+ *   <prefix>{<tag>}:events          stream: registry events of this shard's jobs, and cancel requests
+ *   <prefix>{<tag>}:jobs            sorted set: job ids by creation time (listJobs)
+ *   <prefix>{<tag>}:live            hash: live job id -> owning process (the reaper's work list)
+ *   <prefix>{<tag>}:wake:<owner>    stream: written to wake a process's blocked reader of this shard
+ *   <prefix>owner:<owner>           string with a TTL: the lease of a live process
+ *
+ * Every key has an expiry or a removal path: job keys expire `retention` after the job ends, the event
+ * and index streams and wake streams carry a TTL refreshed on write, the live hash empties itself.
  */
-export interface Keys {
-  meta(id: string): string;
-  tokens(id: string): string;
-  owner(owner: string): string;
-  readonly jobs: string;
-  readonly events: string;
+export class Keys {
+  readonly tags: string[];
+  private readonly bases: string[];
+
+  constructor(
+    readonly prefix: string,
+    readonly shards: number,
+  ) {
+    this.tags = shardTags(shards);
+    this.bases = this.tags.map((t) => `${prefix}{${t}}:`);
+  }
+
+  shardOf(id: string): number {
+    return shardIndex(id, this.shards);
+  }
+
+  meta(id: string, shard = this.shardOf(id)): string {
+    return `${this.bases[shard]}job:${id}`;
+  }
+
+  tokens(id: string, shard = this.shardOf(id)): string {
+    return `${this.bases[shard]}tokens:${id}`;
+  }
+
+  events(shard: number): string {
+    return `${this.bases[shard]}events`;
+  }
+
+  jobs(shard: number): string {
+    return `${this.bases[shard]}jobs`;
+  }
+
+  live(shard: number): string {
+    return `${this.bases[shard]}live`;
+  }
+
+  wake(shard: number, owner: string): string {
+    return `${this.bases[shard]}wake:${owner}`;
+  }
+
+  owner(owner: string): string {
+    return `${this.prefix}owner:${owner}`;
+  }
 }
 
 const PREFIX = /^[A-Za-z0-9:._-]{0,100}$/;
@@ -23,16 +70,6 @@ const PREFIX = /^[A-Za-z0-9:._-]{0,100}$/;
 /** Whether a key prefix is safe: no pattern or hash-tag characters. */
 export function isValidPrefix(prefix: string): boolean {
   return typeof prefix === 'string' && PREFIX.test(prefix);
-}
-
-export function keysFor(prefix: string): Keys {
-  return {
-    meta: (id) => `${prefix}{${id}}:meta`,
-    tokens: (id) => `${prefix}{${id}}:tokens`,
-    owner: (owner) => `${prefix}owner:${owner}`,
-    jobs: `${prefix}jobs`,
-    events: `${prefix}events`,
-  };
 }
 
 /** Stream id of the token with this seq. */

@@ -1,26 +1,117 @@
 /**
- * Moves a job to a new state, atomically, unless it is missing, terminal, or already there. A terminal
- * move appends the end entry to the token stream and starts the retention TTL.
+ * Lua scripts. Each touches one job's keys and its shard's keys, which share a hash tag (one cluster
+ * slot), so each runs atomically on Redis and on Redis Cluster. A state change and its event are written
+ * together: the event stream carries exactly the transitions Redis kept, in the order it kept them.
  *
- * KEYS[1] meta hash, KEYS[2] token stream (same hash tag)
- * ARGV[1] target state, ARGV[2] error ('' for none), ARGV[3] time (ms), ARGV[4] retention ms (-1: keep),
- * ARGV[5] token count (-1: leave as is)
- * Returns the previous state when it moved, nil otherwise.
+ * Shared ARGV tail of every script (after the script's own ARGV):
+ *   job id, origin (the writing process), events MAXLEN (approximate), shard TTL ms (-1: none)
  */
-export const TRANSITION = `
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return false end
-if state == 'completed' or state == 'failed' or state == 'cancelled' or state == ARGV[1] then return false end
+
+/** Appends one registry event to the shard's stream and refreshes the shard keys' TTL. */
+const EVENT = `
+local function event(events, maxlen, ttl, fields)
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  if ttl >= 0 then redis.call('PEXPIRE', events, ttl) end
+end
+local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
+`;
+
+/**
+ * Creates a job.
+ *
+ * KEYS[1] job hash, KEYS[2] shard events, KEYS[3] shard job index, KEYS[4] shard live hash
+ * ARGV[1] created at (ms), ARGV[2] live TTL ms of the job hash, then the shared tail (ARGV[3..6]).
+ */
+export const CREATE = `${EVENT}
+local id, origin, maxlen, ttl = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], 'state', 'queued', 'created_at', ARGV[1], 'updated_at', ARGV[1], 'owner', origin)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[1], id)
+redis.call('HSET', KEYS[4], id, origin)
+if ttl >= 0 then
+  redis.call('PEXPIRE', KEYS[3], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
+event(KEYS[2], maxlen, ttl, {'type', 'created', 'job', id, 'at', ARGV[1], 'origin', origin})
+return 1
+`;
+
+/**
+ * Moves a job to a new state, unless it is missing, terminal, or already there. A terminal move appends
+ * the end entry to the token stream, takes the job off the live hash and starts the retention TTL.
+ *
+ * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
+ * ARGV[1] target state, ARGV[2] error ('' for none), ARGV[3] time (ms), ARGV[4] retention ms (-1: keep),
+ * ARGV[5] token count (-1: leave as is), ARGV[6] cancel request id ('' for none), then the shared tail.
+ * Returns {'moved', previous state} | {'same'} | {'missing'} | {'ended', state, error}.
+ */
+export const TRANSITION = `${EVENT}
+local id, origin, maxlen, ttl = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local state, err = unpack(redis.call('HMGET', KEYS[1], 'state', 'error'))
+if not state then return {'missing'} end
+if terminal(state) then return {'ended', state, err or ''} end
+if state == ARGV[1] then return {'same'} end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[3])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
 if tonumber(ARGV[5]) >= 0 then redis.call('HSET', KEYS[1], 'token_count', ARGV[5]) end
-if ARGV[1] == 'completed' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
+if terminal(ARGV[1]) then
   redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2])
-  local ttl = tonumber(ARGV[4])
-  if ttl >= 0 then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('HDEL', KEYS[4], id)
+  local keep = tonumber(ARGV[4])
+  if keep >= 0 then
+    redis.call('PEXPIRE', KEYS[1], keep)
+    redis.call('PEXPIRE', KEYS[2], keep)
+  else
+    redis.call('PERSIST', KEYS[1])
+    redis.call('PERSIST', KEYS[2])
   end
 end
-return state
+local fields = {'type', 'stateChanged', 'job', id, 'from', state, 'to', ARGV[1], 'at', ARGV[3], 'origin', origin}
+if ARGV[2] ~= '' then table.insert(fields, 'error'); table.insert(fields, ARGV[2]) end
+if ARGV[6] ~= '' then table.insert(fields, 'req'); table.insert(fields, ARGV[6]) end
+event(KEYS[3], maxlen, ttl, fields)
+return {'moved', state}
+`;
+
+/**
+ * The owner restores a job whose data Redis lost (a restart without persistence, FLUSHALL) as ended, so
+ * every reader and every process sees one end instead of waiting for a job that no longer exists.
+ * Does nothing when the job hash is back with a state (another write restored it first).
+ *
+ * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
+ * ARGV[1] end state, ARGV[2] error, ARGV[3] time (ms), ARGV[4] retention ms (-1: keep), ARGV[5] token
+ * count, ARGV[6] created at (ms), ARGV[7] the state it left, then the shared tail.
+ * Returns 1 when it wrote the job, 0 when the hash already had a state.
+ */
+export const RESTORE_ENDED = `${EVENT}
+local id, origin, maxlen, ttl = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+if redis.call('HEXISTS', KEYS[1], 'state') == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2], 'created_at', ARGV[6], 'updated_at', ARGV[3],
+  'token_count', ARGV[5], 'owner', origin)
+redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2])
+redis.call('HDEL', KEYS[4], id)
+local keep = tonumber(ARGV[4])
+if keep >= 0 then
+  redis.call('PEXPIRE', KEYS[1], keep)
+  redis.call('PEXPIRE', KEYS[2], keep)
+end
+event(KEYS[3], maxlen, ttl, {'type', 'stateChanged', 'job', id, 'from', ARGV[7], 'to', ARGV[1], 'at', ARGV[3],
+  'origin', origin, 'error', ARGV[2]})
+return 1
+`;
+
+/**
+ * Removes a job and publishes `removed` after whatever events the job had.
+ *
+ * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard job index, KEYS[5] shard live
+ * ARGV[1] time (ms), then the shared tail (ARGV[2..5]).
+ */
+export const REMOVE = `${EVENT}
+local id, origin, maxlen, ttl = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[4], id)
+redis.call('HDEL', KEYS[5], id)
+event(KEYS[3], maxlen, ttl, {'type', 'removed', 'job', id, 'at', ARGV[1], 'origin', origin})
+return 1
 `;

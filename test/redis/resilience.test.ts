@@ -1,11 +1,12 @@
 import { Redis } from 'ioredis';
 import { JobRegistry, JobNotFoundError, InvalidArgumentError } from '../../src/core/index.js';
-import { redisBackend, type BackendLogger } from '../../src/redis/index.js';
+import { Keys, redisBackend, type BackendLogger } from '../../src/redis/index.js';
 import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
 import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
 
 const available = await haveRedis();
 const prefix = testPrefix('resilience');
+const K = new Keys(prefix, 8);
 
 describeIf(available)('redis backend: dropped connections and bad input', () => {
   const registries: JobRegistry<string>[] = [];
@@ -91,11 +92,11 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     await Promise.all([a.ready(), b.ready()]);
     const good = a.createJob();
     await a.flush();
-    await admin.zadd(`${prefix}jobs`, 1, 'job-{evil}*');
-    await admin.zadd(`${prefix}jobs`, 2, 'job-corrupt');
-    await admin.hset(`${prefix}{job-corrupt}:meta`, 'state', 'exploded', 'created_at', 'never');
+    await admin.zadd(K.jobs(0), 1, 'job-{evil}*');
+    await admin.zadd(K.jobs(K.shardOf('job-corrupt')), 2, 'job-corrupt');
+    await admin.hset(K.meta('job-corrupt'), 'state', 'exploded', 'created_at', 'never');
     const seen = collect(b.events$);
-    await admin.xadd(`${prefix}events`, '*', 'garbage', 'yes');
+    await admin.xadd(K.events(K.shardOf(good)), '*', 'garbage', 'yes');
     const list = await b.listJobs();
     expect(list.map((j) => j.id)).toContain(good);
     expect(list.map((j) => j.id)).not.toContain('job-corrupt');
@@ -109,7 +110,7 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     seen.unsubscribe();
     expect(warnings.some((w) => w.includes('foreign entry'))).toBe(true);
     expect(warnings.some((w) => w.includes('corrupt job hash'))).toBe(true);
-    expect(warnings.some((w) => w.includes(`${prefix}events`))).toBe(true);
+    expect(warnings.some((w) => w.includes(K.events(K.shardOf(good))))).toBe(true);
   });
 
   test('writes waiting for Redis are bounded by maxPendingWrites, then refused loudly with BackendError', async () => {
@@ -140,8 +141,10 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     r.emit(id, 'after');
     await r.flush();
     // Nothing was half-written: Redis holds exactly the tokens the registry accepted.
-    expect(await admin.xlen(`${prefix}{${id}}:tokens`)).toBe(r.getJob(id)!.tokenCount);
-    expect(Number(await admin.hget(`${prefix}{${id}}:meta`, 'token_count'))).toBe(r.getJob(id)!.tokenCount);
+    expect(await admin.xlen(K.tokens(id))).toBe(r.getJob(id)!.tokenCount);
+    const elsewhere = make();
+    await elsewhere.ready();
+    expect((await elsewhere.findJob(id))!.tokenCount).toBe(r.getJob(id)!.tokenCount);
   });
 
   test('a state event is written only when Redis took the transition (a remote end that won a race stays the only one)', async () => {
@@ -151,12 +154,12 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     a.emit(id, 'x');
     await a.flush();
     // Another process ended the job in Redis a moment before this one completes it locally.
-    await admin.hset(`${prefix}{${id}}:meta`, 'state', 'cancelled', 'error', 'cancelled elsewhere');
+    await admin.hset(K.meta(id), 'state', 'cancelled', 'error', 'cancelled elsewhere');
     a.updateState(id, 'completed');
     a.removeJob(id);
     await a.flush();
     await sleep(50);
-    const events = (await admin.xrange(`${prefix}events`, '-', '+'))
+    const events = (await admin.xrange(K.events(K.shardOf(id)), '-', '+'))
       .map(([, f]) => f)
       .filter((f) => f[3] === id);
     const kinds = events.map((f) => (f[1] === 'stateChanged' ? `to:${f[f.indexOf('to') + 1]}` : f[1]));
@@ -214,13 +217,9 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     a.emit(id, 'x');
     a.updateState(id, 'completed');
     await a.flush();
-    const ttl = await admin.pttl(`${prefix}{${id}}:tokens`);
+    const ttl = await admin.pttl(K.tokens(id));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(300);
-    await waitFor(
-      async () => (await admin.exists(`${prefix}{${id}}:meta`, `${prefix}{${id}}:tokens`)) === 0,
-      5000,
-      'expiry',
-    );
+    await waitFor(async () => (await admin.exists(K.meta(id), K.tokens(id))) === 0, 5000, 'expiry');
   });
 });

@@ -1,0 +1,114 @@
+import { Redis, type ChainableCommander, type Cluster } from 'ioredis';
+import { BackendError, messageOf } from '../core/errors.js';
+import { CREATE, REMOVE, RESTORE_ENDED, TRANSITION } from './scripts.js';
+
+export type RedisClient = Redis | Cluster;
+export type Pipeline = ChainableCommander;
+
+/** The scripts of scripts.ts, as ioredis commands (on a client and on its pipelines). */
+export interface ScriptCommands {
+  jrCreate(...args: (string | number)[]): unknown;
+  jrTransition(...args: (string | number)[]): unknown;
+  jrRestoreEnded(...args: (string | number)[]): unknown;
+  jrRemove(...args: (string | number)[]): unknown;
+}
+
+/**
+ * The command connection (a `Redis` or a `Cluster`, given or made from a URL), the scripts defined on
+ * it, and duplicates of it for blocking reads. On a cluster every shard is its own group (one slot: one
+ * pipeline, one blocking XREAD); on a single Redis all shards form one group.
+ */
+export class Connection {
+  readonly cmd: RedisClient;
+  readonly cluster: boolean;
+  readonly where: string;
+  private readonly owned: boolean;
+  private readonly blocking: RedisClient[] = [];
+
+  constructor(
+    options: { url?: string | undefined; redis?: RedisClient | undefined },
+    private readonly name: string,
+    private readonly onError: (e: unknown) => void,
+  ) {
+    if (options.redis !== undefined) {
+      this.cmd = options.redis;
+      this.owned = false;
+    } else {
+      this.cmd = new Redis(options.url!, { lazyConnect: true, connectTimeout: 5_000, connectionName: name });
+      this.owned = true;
+    }
+    this.cluster = (this.cmd as Cluster).isCluster === true;
+    this.where = this.cluster
+      ? `cluster ${(this.cmd as unknown as { startupNodes?: unknown[] }).startupNodes?.map(nodeName).join(',') ?? '?'}`
+      : options.url !== undefined && options.redis === undefined
+        ? options.url.replace(/\/\/[^@/]*@/, '//***@')
+        : `${(this.cmd as Redis).options.host ?? '?'}:${(this.cmd as Redis).options.port ?? '?'}`;
+    // ioredis emits 'error' per failed connection attempt: reported once per outage by the owner.
+    this.cmd.on('error', onError);
+    this.cmd.defineCommand('jrCreate', { numberOfKeys: 4, lua: CREATE });
+    this.cmd.defineCommand('jrTransition', { numberOfKeys: 4, lua: TRANSITION });
+    this.cmd.defineCommand('jrRestoreEnded', { numberOfKeys: 4, lua: RESTORE_ENDED });
+    this.cmd.defineCommand('jrRemove', { numberOfKeys: 5, lua: REMOVE });
+  }
+
+  /** Group of a shard: the unit of one pipeline and one blocking reader. */
+  groupOf(shard: number): number {
+    return this.cluster ? shard : 0;
+  }
+
+  /** The shards of each group. */
+  groups(shards: number): number[][] {
+    const all = Array.from({ length: shards }, (_, i) => i);
+    return this.cluster ? all.map((s) => [s]) : [all];
+  }
+
+  pipeline(): Pipeline & ScriptCommands {
+    return this.cmd.pipeline() as Pipeline & ScriptCommands;
+  }
+
+  get scripts(): ScriptCommands {
+    return this.cmd as unknown as ScriptCommands;
+  }
+
+  /** A new connection for one blocking reader, named so an operator can tell it apart. */
+  duplicateForBlocking(suffix: string): RedisClient {
+    const connectionName = `${this.name}:${suffix}`;
+    const dup = this.cluster
+      ? (this.cmd as Cluster).duplicate(undefined, {
+          lazyConnect: true,
+          redisOptions: {
+            ...(this.cmd as Cluster).options.redisOptions,
+            connectionName,
+            maxRetriesPerRequest: null,
+          },
+        })
+      : (this.cmd as Redis).duplicate({ lazyConnect: true, maxRetriesPerRequest: null, connectionName });
+    dup.on('error', this.onError);
+    this.blocking.push(dup);
+    return dup;
+  }
+
+  /** Connects the command connection (when not yet connected) and checks it answers. */
+  async connect(): Promise<void> {
+    try {
+      if (this.cmd.status === 'wait') await this.cmd.connect();
+      await this.cmd.ping();
+    } catch (e) {
+      this.close();
+      throw new BackendError(`cannot reach Redis at ${this.where}: ${messageOf(e)}`, e);
+    }
+  }
+
+  close(): void {
+    for (const b of this.blocking) b.disconnect();
+    this.blocking.length = 0;
+    if (this.owned) this.cmd.disconnect();
+    else this.cmd.off('error', this.onError);
+  }
+}
+
+function nodeName(n: unknown): string {
+  if (typeof n === 'string' || typeof n === 'number') return String(n);
+  const o = n as { host?: string; port?: number };
+  return `${o.host ?? '127.0.0.1'}:${o.port ?? 6379}`;
+}

@@ -1,0 +1,232 @@
+import { isJobState, isTerminal } from '../core/states.js';
+import type { BackendHost } from '../core/backend.js';
+import type { Connection } from './connection.js';
+import type { Keys } from './keys.js';
+import { perGroup } from './lookups.js';
+import type { Outages } from './outage.js';
+
+/** What the lease keeper needs from the backend. */
+export interface LeaseContext {
+  conn: Connection;
+  keys: Keys;
+  owner: string;
+  leaseMs: number;
+  /** TTL of live job keys, and of shard keys (-1: none); retention of terminal jobs (-1: kept). */
+  liveTtl: number;
+  shardTtl: number;
+  retentionMs: number;
+  outages: Outages;
+  host: () => BackendHost | undefined;
+  /** Jobs held elsewhere that a reader of this process follows. */
+  watched(): string[];
+  /** A followed job's data is gone. */
+  vanished(jobId: string): void;
+  /** A job this process holds has no data in Redis any more. */
+  lost(jobId: string): void;
+  /** Ends a live job of a dead process as failed; true when it did. */
+  reap(jobId: string, owner: string): Promise<boolean>;
+}
+
+/**
+ * The process lease and the periodic sweep. Every `leaseMs / 3` the lease is renewed; when it was gone
+ * (Redis lost its data, or this process was cut off long enough to be taken for dead), every job this
+ * process holds is checked against Redis: lost ones are restored as failed, ones another process ended
+ * take that end here. Every `leaseMs / 2` the sweep ends the live jobs of dead processes (so no job of a
+ * killed process stays `running`), ends readers whose job vanished, refreshes TTLs and drops index
+ * entries of expired jobs. Each failure is logged once per outage.
+ */
+export class Leases {
+  private timers: Array<ReturnType<typeof setInterval>> = [];
+  private renewals = 0;
+  private closed = false;
+
+  constructor(private readonly c: LeaseContext) {}
+
+  async start(): Promise<void> {
+    await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs);
+    this.every(Math.max(50, this.c.leaseMs / 3), () => this.renew());
+    this.every(Math.max(50, this.c.leaseMs / 2), () => this.sweep());
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+  }
+
+  private get key(): string {
+    return this.c.keys.owner(this.c.owner);
+  }
+
+  private every(ms: number, run: () => Promise<void>): void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || this.closed) return;
+      busy = true;
+      void run().finally(() => (busy = false));
+    }, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      const kept = await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
+      if (kept === null) {
+        await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs);
+        await this.reconcile();
+      } else if (++this.renewals % 9 === 0) await this.refreshLive();
+      this.c.outages.ok('lease renewal');
+    } catch (e) {
+      this.c.outages.fail(
+        'lease renewal',
+        `renewing this process's lease failed; past leaseMs (${this.c.leaseMs} ms) other processes end its jobs as failed`,
+        e,
+      );
+    }
+  }
+
+  /** Checks every live job held here against Redis. */
+  private async reconcile(): Promise<void> {
+    const host = this.c.host();
+    if (host === undefined) return;
+    const ids = host.liveJobs();
+    if (ids.length === 0) return;
+    const replies = await perGroup(
+      this.c.conn,
+      ids,
+      (id) => this.c.keys.shardOf(id),
+      1,
+      (pipe, id, shard) => {
+        pipe.hmget(this.c.keys.meta(id, shard), 'state', 'error');
+      },
+    );
+    ids.forEach((id, i) => {
+      const [state, error] = replies[i]![0] as [string | null, string | null];
+      if (state === null) this.c.lost(id);
+      else if (isJobState(state) && isTerminal(state))
+        host.adoptEnd(id, state as 'completed' | 'failed' | 'cancelled', error ?? undefined);
+    });
+    await this.refreshLive();
+  }
+
+  /** Pushes back the expiry of every live job held here (it vanishes only when no owner is left). */
+  private async refreshLive(): Promise<void> {
+    const ids = this.c.host()?.liveJobs() ?? [];
+    if (ids.length === 0) return;
+    await perGroup(
+      this.c.conn,
+      ids,
+      (id) => this.c.keys.shardOf(id),
+      2,
+      (pipe, id, shard) => {
+        pipe.pexpire(this.c.keys.meta(id, shard), this.c.liveTtl);
+        pipe.pexpire(this.c.keys.tokens(id, shard), this.c.liveTtl);
+      },
+    );
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      await this.reapDeadOwners();
+      await this.checkWatched();
+      await this.tidyShards();
+      this.c.outages.ok('sweep');
+    } catch (e) {
+      this.c.outages.fail('sweep', 'the sweep for dead processes and vanished jobs failed', e);
+    }
+  }
+
+  private async reapDeadOwners(): Promise<void> {
+    const shards = Array.from({ length: this.c.keys.shards }, (_, i) => i);
+    const replies = await perGroup(
+      this.c.conn,
+      shards,
+      (s) => s,
+      1,
+      (pipe, shard) => {
+        pipe.hgetall(this.c.keys.live(shard));
+      },
+    );
+    const byOwner = new Map<string, string[]>();
+    for (const [live] of replies as [Record<string, string>][])
+      for (const [jobId, owner] of Object.entries(live)) {
+        if (owner === this.c.owner) continue;
+        let jobs = byOwner.get(owner);
+        if (jobs === undefined) byOwner.set(owner, (jobs = []));
+        jobs.push(jobId);
+      }
+    const owners = [...byOwner.keys()];
+    const alive = await Promise.all(owners.map((o) => this.c.conn.cmd.exists(this.c.keys.owner(o))));
+    const reaps: Array<Promise<boolean>> = [];
+    owners.forEach((owner, i) => {
+      if (alive[i] === 0) for (const jobId of byOwner.get(owner)!) reaps.push(this.c.reap(jobId, owner));
+    });
+    await Promise.all(reaps);
+  }
+
+  private async checkWatched(): Promise<void> {
+    const host = this.c.host();
+    const ids = this.c.watched().filter((id) => !(host?.holds(id) ?? false));
+    if (ids.length === 0) return;
+    const replies = await perGroup(
+      this.c.conn,
+      ids,
+      (id) => this.c.keys.shardOf(id),
+      1,
+      (pipe, id, shard) => {
+        pipe.hexists(this.c.keys.meta(id, shard), 'state');
+      },
+    );
+    ids.forEach((id, i) => {
+      if (replies[i]![0] === 0) this.c.vanished(id);
+    });
+  }
+
+  private async tidyShards(): Promise<void> {
+    const shards = Array.from({ length: this.c.keys.shards }, (_, i) => i);
+    const before = Date.now() - (this.c.retentionMs < 0 ? Infinity : this.c.retentionMs);
+    const replies = await perGroup(
+      this.c.conn,
+      shards,
+      (s) => s,
+      3,
+      (pipe, shard) => {
+        if (this.c.shardTtl >= 0) {
+          pipe.pexpire(this.c.keys.jobs(shard), this.c.shardTtl);
+          pipe.pexpire(this.c.keys.live(shard), this.c.shardTtl);
+        } else pipe.ping().ping();
+        pipe.zrangebyscore(
+          this.c.keys.jobs(shard),
+          '-inf',
+          Number.isFinite(before) ? before : '-inf',
+          'LIMIT',
+          0,
+          200,
+        );
+      },
+    );
+    const old = shards.flatMap((shard, i) => (replies[i]![2] as string[]).map((id) => ({ id, shard })));
+    if (old.length === 0) return;
+    const exists = await perGroup(
+      this.c.conn,
+      old,
+      (o) => o.shard,
+      1,
+      (pipe, o) => {
+        pipe.exists(this.c.keys.meta(o.id, o.shard));
+      },
+    );
+    const gone = old.filter((_, i) => exists[i]![0] === 0);
+    if (gone.length === 0) return;
+    await perGroup(
+      this.c.conn,
+      gone,
+      (o) => o.shard,
+      1,
+      (pipe, o) => {
+        pipe.zrem(this.c.keys.jobs(o.shard), o.id);
+      },
+    );
+  }
+}

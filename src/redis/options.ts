@@ -1,0 +1,105 @@
+import { Redis, type Cluster } from 'ioredis';
+import { InvalidArgumentError } from '../core/errors.js';
+import { isValidPrefix } from './keys.js';
+
+/** Where the backend reports failures of its background work, once per outage. Pino-compatible. Defaults to `console`. */
+export interface BackendLogger {
+  error(message: string): void;
+  warn(message: string): void;
+  info?(message: string): void;
+}
+
+/** Options of `redisBackend`. Give `url` or `redis`. */
+export interface RedisBackendOptions {
+  /** A Redis URL such as `redis://127.0.0.1:6379`. */
+  url?: string;
+  /**
+   * An ioredis `Redis` or `Cluster` to use for commands. The backend duplicates it for its blocking
+   * readers (one per shard on a cluster); you close it.
+   */
+  redis?: Redis | Cluster;
+  /** Prefix of every key. Defaults to `'jr:'`. */
+  prefix?: string;
+  /**
+   * Shards the jobs, the event stream and the job index are spread over. Every process sharing a prefix
+   * must use the same number. On a cluster, each shard is read by its own blocking connection.
+   * @defaultValue 8
+   */
+  shards?: number;
+  /** A process that stops renewing its lease this long is taken for dead, and its live jobs end as `failed`. Defaults to 10 s. */
+  leaseMs?: number;
+  /** How long a blocking read waits per `XREAD` before it starts again. Defaults to 5 s. */
+  blockMs?: number;
+  /** Registry events kept per shard's event stream (approximate trim). Defaults to 10,000. */
+  eventsMaxLen?: number;
+  /** Writes waiting to reach Redis (e.g. while it is down) past which new jobs and tokens are refused with `BackendError`. Defaults to 100,000. */
+  maxPendingWrites?: number;
+  logger?: BackendLogger;
+}
+
+export interface ResolvedOptions {
+  prefix: string;
+  shards: number;
+  leaseMs: number;
+  blockMs: number;
+  eventsMaxLen: number;
+  maxPending: number;
+  log: BackendLogger;
+}
+
+const KNOWN = new Set([
+  'url',
+  'redis',
+  'prefix',
+  'shards',
+  'leaseMs',
+  'blockMs',
+  'eventsMaxLen',
+  'maxPendingWrites',
+  'logger',
+]);
+
+/** Checks the options; throws `InvalidArgumentError` naming the first bad one. */
+export function resolveOptions(options: RedisBackendOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object')
+    throw new InvalidArgumentError('redisBackend needs { url } or { redis }');
+  for (const key of Object.keys(options))
+    if (!KNOWN.has(key))
+      throw new InvalidArgumentError(
+        `redisBackend has no option '${key}'; it takes ${[...KNOWN].join(', ')}`,
+      );
+  const prefix = options.prefix ?? 'jr:';
+  if (!isValidPrefix(prefix))
+    throw new InvalidArgumentError(
+      `redis prefix must be up to 100 letters, digits, ':', '.', '_' or '-', got ${JSON.stringify(prefix)}`,
+    );
+  const shards = options.shards ?? 8;
+  if (!Number.isInteger(shards) || shards < 1 || shards > 1024)
+    throw new InvalidArgumentError(`shards must be a whole number from 1 to 1024, got ${String(shards)}`);
+  const logger = options.logger;
+  if (logger !== undefined && (typeof logger?.error !== 'function' || typeof logger?.warn !== 'function'))
+    throw new InvalidArgumentError('logger must have error() and warn() methods (pino and console do)');
+  if (options.redis === undefined && !(typeof options.url === 'string' && options.url !== ''))
+    throw new InvalidArgumentError('redisBackend needs { url } or { redis }');
+  if (options.redis !== undefined && !isClient(options.redis))
+    throw new InvalidArgumentError('redis must be an ioredis Redis or Cluster');
+  return {
+    prefix,
+    shards,
+    leaseMs: positive(options.leaseMs ?? 10_000, 'leaseMs'),
+    blockMs: positive(options.blockMs ?? 5_000, 'blockMs'),
+    eventsMaxLen: positive(options.eventsMaxLen ?? 10_000, 'eventsMaxLen'),
+    maxPending: positive(options.maxPendingWrites ?? 100_000, 'maxPendingWrites'),
+    log: logger ?? console,
+  };
+}
+
+function isClient(r: unknown): boolean {
+  return r instanceof Redis || (typeof r === 'object' && r !== null && (r as Cluster).isCluster === true);
+}
+
+function positive(n: number, name: string): number {
+  if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n))
+    throw new InvalidArgumentError(`${name} must be a finite number > 0, got ${String(n)}`);
+  return n;
+}

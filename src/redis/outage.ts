@@ -1,0 +1,35 @@
+import { messageOf } from '../core/errors.js';
+import type { BackendLogger } from './options.js';
+
+/**
+ * Reports failures of background work (lease renewal, the blocking reads, writes) through the logger once
+ * per outage: the first failure of a kind logs an error, later ones stay quiet until that kind works
+ * again, which logs one line saying so.
+ */
+export class Outages {
+  private readonly open = new Map<string, number>();
+
+  constructor(private readonly log: BackendLogger) {}
+
+  /** A failure of `kind`; logged when it starts an outage. */
+  fail(kind: string, what: string, error: unknown): void {
+    if (this.open.has(kind)) return;
+    this.open.set(kind, Date.now());
+    this.log.error(`job-registry: ${what}: ${messageOf(error)}`);
+  }
+
+  /** `kind` works again. */
+  ok(kind: string): void {
+    const since = this.open.get(kind);
+    if (since === undefined) return;
+    this.open.delete(kind);
+    const line = `job-registry: ${kind} works again after ${Date.now() - since} ms`;
+    if (this.log.info !== undefined) this.log.info(line);
+    else this.log.warn(line);
+  }
+
+  /** Since when `kind` has been failing, or `undefined`. */
+  since(kind: string): number | undefined {
+    return this.open.get(kind);
+  }
+}

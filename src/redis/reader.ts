@@ -1,0 +1,134 @@
+import { Observable } from 'rxjs';
+import {
+  BackendError,
+  JobCancelledError,
+  JobFailedError,
+  JobNotFoundError,
+  JobRegistryError,
+  ReplayExpiredError,
+  messageOf,
+} from '../core/errors.js';
+import type { TokenEvent } from '../core/types.js';
+import { fieldMap } from './codec.js';
+import type { RedisClient } from './connection.js';
+import { compareIds, seqOf, tokenId, type Keys } from './keys.js';
+import type { BackendLogger } from './options.js';
+import type { Tailer, TailReader } from './tailer.js';
+
+/** What a remote reader needs from the backend. */
+export interface ReaderContext {
+  started: Promise<void>;
+  cmd: RedisClient;
+  keys: Keys;
+  log: BackendLogger;
+  tailer(shard: number): Tailer;
+  /** Registers a reader of a job held elsewhere; `onVanish` ends it when the job's data disappears. */
+  watch(jobId: string, onVanish: (error: Error) => void): () => void;
+  firstKept(jobId: string): Promise<number | undefined>;
+}
+
+const PAGE = 1000;
+
+/**
+ * Tokens of a job held by another process: replayed from its stream in pages, then followed live through
+ * the shard's tailer. The seqs must follow each other: a missing one (trimmed by a bounded `replayLimit`
+ * before this reader got it, or lost with Redis's data) ends the reader with `ReplayExpiredError` at the
+ * first missing seq, never with a silent gap. A job whose data vanishes ends the reader with
+ * `JobFailedError` within the lease.
+ */
+export function remoteTokens(
+  ctx: ReaderContext,
+  jobId: string,
+  after: number | undefined,
+): Observable<TokenEvent<unknown>> {
+  return new Observable<TokenEvent<unknown>>((sub) => {
+    let active = true;
+    let lastSeq = after;
+    const shard = ctx.keys.shardOf(jobId);
+    const key = ctx.keys.tokens(jobId, shard);
+    const end = (error?: Error): void => {
+      if (!active) return;
+      active = false;
+      if (error === undefined) sub.complete();
+      else sub.error(error);
+    };
+    const reader: TailReader = {
+      jobId,
+      lastId: after === undefined ? '0-0' : tokenId(after),
+      deliver: (entryId, fields) => {
+        if (!active) return true;
+        // The hot path: a token entry, `s` (a string token, stored raw) or `t` (JSON), compared by seq.
+        if (fields.length === 2 && (fields[0] === 's' || fields[0] === 't')) {
+          const seq = seqOf(entryId);
+          if (seq !== undefined) {
+            if (lastSeq !== undefined && seq <= lastSeq) return false;
+            if (lastSeq !== undefined && seq !== lastSeq + 1) {
+              end(new ReplayExpiredError(jobId, lastSeq, seq));
+              return true;
+            }
+            lastSeq = seq;
+            reader.lastId = entryId;
+            let token: unknown = fields[1];
+            if (fields[0] === 't') {
+              try {
+                token = JSON.parse(fields[1]!);
+              } catch (e) {
+                end(new BackendError(`job-registry: token ${entryId} of ${key} is not JSON`, e));
+                return true;
+              }
+            }
+            sub.next({ seq, token });
+            return false;
+          }
+        }
+        if (compareIds(entryId, reader.lastId) <= 0) return false;
+        reader.lastId = entryId;
+        const f = fieldMap(fields);
+        if (f.end !== undefined) {
+          if (f.end === 'completed') end();
+          else if (f.end === 'cancelled') end(new JobCancelledError(jobId, f.error || 'job was cancelled'));
+          else end(new JobFailedError(jobId, f.error || 'job failed'));
+          return true;
+        }
+        ctx.log.warn(`job-registry: skipping a foreign entry ${entryId} in ${key}`);
+        return false;
+      },
+      fail: (error) => end(error),
+      close: () => end(),
+    };
+    const unwatch = ctx.watch(jobId, (error) => {
+      ctx.tailer(shard).leave(key, reader);
+      end(error);
+    });
+    const run = async (): Promise<void> => {
+      await ctx.started;
+      const exists = await ctx.cmd.exists(ctx.keys.meta(jobId, shard));
+      if (exists === 0)
+        throw new JobNotFoundError(jobId, 'not in this process nor in Redis; it may have expired');
+      if (after !== undefined) {
+        const first = await ctx.firstKept(jobId);
+        if (first !== undefined && after + 1 < first) throw new ReplayExpiredError(jobId, after, first);
+      }
+      // Replay in pages, then join the shard's tail; catch up again if the tail moved meanwhile.
+      for (;;) {
+        const page = await ctx.cmd.xrange(key, '(' + reader.lastId, '+', 'COUNT', PAGE);
+        if (!active) return;
+        for (const [id, fields] of page) if (reader.deliver(id, fields)) return;
+        if (page.length === PAGE) continue;
+        if (ctx.tailer(shard).join(key, reader)) return;
+      }
+    };
+    run().catch((e: unknown) =>
+      end(
+        e instanceof JobRegistryError
+          ? e
+          : new BackendError(`job-registry: reading ${jobId} from Redis failed: ${messageOf(e)}`, e),
+      ),
+    );
+    return () => {
+      active = false;
+      unwatch();
+      ctx.tailer(shard).leave(key, reader);
+    };
+  });
+}

@@ -1,0 +1,262 @@
+import { ReplyError } from 'ioredis';
+import { BackendError } from '../core/errors.js';
+import type { RedisClient } from './connection.js';
+import { compareIds } from './keys.js';
+import type { Outages } from './outage.js';
+
+type Entries = Array<[string, string[]]>;
+
+/** A reader of one job's token stream, fed by a tailer once it has caught up. */
+export interface TailReader {
+  readonly jobId: string;
+  /** Stream id of the last entry this reader got. */
+  lastId: string;
+  /** Delivers one entry; true when the reader has ended. */
+  deliver(entryId: string, fields: string[]): boolean;
+  /** Ends the reader with an error. */
+  fail(error: Error): void;
+  /** The backend closed: complete, as dispose() completes every stream. */
+  close(): void;
+}
+
+interface Tail {
+  key: string;
+  jobId: string;
+  cursor: string;
+  readers: Set<TailReader>;
+}
+
+export interface TailerConfig {
+  /** The blocking connection (used by this tailer only) and the command connection (for wake writes). */
+  blocking: RedisClient;
+  cmd: RedisClient;
+  /** Event stream keys of the shards this tailer reads, and the shard number of each. */
+  events: string[];
+  shards: number[];
+  /** This process's wake stream, in the same slot as `events`. */
+  wakeKey: string;
+  blockMs: number;
+  leaseMs: number;
+  outages: Outages;
+  onEvents(shard: number, entries: Entries): void;
+}
+
+/**
+ * One blocking `XREAD` loop over a group of shards (all of them on a single Redis, one on a cluster):
+ * their event streams, every token stream a reader of this process tails there, and this process's wake
+ * stream. A reader that joins while the `XREAD` blocks is picked up at once: the tailer appends to its
+ * own wake stream, which ends the block (no `CLIENT` command needed, so it works where managed Redis
+ * forbids them). Failures are logged once per outage; readers are failed with `BackendError` when reads
+ * have failed for longer than the lease, so none of them waits forever.
+ */
+export class Tailer {
+  private readonly tails = new Map<string, Tail>();
+  private readonly cursors: string[];
+  private wakeCursor = '0-0';
+  private version = 0;
+  private blockedVersion = -1;
+  private waking = false;
+  private closed = false;
+  private done: Promise<void> | undefined;
+  /** Keys found to hold another type than a stream, skipped until the given time. */
+  private readonly skip = new Map<string, number>();
+
+  constructor(private readonly c: TailerConfig) {
+    this.cursors = c.events.map(() => '0-0');
+  }
+
+  /** Starts reading events after the newest entry of each shard's stream. */
+  async start(): Promise<void> {
+    if (this.c.blocking.status === 'wait') await this.c.blocking.connect();
+    for (let i = 0; i < this.c.events.length; i++) {
+      const last = await this.c.cmd.xrevrange(this.c.events[i]!, '+', '-', 'COUNT', 1);
+      if (last.length > 0) this.cursors[i] = last[0]![0];
+    }
+    this.done = this.loop();
+  }
+
+  /**
+   * Adds a reader that has caught up to `reader.lastId`. False when the tail of that stream is already
+   * further: the reader must read up to it first, then join again.
+   */
+  join(key: string, reader: TailReader): boolean {
+    if (this.closed) {
+      reader.close();
+      return true;
+    }
+    const tail = this.tails.get(key);
+    if (tail === undefined) {
+      this.tails.set(key, { key, jobId: reader.jobId, cursor: reader.lastId, readers: new Set([reader]) });
+      this.version++;
+      this.wake();
+      return true;
+    }
+    if (compareIds(reader.lastId, tail.cursor) < 0) return false;
+    tail.readers.add(reader);
+    return true;
+  }
+
+  leave(key: string, reader: TailReader): void {
+    const tail = this.tails.get(key);
+    if (tail !== undefined && tail.readers.delete(reader) && tail.readers.size === 0) this.drop(tail);
+  }
+
+  /** Ends every reader of a job with an error (its data vanished). */
+  failJob(jobId: string, error: Error): void {
+    for (const tail of [...this.tails.values()])
+      if (tail.jobId === jobId) {
+        this.drop(tail);
+        for (const r of tail.readers) r.fail(error);
+      }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const tail of this.tails.values()) for (const r of tail.readers) r.close();
+    this.tails.clear();
+    this.c.blocking.disconnect();
+    await this.done;
+  }
+
+  private drop(tail: Tail): void {
+    if (this.tails.get(tail.key) === tail) {
+      this.tails.delete(tail.key);
+      this.version++;
+    }
+  }
+
+  private wake(): void {
+    if (this.waking || this.blockedVersion === -1 || this.blockedVersion === this.version) return;
+    this.waking = true;
+    const key = this.c.wakeKey;
+    Promise.all([
+      this.c.cmd.xadd(key, 'MAXLEN', 1, '*', 'w', '1'),
+      this.c.cmd.pexpire(key, this.c.leaseMs * 3),
+    ]).then(
+      () => {
+        this.c.outages.ok('wake-ups');
+        this.waking = false;
+        this.wake(); // a reader that joined while this wake-up was in flight
+      },
+      (e: unknown) => {
+        this.waking = false;
+        this.c.outages.fail(
+          'wake-ups',
+          `waking the blocked reader failed; new readers wait up to blockMs (${this.c.blockMs} ms) for their first token`,
+          e,
+        );
+      },
+    );
+  }
+
+  private async loop(): Promise<void> {
+    let backoff = 50;
+    while (!this.closed) {
+      const now = Date.now();
+      const tails = [...this.tails.values()].filter((t) => !this.skipped(t.key, now));
+      const keys: string[] = [];
+      const ids: string[] = [];
+      this.c.events.forEach((k, i) => {
+        if (!this.skipped(k, now)) (keys.push(k), ids.push(this.cursors[i]!));
+      });
+      keys.push(this.c.wakeKey);
+      ids.push(this.wakeCursor);
+      for (const t of tails) (keys.push(t.key), ids.push(t.cursor));
+      let res: Array<[string, Entries]> | null;
+      this.blockedVersion = this.version;
+      try {
+        res = (await this.c.blocking.xread(
+          'COUNT',
+          1000,
+          'BLOCK',
+          this.c.blockMs,
+          'STREAMS',
+          ...keys,
+          ...ids,
+        )) as typeof res;
+        this.c.outages.ok('reads');
+        backoff = 50;
+      } catch (e) {
+        this.blockedVersion = -1;
+        if (this.closed) break;
+        this.c.outages.fail('reads', `blocking reads from Redis failed; remote readers wait`, e);
+        if (e instanceof ReplyError) await this.isolate(keys);
+        this.failReadersAfterLease();
+        await new Promise((r) => setTimeout(r, backoff).unref());
+        backoff = Math.min(backoff * 2, 2000);
+        continue;
+      }
+      this.blockedVersion = -1;
+      if (res === null) continue;
+      // Token entries first: a reader gets its job's end entry before a `removed` event of the same read.
+      for (const [key, entries] of res) {
+        const tail = this.tails.get(key);
+        if (tail !== undefined) this.feed(tail, entries);
+      }
+      for (const [key, entries] of res) {
+        if (key === this.c.wakeKey) this.wakeCursor = entries[entries.length - 1]![0];
+        else {
+          const i = this.c.events.indexOf(key);
+          if (i < 0 || entries.length === 0) continue;
+          this.cursors[i] = entries[entries.length - 1]![0];
+          this.c.onEvents(this.c.shards[i]!, entries);
+        }
+      }
+    }
+  }
+
+  private feed(tail: Tail, entries: Entries): void {
+    let ended: TailReader[] | undefined;
+    for (const [id, fields] of entries) {
+      tail.cursor = id;
+      for (const reader of tail.readers) if (reader.deliver(id, fields)) (ended ??= []).push(reader);
+    }
+    if (ended !== undefined) for (const reader of ended) tail.readers.delete(reader);
+    if (tail.readers.size === 0) this.drop(tail);
+  }
+
+  private skipped(key: string, now: number): boolean {
+    const until = this.skip.get(key);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.skip.delete(key);
+    return false;
+  }
+
+  // An error reply names no key: find the keys that hold something else than a stream. Their readers
+  // fail; an event stream of the wrong type is skipped for a while (and logged), so the others go on.
+  private async isolate(keys: string[]): Promise<void> {
+    let types: string[];
+    try {
+      types = await Promise.all(keys.map((k) => this.c.cmd.type(k)));
+    } catch (e) {
+      this.c.outages.fail('key checks', 'checking key types after a failed read failed', e);
+      return;
+    }
+    keys.forEach((key, i) => {
+      const type = types[i];
+      if (type === 'stream' || type === 'none') return;
+      const error = new BackendError(`job-registry: Redis key ${key} holds a ${type}, not a stream`);
+      const tail = this.tails.get(key);
+      if (tail !== undefined) {
+        this.drop(tail);
+        for (const r of tail.readers) r.fail(error);
+      } else {
+        this.c.outages.fail(`key ${key}`, 'skipping a key of the wrong type', error);
+        this.skip.set(key, Date.now() + 10 * this.c.blockMs);
+      }
+    });
+  }
+
+  private failReadersAfterLease(): void {
+    const since = this.c.outages.since('reads');
+    if (since === undefined || Date.now() - since < this.c.leaseMs) return;
+    const error = new BackendError(
+      `job-registry: reads from Redis have failed for ${Date.now() - since} ms (leaseMs ${this.c.leaseMs})`,
+    );
+    for (const tail of [...this.tails.values()]) {
+      this.drop(tail);
+      for (const r of tail.readers) r.fail(error);
+    }
+  }
+}

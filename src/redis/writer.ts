@@ -1,0 +1,318 @@
+import { BackendError, messageOf } from '../core/errors.js';
+import type { JobState } from '../core/types.js';
+import type { Connection, Pipeline, ScriptCommands } from './connection.js';
+import { tokenId, type Keys } from './keys.js';
+import type { Outages } from './outage.js';
+
+/** What the writer reports back about writes Redis did not take as sent. */
+export interface WriterHooks {
+  /** A transition found the job's hash gone: Redis lost the job's data, or it was removed. */
+  missing(jobId: string): void;
+  /** A transition found the job already ended in Redis, in another state than this one. */
+  endedElsewhere(jobId: string, state: string, error: string): void;
+  /** Redis refused a token write (the stream moved past it, or holds another type): check the stream. */
+  tokenRefused(jobId: string, seq: number): void;
+  /** A whole batch failed to reach Redis: these jobs' tokens are lost. */
+  tokensLost(jobIds: string[], error: unknown): void;
+}
+
+/** TTLs the scripts apply, in ms (-1: none). */
+export interface Ttls {
+  /** A terminal job's keys: the registry's retention. */
+  retention: number;
+  /** Shard keys (events, index, live hash): refreshed on every write and by the sweep. */
+  shard: number;
+  /** A live job's keys: refreshed by its owner, so an orphan vanishes when no process is left. */
+  live: number;
+}
+
+type Run = [number, number, string, number];
+
+interface Batch {
+  pipe: Pipeline & ScriptCommands;
+  size: number;
+  /** Token writes as runs of one job's consecutive commands: [first index, end index, job id, first seq]. */
+  runs: Run[];
+  transitions: Array<[number, string, JobState]>;
+  tokenJobs: Set<string>;
+}
+
+/**
+ * Batches this process's writes per tick into one pipeline per group (one per slot on a cluster), sends
+ * them at the end of the tick, and reads back what Redis answered. New jobs and tokens are refused with
+ * `BackendError` while `maxPending` commands wait for Redis; state changes and removals never are, so a
+ * job's end always reaches Redis once it is back.
+ */
+export class Writer {
+  private batches = new Map<number, Batch>();
+  private scheduled = false;
+  private pending = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private counts: Map<string, number> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly keys: Keys,
+    private readonly owner: string,
+    private readonly maxPending: number,
+    private readonly eventsMaxLen: number,
+    private readonly replayLimit: number,
+    private readonly ttls: Ttls,
+    private readonly outages: Outages,
+    private readonly hooks: WriterHooks,
+  ) {
+    // With no token kept, a live job's count cannot be read off its stream: write it per tick.
+    if (replayLimit === 0) this.counts = new Map();
+  }
+
+  created(jobId: string, at: number): void {
+    this.refuseWhenFull();
+    const shard = this.keys.shardOf(jobId);
+    const b = this.batch(shard);
+    b.pipe.jrCreate(
+      this.keys.meta(jobId, shard),
+      this.keys.events(shard),
+      this.keys.jobs(shard),
+      this.keys.live(shard),
+      at,
+      this.ttls.live,
+      ...this.tail(jobId),
+    );
+    this.count(b, 1);
+  }
+
+  token(jobId: string, seq: number, token: unknown): void {
+    this.refuseWhenFull();
+    const shard = this.keys.shardOf(jobId);
+    const b = this.batch(shard);
+    const key = this.keys.tokens(jobId, shard);
+    // String tokens (the usual LLM token) are stored raw under `s`; anything else as JSON under `t`.
+    const field = typeof token === 'string' ? 's' : 't';
+    const data = typeof token === 'string' ? token : (JSON.stringify(token) ?? 'null');
+    const index = b.size;
+    const run = b.runs.length === 0 ? undefined : b.runs[b.runs.length - 1]!;
+    if (run !== undefined && run[2] === jobId && run[1] === index) run[1] = index + 1;
+    else b.runs.push([index, index + 1, jobId, seq]);
+    b.tokenJobs.add(jobId);
+    if (this.replayLimit === Infinity) b.pipe.xadd(key, tokenId(seq), field, data);
+    else b.pipe.xadd(key, 'MAXLEN', this.replayLimit, tokenId(seq), field, data);
+    this.count(b, 1);
+    if (seq === 0) {
+      b.pipe.pexpire(key, this.ttls.live);
+      this.count(b, 1);
+    }
+    this.counts?.set(jobId, seq + 1);
+  }
+
+  state(jobId: string, to: JobState, error: string, at: number, count: number, request: string): void {
+    const shard = this.keys.shardOf(jobId);
+    const b = this.batch(shard);
+    this.counts?.delete(jobId);
+    b.transitions.push([b.size, jobId, to]);
+    b.pipe.jrTransition(
+      this.keys.meta(jobId, shard),
+      this.keys.tokens(jobId, shard),
+      this.keys.events(shard),
+      this.keys.live(shard),
+      to,
+      error,
+      at,
+      this.ttls.retention,
+      count,
+      request,
+      ...this.tail(jobId),
+    );
+    this.count(b, 1);
+  }
+
+  removed(jobId: string, at: number): void {
+    const shard = this.keys.shardOf(jobId);
+    const b = this.batch(shard);
+    this.counts?.delete(jobId);
+    b.pipe.jrRemove(
+      this.keys.meta(jobId, shard),
+      this.keys.tokens(jobId, shard),
+      this.keys.events(shard),
+      this.keys.jobs(shard),
+      this.keys.live(shard),
+      at,
+      ...this.tail(jobId),
+    );
+    this.count(b, 1);
+  }
+
+  /** Asks the owner of a job (through the shard's event stream) to cancel it. */
+  cancelRequest(jobId: string, reason: string, request: string, at: number): void {
+    const shard = this.keys.shardOf(jobId);
+    const b = this.batch(shard);
+    const events = this.keys.events(shard);
+    b.pipe.xadd(
+      events,
+      'MAXLEN',
+      '~',
+      this.eventsMaxLen,
+      '*',
+      'type',
+      'cancel',
+      'job',
+      jobId,
+      'at',
+      String(at),
+      'origin',
+      this.owner,
+      'req',
+      request,
+      'error',
+      reason,
+    );
+    this.count(b, 1);
+  }
+
+  /** Writes a job Redis lost back as ended (see RESTORE_ENDED). */
+  restoreEnded(
+    jobId: string,
+    state: JobState,
+    error: string,
+    at: number,
+    tokenCount: number,
+    createdAt: number,
+    from: JobState,
+  ): void {
+    const shard = this.keys.shardOf(jobId);
+    const b = this.batch(shard);
+    b.pipe.jrRestoreEnded(
+      this.keys.meta(jobId, shard),
+      this.keys.tokens(jobId, shard),
+      this.keys.events(shard),
+      this.keys.live(shard),
+      state,
+      error,
+      at,
+      this.ttls.retention,
+      tokenCount,
+      createdAt,
+      from,
+      ...this.tail(jobId),
+    );
+    this.count(b, 1);
+  }
+
+  /** Resolves when every write made so far is stored; rejects with `BackendError` when one failed. */
+  flush(): Promise<void> {
+    this.exec();
+    if (this.inflight.size === 0) return Promise.resolve();
+    return Promise.all([...this.inflight]).then(() => undefined);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private tail(jobId: string): [string, string, number, number] {
+    return [jobId, this.owner, this.eventsMaxLen, this.ttls.shard];
+  }
+
+  private refuseWhenFull(): void {
+    if (this.closed) throw new BackendError('redis backend is closed; the write was refused');
+    if (this.pending >= this.maxPending)
+      throw new BackendError(
+        `${this.pending} writes are waiting for Redis at ${this.conn.where} (maxPendingWrites); refusing new jobs and tokens until it is back`,
+      );
+  }
+
+  private count(b: Batch, n: number): void {
+    b.size += n;
+    this.pending += n;
+  }
+
+  private batch(shard: number): Batch {
+    const group = this.conn.groupOf(shard);
+    let b = this.batches.get(group);
+    if (b === undefined) {
+      b = { pipe: this.conn.pipeline(), size: 0, runs: [], transitions: [], tokenJobs: new Set() };
+      this.batches.set(group, b);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        queueMicrotask(() => this.exec());
+      }
+    }
+    return b;
+  }
+
+  private exec(): void {
+    this.scheduled = false;
+    if (this.batches.size === 0) return;
+    const batches = this.batches;
+    this.batches = new Map();
+    const counts = this.counts;
+    if (counts !== undefined && counts.size > 0) {
+      for (const [jobId, n] of counts) {
+        const shard = this.keys.shardOf(jobId);
+        const b = batches.get(this.conn.groupOf(shard));
+        if (b === undefined) continue;
+        b.pipe.hset(this.keys.meta(jobId, shard), 'token_count', n);
+        this.count(b, 1);
+      }
+      counts.clear();
+    }
+    for (const b of batches.values()) this.send(b);
+  }
+
+  private send(b: Batch): void {
+    const run = b.pipe.exec().then(
+      (results) => {
+        this.outages.ok('writes');
+        if (results === null) return;
+        this.read(b, results);
+      },
+      (e: unknown) => {
+        this.outages.fail('writes', `${b.size} Redis writes to ${this.conn.where} failed`, e);
+        if (b.tokenJobs.size > 0) this.hooks.tokensLost([...b.tokenJobs], e);
+        throw new BackendError(`writes to Redis at ${this.conn.where} failed: ${messageOf(e)}`, e);
+      },
+    );
+    const settled = run.finally(() => {
+      this.pending -= b.size;
+      this.inflight.delete(settled);
+    });
+    this.inflight.add(settled);
+    // A failed batch rejects the flush() calls made while it was in flight, and only those; it is
+    // reported above, so the copy kept here must not count as unhandled.
+    settled.catch(alreadyReported);
+  }
+
+  private read(b: Batch, results: Array<[Error | null, unknown]>): void {
+    for (const [index, jobId, to] of b.transitions) {
+      const [err, reply] = results[index] ?? [null, null];
+      if (err !== null) continue; // reported below with the other command errors
+      const [code, state, error] = reply as [string, string?, string?];
+      if (code === 'missing') this.hooks.missing(jobId);
+      else if (code === 'ended' && state !== to) this.hooks.endedElsewhere(jobId, state!, error ?? '');
+    }
+    let refused: Set<string> | undefined;
+    for (let i = 0; i < results.length; i++) {
+      const err = results[i]![0];
+      if (err === null) continue;
+      const run = runAt(b.runs, i);
+      if (run === undefined) this.outages.fail('writes', `a Redis write to ${this.conn.where} failed`, err);
+      else if (!(refused ??= new Set()).has(run[2])) {
+        refused.add(run[2]);
+        this.hooks.tokenRefused(run[2], run[3] + (i - run[0]));
+      }
+    }
+  }
+}
+
+/** The token run a command index falls in, if it is a token write. */
+function runAt(runs: Run[], index: number): Run | undefined {
+  for (const run of runs) {
+    if (run[0] > index) return undefined;
+    if (index < run[1]) return run;
+  }
+  return undefined;
+}
+
+function alreadyReported(): void {
+  // The failure was logged (once per outage) and handed to the hooks where the batch failed.
+}
