@@ -233,8 +233,14 @@ export function createJobHandler<T, P = unknown>(
     const deferred = execute !== undefined && startOn === 'stream';
     const id = registry.createJob(deferred ? { payload, claimTimeout } : { payload });
     if (execute !== undefined && startOn === 'create') registry.executeAndStream(id, execute);
-    // Other processes must see the job before the client can ask them for it.
-    await registry.flush();
+    // Other processes must see the job before the client can ask them for it. When the backend cannot
+    // store it, the client gets 503 and nothing runs on: the job is removed (its executor aborted).
+    try {
+      await registry.flush();
+    } catch (e) {
+      registry.removeJob(id);
+      throw e;
+    }
     const sseUrl = `${base}/${id}/stream`;
     res.setHeader('Location', `${base}/${id}`);
     sendJson(res, 202, { job_id: id, sse_url: sseUrl });
@@ -351,11 +357,9 @@ export function createJobHandler<T, P = unknown>(
       (jobs) => {
         if (closed) return;
         conn.writeRaw(sseEvent('snapshot', JSON.stringify(jobs.map(toWireSnapshot))));
-        const byId = new Map(jobs.map((j) => [j.id, j]));
         const early = buffered ?? [];
         buffered = undefined;
-        // Events from other processes may race the snapshot: drop those it already shows.
-        for (const e of early) if (!alreadyIn(byId, e)) write(e);
+        for (const e of eventsAfterSnapshot(jobs, early)) write(e);
       },
       () => conn.close(),
     );
@@ -396,11 +400,24 @@ function openEventStream(res: ServerResponse, retryMs: number): void {
   res.write(retryField(retryMs));
 }
 
-function alreadyIn(byId: Map<string, JobSnapshot>, e: RegistryEvent): boolean {
-  const snap = byId.get(e.jobId);
-  if (e.type === 'created') return snap !== undefined;
-  if (e.type === 'removed') return snap === undefined;
-  return snap !== undefined && snap.updatedAt.toMillis() >= e.at.toMillis() && snap.state === e.to;
+/**
+ * The events that arrived while a snapshot was read, less those it already shows (events from other
+ * processes may race it). A job created after the snapshot keeps every later event, its removal too.
+ */
+export function eventsAfterSnapshot(snapshot: JobSnapshot[], early: RegistryEvent[]): RegistryEvent[] {
+  const byId = new Map(snapshot.map((j) => [j.id, j]));
+  const createdSince = new Set<string>();
+  return early.filter((e) => {
+    if (e.type === 'created') {
+      if (byId.has(e.jobId)) return false;
+      createdSince.add(e.jobId);
+      return true;
+    }
+    if (createdSince.has(e.jobId)) return true;
+    const snap = byId.get(e.jobId);
+    if (e.type === 'removed') return snap !== undefined;
+    return !(snap !== undefined && snap.updatedAt.toMillis() >= e.at.toMillis() && snap.state === e.to);
+  });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

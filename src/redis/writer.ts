@@ -1,3 +1,4 @@
+import { ReplyError } from 'ioredis';
 import { BackendError, messageOf } from '../core/errors.js';
 import type { JobState } from '../core/types.js';
 import type { Connection, Pipeline, ScriptCommands } from './connection.js';
@@ -260,18 +261,21 @@ export class Writer {
   }
 
   private send(b: Batch): void {
-    const run = b.pipe.exec().then(
-      (results) => {
+    const run = b.pipe
+      .exec()
+      .then((results) => {
+        // Commands that never reached Redis (the connection is gone) fail the batch; errors Redis
+        // answered (ReplyError) are about one command each, read below.
+        const lost = results?.find(([e]) => e !== null && !(e instanceof ReplyError))?.[0];
+        if (lost) throw lost;
         this.outages.ok('writes');
-        if (results === null) return;
-        this.read(b, results);
-      },
-      (e: unknown) => {
+        if (results !== null) this.read(b, results);
+      })
+      .catch((e: unknown) => {
         this.outages.fail('writes', `${b.size} Redis writes to ${this.conn.where} failed`, e);
         if (b.tokenJobs.size > 0) this.hooks.tokensLost([...b.tokenJobs], e);
         throw new BackendError(`writes to Redis at ${this.conn.where} failed: ${messageOf(e)}`, e);
-      },
-    );
+      });
     const settled = run.finally(() => {
       this.pending -= b.size;
       this.inflight.delete(settled);

@@ -2,8 +2,10 @@ import { EventSource } from 'eventsource';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { Observable, Subject } from 'rxjs';
-import { JobRegistry } from '../../src/core/index.js';
+import { DateTime } from 'luxon';
+import { JobRegistry, type RegistryEvent } from '../../src/core/index.js';
 import { createJobHandler } from '../../src/http/index.js';
+import { eventsAfterSnapshot } from '../../src/http/handler.js';
 import { sleep, waitFor } from '../helpers/collect.js';
 import { http, parseSse, postJson, rawRequest, startTestServer, type TestServer } from '../helpers/http.js';
 
@@ -506,5 +508,24 @@ describe('mounting and options', () => {
     await waitFor(() => tail.includes('event: done'), 20_000, 'catch up');
     socket.destroy();
     expect(received).toBeGreaterThan(20_000 * 1000);
+  });
+});
+
+describe('/v1/events after its snapshot', () => {
+  test('a job created after the snapshot keeps its later events, its removal too', () => {
+    const at = DateTime.fromMillis(1000, { zone: 'utc' });
+    const later = DateTime.fromMillis(2000, { zone: 'utc' });
+    const snap = { id: 'job-old', state: 'running' as const, createdAt: at, updatedAt: at, tokenCount: 0 };
+    const early: RegistryEvent[] = [
+      { type: 'created', jobId: 'job-old', at },
+      { type: 'created', jobId: 'job-new', at: later },
+      { type: 'stateChanged', jobId: 'job-new', from: 'queued', to: 'cancelled', at: later },
+      { type: 'removed', jobId: 'job-new', at: later },
+      { type: 'removed', jobId: 'job-gone', at },
+      { type: 'stateChanged', jobId: 'job-old', from: 'queued', to: 'running', at },
+      { type: 'removed', jobId: 'job-old', at: later },
+    ];
+    const kept = eventsAfterSnapshot([snap], early).map((e) => `${e.type}:${e.jobId}`);
+    expect(kept).toEqual(['created:job-new', 'stateChanged:job-new', 'removed:job-new', 'removed:job-old']);
   });
 });

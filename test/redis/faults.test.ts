@@ -1,0 +1,360 @@
+/**
+ * Regression tests for the faults of the shared (Redis) path: each reproduces one defect of an earlier
+ * backend (a crash, a silent gap, a reader that never ends, events out of order, two answers for one job,
+ * a failed POST that left a job running, a failure nobody logged).
+ */
+import { createServer, type Server } from 'node:http';
+import { Redis } from 'ioredis';
+import { from, interval, map, take } from 'rxjs';
+import {
+  BackendError,
+  JobFailedError,
+  JobRegistry,
+  ReplayExpiredError,
+  type RegistryEvent,
+} from '../../src/core/index.js';
+import { createJobHandler } from '../../src/http/index.js';
+import { Keys, redisBackend, type BackendLogger, type RedisBackendOptions } from '../../src/redis/index.js';
+import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
+import { postJson } from '../helpers/http.js';
+import { haveRedisServer, privateRedis, type PrivateRedis } from '../helpers/private-redis.js';
+import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
+
+const available = (await haveRedis()) && haveRedisServer('the Redis fault tests');
+const prefix = testPrefix('faults');
+const K = new Keys(prefix, 8);
+const LEASE = 1000;
+
+/** A logger that records every line, by level. */
+function recorder(): BackendLogger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    error: (m) => void lines.push(`error ${m}`),
+    warn: (m) => void lines.push(`warn ${m}`),
+    info: (m) => void lines.push(`info ${m}`),
+  };
+}
+
+describeIf(available)('redis backend faults', () => {
+  const registries: JobRegistry<string>[] = [];
+  const admin = new Redis(REDIS_URL);
+  let own: PrivateRedis;
+  const quiet = recorder();
+  const make = (extra: Partial<RedisBackendOptions> & { replayLimit?: number; retention?: number } = {}) => {
+    const { replayLimit, retention, ...backend } = extra;
+    const r = new JobRegistry<string>({
+      ...(replayLimit !== undefined ? { replayLimit } : {}),
+      ...(retention !== undefined ? { retention } : {}),
+      backend: redisBackend({
+        url: REDIS_URL,
+        prefix,
+        leaseMs: LEASE,
+        blockMs: 1000,
+        logger: quiet,
+        ...backend,
+      }),
+    });
+    registries.push(r);
+    return r;
+  };
+  beforeAll(async () => {
+    own = await privateRedis();
+  }, 20_000);
+  afterEach(async () => {
+    await Promise.all(registries.splice(0).map((r) => r.dispose().catch(() => undefined)));
+  });
+  afterAll(async () => {
+    await own.close();
+    await dropPrefix(prefix);
+    admin.disconnect();
+  });
+
+  // 1. Crash under backpressure.
+  test('an executor producing past maxPendingWrites fails its job with BackendError; nothing throws', async () => {
+    const r = make({ url: own.url, maxPendingWrites: 50 });
+    await r.ready();
+    const viaExecutor = r.createJob();
+    const viaSender = r.createJob();
+    await r.flush();
+    await own.stop();
+    const tokens = Array.from({ length: 500 }, (_, i) => `t${i}`);
+    r.executeAndStream(viaExecutor, () => from(tokens)).subscribe({ error: () => undefined });
+    from(tokens).subscribe(r.getTokenSender(viaSender));
+    for (const id of [viaExecutor, viaSender]) {
+      expect(r.getJob(id)!.state).toBe('failed');
+      expect(r.getJob(id)!.error).toMatch(/maxPendingWrites/);
+    }
+    await own.start();
+    await r.flush();
+    // The end reached Redis once it was back: another process sees the same end.
+    const other = make({ url: own.url });
+    await other.ready();
+    await waitFor(
+      async () => (await other.findJob(viaExecutor))?.state === 'failed',
+      5000,
+      'failed in Redis',
+    );
+  }, 30_000);
+
+  // 2. Silent token loss.
+  test('a remote reader of a bounded buffer that falls behind ends with ReplayExpiredError at the first missing seq', async () => {
+    const a = make({ replayLimit: 50 });
+    const b = make({ replayLimit: 50 });
+    await Promise.all([a.ready(), b.ready()]);
+    const id = a.createJob();
+    await a.flush();
+    const r = collect(b.tokens$(id));
+    for (let burst = 0; burst < 20; burst++) {
+      for (let i = 0; i < 500; i++) a.emit(id, `t${burst * 500 + i}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    a.updateState(id, 'completed');
+    await a.flush();
+    await r.done;
+    const seqs = r.values.map((v) => v.seq);
+    // Whatever arrived is contiguous and right; what did not arrive is reported, never skipped.
+    seqs.forEach((seq, i) => i > 0 && expect(seq).toBe(seqs[i - 1]! + 1));
+    r.values.forEach((v) => expect(v.token).toBe(`t${v.seq}`));
+    if (seqs.length < 10_000) {
+      expect(r.error).toBeInstanceOf(ReplayExpiredError);
+      expect((r.error as ReplayExpiredError).after).toBe(seqs.at(-1) ?? -1);
+    } else expect(r.completed).toBe(true);
+  }, 30_000);
+
+  // 3. Readers that never end.
+  test('removeJob of a live job while a remote reader catches up ends that reader within the lease', async () => {
+    const a = make();
+    const b = make();
+    await Promise.all([a.ready(), b.ready()]);
+    const id = a.createJob();
+    for (let i = 0; i < 20_000; i++) a.emit(id, `t${i}`);
+    await a.flush();
+    const r = collect(b.tokens$(id));
+    a.removeJob(id);
+    await a.flush();
+    const ended = await Promise.race([r.done.then(() => true), sleep(LEASE + 2000).then(() => false)]);
+    expect(ended).toBe(true);
+    expect(r.completed).toBe(false);
+    expect(r.error).toBeInstanceOf(Error);
+    expect((r.error as { code?: string }).code).toMatch(/JOB_CANCELLED|JOB_FAILED|JOB_NOT_FOUND/);
+  }, 30_000);
+
+  test.each([
+    ['FLUSHALL', (redis: PrivateRedis) => redis.admin.flushall().then(() => undefined)],
+    [
+      'a restart without persistence',
+      async (redis: PrivateRedis) => (await redis.stop(false), await redis.start()),
+    ],
+  ])(
+    'after %s the job ends failed on its owner and on every reader within the lease, and no key is left without expiry',
+    async (_, fault) => {
+      const a = make({ url: own.url });
+      const b = make({ url: own.url });
+      await Promise.all([a.ready(), b.ready()]);
+      const id = a.createJob();
+      a.setTokenSource(
+        id,
+        interval(20).pipe(
+          map((i) => `t${i}`),
+          take(100_000),
+        ),
+      );
+      await waitFor(() => a.getJob(id)!.tokenCount > 5, 5000, 'tokens');
+      await a.flush();
+      const r = collect(b.tokens$(id));
+      const s = collect(b.state$(id));
+      await waitFor(() => r.values.length > 3, 5000, 'remote tokens');
+      await fault(own);
+      const t0 = Date.now();
+      await Promise.race([r.done, sleep(LEASE + 2000)]);
+      expect(Date.now() - t0).toBeLessThan(LEASE + 2000);
+      expect(r.error).toBeInstanceOf(JobFailedError);
+      await waitFor(() => a.getJob(id)!.state === 'failed', LEASE + 2000, 'owner ends the job');
+      await waitFor(
+        async () => (await b.findJob(id))?.state === 'failed',
+        LEASE + 2000,
+        'every process agrees',
+      );
+      await s.done;
+      // Every key Redis holds for the run expires by itself.
+      await a.flush();
+      for (const key of await own.admin.keys(`${prefix}*`))
+        expect([key, await own.admin.pttl(key)]).not.toEqual([key, -1]);
+      r.unsubscribe();
+    },
+    30_000,
+  );
+
+  // 4. Events out of order.
+  test('cancel and remove in one tick reach other processes as stateChanged then removed', async () => {
+    const a = make();
+    const b = make();
+    await Promise.all([a.ready(), b.ready()]);
+    const seen = collect(b.events$);
+    const local = collect(a.events$);
+    const id = a.createJob();
+    a.emit(id, 'x');
+    void a.cancel(id);
+    a.removeJob(id);
+    await a.flush();
+    const kinds = (events: RegistryEvent[]) =>
+      events.filter((e) => e.jobId === id).map((e) => (e.type === 'stateChanged' ? e.to : e.type));
+    await waitFor(() => kinds(seen.values).includes('removed'), 5000, 'removed');
+    expect(kinds(seen.values)).toEqual(['created', 'running', 'cancelled', 'removed']);
+    expect(kinds(local.values)).toEqual(['created', 'running', 'cancelled', 'removed']);
+    seen.unsubscribe();
+    local.unsubscribe();
+  });
+
+  // 5. Two answers for one job.
+  test('a remote cancel racing the owner finishing: every process and every reader reports one end', async () => {
+    const a = make();
+    const b = make();
+    await Promise.all([a.ready(), b.ready()]);
+    for (let round = 0; round < 20; round++) {
+      const id = a.createJob();
+      a.emit(id, 'x');
+      await a.flush();
+      const remote = collect(b.tokens$(id));
+      const local = collect(a.tokens$(id));
+      const producer = a.getTokenSender(id);
+      const cancelled = b.cancel(id, 'raced');
+      await sleep(round % 4);
+      producer.complete(); // ignored when the cancel got there first
+      const moved = await cancelled;
+      await a.flush();
+      await Promise.all([remote.done, local.done]);
+      const state = a.getJob(id)!.state;
+      expect((await b.findJob(id))!.state).toBe(state);
+      expect(moved).toBe(state === 'cancelled');
+      expect(remote.completed).toBe(state === 'completed');
+      expect(local.completed).toBe(state === 'completed');
+    }
+  }, 60_000);
+
+  // 6. A failed POST leaves a running job; a rejected pipeline rejects every later flush.
+  test('POST answers 503 when the job cannot be stored, and nothing runs on; later POSTs work once Redis is back', async () => {
+    const client = new Redis(own.url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+      retryStrategy: () => 200,
+    });
+    const registry = new JobRegistry<string, unknown>({
+      backend: redisBackend({ redis: client, prefix, leaseMs: 5000, logger: quiet }),
+    });
+    await registry.ready();
+    const signals: AbortSignal[] = [];
+    const handler = createJobHandler(registry, {
+      execute: (_payload, { signal }) => (signals.push(signal), interval(10).pipe(map(String))),
+    });
+    const server: Server = createServer((req, res) => handler(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/inference`;
+    try {
+      await own.stop();
+      const refused = await postJson(url, { prompt: 'x' });
+      expect(refused.status).toBe(503);
+      expect(registry.jobCount()).toBe(0);
+      expect(signals.length).toBe(1);
+      expect(signals[0]!.aborted).toBe(true);
+      await own.start();
+      await waitFor(() => client.status === 'ready', 10_000, 'reconnect');
+      const accepted = await postJson(url, { prompt: 'x' });
+      expect(accepted.status).toBe(202);
+    } finally {
+      handler.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await registry.dispose().catch(() => undefined);
+      client.disconnect();
+    }
+  }, 40_000);
+
+  // 7. Swallowed failures.
+  test('a tailed key of the wrong type fails its reader with BackendError, logged once; other readers go on', async () => {
+    const log = recorder();
+    const a = make();
+    const b = make({ logger: log });
+    await Promise.all([a.ready(), b.ready()]);
+    const bad = a.createJob();
+    const good = a.createJob();
+    a.emit(bad, 'x');
+    a.emit(good, 'y');
+    await a.flush();
+    const rb = collect(b.tokens$(bad));
+    const rg = collect(b.tokens$(good));
+    await waitFor(() => rb.values.length === 1 && rg.values.length === 1, 5000, 'first tokens');
+    await admin.del(K.tokens(bad));
+    await admin.set(K.tokens(bad), 'not a stream');
+    await waitFor(() => rb.error !== undefined, 5000, 'bad reader ends');
+    expect(rb.error).toBeInstanceOf(BackendError);
+    a.emit(good, 'z');
+    a.updateState(good, 'completed');
+    await rg.done;
+    expect(rg.values.map((v) => v.token)).toEqual(['y', 'z']);
+    expect(log.lines.filter((l) => l.startsWith('error') && l.includes('failed')).length).toBe(1);
+    await admin.del(K.tokens(bad));
+  }, 20_000);
+
+  test('without CLIENT commands (as managed Redis often forbids) a new reader gets its first token at once, not after blockMs', async () => {
+    const user = `jr-noclient-${process.pid}`;
+    await admin.call('ACL', 'SETUSER', user, 'on', '>pw', '~*', '&*', '+@all', '-client', '+client|setname');
+    try {
+      const url = REDIS_URL.replace('redis://', `redis://${user}:pw@`);
+      const log = recorder();
+      const a = make({ url, blockMs: 10_000, logger: log });
+      const b = make({ url, blockMs: 10_000, logger: log });
+      await Promise.all([a.ready(), b.ready()]);
+      await sleep(200); // b's reader is now blocked on its XREAD
+      const id = a.createJob();
+      a.emit(id, 'x');
+      await a.flush();
+      const t0 = Date.now();
+      const r = collect(b.tokens$(id));
+      await sleep(100);
+      a.emit(id, 'live');
+      await waitFor(() => r.values.length === 2, 3000, 'the live token');
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(log.lines).toEqual([]);
+      r.unsubscribe();
+    } finally {
+      await Promise.all(registries.splice(0).map((r) => r.dispose()));
+      await admin.call('ACL', 'DELUSER', user);
+    }
+  }, 20_000);
+
+  test('lease renewal and blocking reads that fail are logged once per outage, and their recovery once', async () => {
+    const user = `jr-acl-${process.pid}`;
+    const allow = ['on', '>pw', '~*', '&*', '+@all'];
+    await admin.call('ACL', 'SETUSER', user, 'reset', ...allow);
+    try {
+      const url = REDIS_URL.replace('redis://', `redis://${user}:pw@`);
+      const log = recorder();
+      const a = make();
+      const b = make({ url, logger: log, blockMs: 200 });
+      await Promise.all([a.ready(), b.ready()]);
+      const id = a.createJob();
+      a.emit(id, 'x');
+      await a.flush();
+      const r = collect(b.tokens$(id));
+      await waitFor(() => r.values.length === 1, 5000, 'first token');
+      await admin.call('ACL', 'SETUSER', user, '-set', '-xread');
+      await sleep(LEASE * 2);
+      const errors = log.lines.filter((l) => l.startsWith('error'));
+      expect(errors.filter((l) => l.includes('lease'))).toHaveLength(1);
+      expect(errors.filter((l) => l.includes('blocking reads'))).toHaveLength(1);
+      // Past the lease the reader is told, instead of waiting on reads that fail.
+      expect(r.error).toBeInstanceOf(BackendError);
+      await admin.call('ACL', 'SETUSER', user, '+set', '+xread');
+      await waitFor(
+        () => log.lines.filter((l) => l.includes('works again')).length >= 2,
+        5000,
+        'recovery lines',
+      );
+    } finally {
+      await Promise.all(registries.splice(0).map((r) => r.dispose()));
+      await admin.call('ACL', 'DELUSER', user);
+    }
+  }, 20_000);
+});
