@@ -44,22 +44,38 @@ export async function startServer(
     host?: string;
     port?: number;
     redisUrl?: string;
+    /** Nodes of a Redis Cluster (`host:port`), instead of `redisUrl`. */
+    redisClusterNodes?: string[];
     redisPrefix?: string;
     leaseMs?: number;
     retentionMs?: number;
+    replayLimit?: number;
+    blockMs?: number;
   } = {},
 ): Promise<RunningServer> {
   let backend: RegistryBackend | undefined;
-  if (options.redisUrl) {
+  let cluster: { disconnect(): void } | undefined;
+  if (options.redisUrl || options.redisClusterNodes?.length) {
     const { redisBackend } = await import('../src/redis/index.js');
-    backend = redisBackend({
-      url: options.redisUrl,
+    const shared = {
       ...(options.redisPrefix ? { prefix: options.redisPrefix } : {}),
       ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
-    });
+      ...(options.blockMs ? { blockMs: options.blockMs } : {}),
+    };
+    if (options.redisClusterNodes?.length) {
+      const { Cluster } = await import('ioredis');
+      const nodes = options.redisClusterNodes.map((n) => {
+        const [host, port] = n.split(':');
+        return { host: host || '127.0.0.1', port: Number(port) || 6379 };
+      });
+      const client = new Cluster(nodes, { lazyConnect: true });
+      cluster = client;
+      backend = redisBackend({ redis: client, ...shared });
+    } else backend = redisBackend({ url: options.redisUrl!, ...shared });
   }
   const registry = new JobRegistry<string, ModelRequest>({
     retention: options.retentionMs ?? 10 * 60_000,
+    ...(options.replayLimit !== undefined ? { replayLimit: options.replayLimit } : {}),
     ...(backend ? { backend } : {}),
   });
   await registry.ready();
@@ -112,6 +128,7 @@ export async function startServer(
       (closing ??= (async () => {
         // Streams first get their terminal event (cancelled: registry disposed), then connections close.
         await registry.dispose();
+        cluster?.disconnect();
         handler.close();
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -123,15 +140,20 @@ async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   const redisUrl = process.env.REDIS_URL;
+  const clusterNodes = process.env.REDIS_CLUSTER_NODES?.split(',').filter((n) => n !== '');
   const running = await startServer({
     host,
     port,
     ...(redisUrl ? { redisUrl } : {}),
+    ...(clusterNodes?.length ? { redisClusterNodes: clusterNodes } : {}),
     ...(process.env.REDIS_PREFIX ? { redisPrefix: process.env.REDIS_PREFIX } : {}),
     ...(process.env.REDIS_LEASE_MS ? { leaseMs: Number(process.env.REDIS_LEASE_MS) } : {}),
+    ...(process.env.RETENTION_MS ? { retentionMs: Number(process.env.RETENTION_MS) } : {}),
+    ...(process.env.REPLAY_LIMIT ? { replayLimit: Number(process.env.REPLAY_LIMIT) } : {}),
+    ...(process.env.REDIS_BLOCK_MS ? { blockMs: Number(process.env.REDIS_BLOCK_MS) } : {}),
   });
   console.log(
-    `job-registry example server on ${running.url}/ (${redisUrl ? `redis ${redisUrl}` : 'in memory'})`,
+    `job-registry example server on ${running.url}/ (${clusterNodes?.length ? `redis cluster ${clusterNodes.join(',')}` : redisUrl ? `redis ${redisUrl}` : 'in memory'})`,
   );
   const stop = (signal: string): void => {
     console.log(`${signal}: shutting down`);

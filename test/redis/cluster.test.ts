@@ -1,0 +1,106 @@
+/**
+ * The Redis backend on a real Redis Cluster of three masters: the registry contract with two registries
+ * as two processes would be, jobs spread over every master, and example servers sharing the cluster.
+ */
+import type { Cluster } from 'ioredis';
+import { JobRegistry } from '../../src/core/index.js';
+import { Keys, redisBackend } from '../../src/redis/index.js';
+import { collect, describeIf } from '../helpers/collect.js';
+import { clusterClient, clusterNodes, dropClusterPrefix } from '../helpers/cluster.js';
+import { registryContract } from '../helpers/contract.js';
+import { http, parseSse, postJson } from '../helpers/http.js';
+import { spawnServer, type ServerProcess } from '../helpers/processes.js';
+import { testPrefix } from '../helpers/redis.js';
+
+const cluster = await clusterNodes();
+const prefix = testPrefix('cluster');
+
+describeIf(cluster !== undefined)('redis backend on Redis Cluster', () => {
+  const clients: Cluster[] = [];
+  const client = (): Cluster => {
+    const c = clusterClient(cluster!.nodes);
+    clients.push(c);
+    return c;
+  };
+  afterAll(async () => {
+    await dropClusterPrefix(cluster!.nodes, prefix);
+    for (const c of clients) c.disconnect();
+    await cluster!.stop();
+  }, 30_000);
+
+  registryContract('redis cluster, two registries', async (options) => {
+    const make = () =>
+      new JobRegistry<string>({
+        ...options,
+        backend: redisBackend({ redis: client(), prefix, leaseMs: 2000 }),
+      });
+    const a = make();
+    const b = make();
+    await Promise.all([a.ready(), b.ready()]);
+    return { a, b, close: async () => void (await Promise.all([a.dispose(), b.dispose()])) };
+  });
+
+  test('jobs, their events and the job index spread over every master', async () => {
+    const a = new JobRegistry<string>({ backend: redisBackend({ redis: client(), prefix }) });
+    const b = new JobRegistry<string>({ backend: redisBackend({ redis: client(), prefix }) });
+    await Promise.all([a.ready(), b.ready()]);
+    const ids = Array.from({ length: 40 }, () => a.createJob());
+    for (const id of ids) a.emit(id, id);
+    await a.flush();
+    const keys = new Keys(prefix, 8);
+    const admin = client();
+    const masterOf = new Map<number, string>();
+    for (const [lo, hi, [host, port]] of (await admin.cluster('SLOTS')) as Array<
+      [number, number, [string, number]]
+    >)
+      for (let s = lo; s <= hi; s += 512) masterOf.set(Math.floor(s / 512), `${host}:${port}`);
+    const masters = new Set<string>();
+    for (const id of ids) {
+      const slot = Number(await admin.cluster('KEYSLOT', keys.tokens(id)));
+      masters.add(masterOf.get(Math.floor(slot / 512))!);
+      expect(await admin.cluster('KEYSLOT', keys.events(keys.shardOf(id)))).toBe(slot);
+    }
+    expect(masters.size).toBe(3);
+    // Every job is listed, and read from the other registry, whichever master holds it.
+    expect((await b.listJobs()).map((s) => s.id).sort()).toEqual(expect.arrayContaining([...ids].sort()));
+    const reads = ids.map((id) => collect(b.tokens$(id)));
+    for (const id of ids) a.updateState(id, 'completed');
+    await Promise.all(reads.map((r) => r.done));
+    reads.forEach((r, i) => expect(r.values.map((v) => v.token)).toEqual([ids[i]]));
+    await Promise.all([a.dispose(), b.dispose()]);
+  }, 30_000);
+
+  describe('example servers sharing the cluster', () => {
+    let A: ServerProcess;
+    let B: ServerProcess;
+    beforeAll(async () => {
+      const env = {
+        REDIS_CLUSTER_NODES: cluster!.nodes.map((n) => `${n.host}:${n.port}`).join(','),
+        REDIS_PREFIX: prefix,
+        REDIS_LEASE_MS: '1500',
+      };
+      [A, B] = await Promise.all([spawnServer(env), spawnServer(env)]);
+    }, 60_000);
+    afterAll(async () => {
+      await Promise.all([A?.stop(), B?.stop()]);
+    });
+
+    test('POST on A, stream and cancel on B', async () => {
+      const done = JSON.parse(
+        (await postJson(`${A.url}/v1/inference`, { prompt: 'a b c', max_tokens: 30 })).body,
+      );
+      const events = parseSse((await http(B.url + done.sse_url)).body);
+      expect(events.filter((e) => e.event === 'token').map((e) => JSON.parse(e.data))).toEqual(
+        Array.from({ length: 30 }, (_, i) => 'abc'[i % 3]),
+      );
+      expect(events.at(-1)?.event).toBe('done');
+      const slow = JSON.parse(
+        (await postJson(`${A.url}/v1/inference`, { prompt: 'x', max_tokens: 100_000, delay_ms: 5 })).body,
+      );
+      const del = await http(`${B.url}/v1/inference/${slow.job_id}`, { method: 'DELETE' });
+      expect(del.status).toBe(200);
+      expect(JSON.parse(del.body).state).toBe('cancelled');
+      expect(JSON.parse((await http(`${A.url}/v1/inference/${slow.job_id}`)).body).state).toBe('cancelled');
+    }, 30_000);
+  });
+});
