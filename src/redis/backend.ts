@@ -1,31 +1,27 @@
 import { Observable, Subject, filter, map } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
 import type { BackendHost, RegistryBackend, StoredJob } from '../core/backend.js';
-import {
-  BackendError,
-  JobFailedError,
-  JobNotFoundError,
-  JobRegistryError,
-  messageOf,
-} from '../core/errors.js';
+import { BackendError, JobRegistryError, messageOf } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import { isTerminal } from '../core/states.js';
 import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from '../core/types.js';
 import { decodeEvent, isEnd, type StreamEvent } from './codec.js';
 import { Connection } from './connection.js';
-import { Keys, seqOf } from './keys.js';
+import { Keys } from './keys.js';
 import { Leases } from './leases.js';
+import { Repair } from './repair.js';
 import { firstKept, indexedIds, readSnapshots } from './lookups.js';
 import { resolveOptions, type RedisBackendOptions, type ResolvedOptions } from './options.js';
 import { Outages } from './outage.js';
 import { remoteTokens } from './reader.js';
+import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
 import { Tailer } from './tailer.js';
+import { Seen, Watchers } from './watchers.js';
 import { Writer, type Ttls } from './writer.js';
 
 // Jobs remembered as created, ended or removed, to drop a repeated event (a write resent after a
 // dropped connection).
 const SEEN_MEMORY = 10_000;
-const LOST = 'job-registry: Redis lost this job (restarted without persistence, or flushed)';
 
 /**
  * A Redis Streams backend: every process that uses the same Redis (or Redis Cluster) and prefix sees
@@ -53,12 +49,13 @@ class RedisBackend implements RegistryBackend {
   private tailers: Tailer[] = [];
   private readonly tailerOf: Tailer[] = [];
   private leases: Leases | undefined;
+  private repair!: Repair;
   private host: BackendHost | undefined;
   private started: Promise<void> | undefined;
   private closed = false;
   private readonly stream = new Subject<StreamEvent>();
-  private readonly watchers = new Map<string, Set<(error: Error) => void>>();
-  private readonly seen = new Set<string>();
+  private readonly watchers = new Watchers();
+  private readonly seen = new Seen(SEEN_MEMORY);
   /** Cancel requests being carried out here: the job's end event names the request. */
   private readonly requests = new Map<string, string>();
 
@@ -96,14 +93,23 @@ class RedisBackend implements RegistryBackend {
       ttls,
       this.outages,
       {
-        missing: (id) => this.lost(id),
-        endedElsewhere: (id, state, error) => this.adopt(id, state, error),
-        tokenRefused: (id, seq) => void this.checkRefused(id, seq),
+        missing: (id) => this.repair.lost(id),
+        endedElsewhere: (id, state, error) => this.repair.adopt(id, state, error),
+        tokenRefused: (id, seq) => void this.repair.checkRefused(id, seq),
         tokensLost: (ids, e) => {
           for (const id of ids)
             host.end(id, 'failed', `job-registry: tokens could not be written to Redis: ${messageOf(e)}`);
         },
       },
+    );
+    this.repair = new Repair(
+      this.conn,
+      this.keys,
+      this.writer,
+      host,
+      this.o.log,
+      this.outages,
+      () => this.closed,
     );
     this.leases = new Leases({
       conn: this.conn,
@@ -115,9 +121,9 @@ class RedisBackend implements RegistryBackend {
       retentionMs: retention,
       outages: this.outages,
       host: () => this.host,
-      watched: () => [...this.watchers.keys()],
-      vanished: (id) => this.vanish(id),
-      lost: (id) => this.lost(id),
+      watched: () => this.watchers.jobs(),
+      vanished: (id) => this.watchers.vanish(id),
+      lost: (id) => this.repair.lost(id),
       reap: (id, owner) => this.reap(id, owner),
     });
     this.started = this.start();
@@ -185,55 +191,6 @@ class RedisBackend implements RegistryBackend {
 
   // ---- what the writer and the lease keeper found ----
 
-  /** A job this process holds has no data in Redis: restore it as ended, so every reader ends. */
-  private lost(jobId: string): void {
-    const held = this.host?.describe(jobId);
-    if (held === undefined || this.closed) return;
-    this.o.log.warn(`job-registry: Redis lost job '${jobId}'; it ends as failed`);
-    if (!isTerminal(held.state)) this.host!.adoptEnd(jobId, 'failed', LOST);
-    const now = this.host!.describe(jobId)!;
-    this.writer!.restoreEnded(
-      jobId,
-      now.state,
-      now.error ?? '',
-      Date.now(),
-      now.tokenCount,
-      now.createdAt,
-      held.state,
-    );
-  }
-
-  private adopt(jobId: string, state: string, error: string): void {
-    if (state !== 'completed' && state !== 'failed' && state !== 'cancelled') return;
-    const held = this.host?.describe(jobId);
-    if (held !== undefined && isTerminal(held.state) && held.state !== state)
-      this.o.log.warn(
-        `job-registry: job '${jobId}' ended here as ${held.state}, but Redis already had it ${state}; every process now reports ${state}`,
-      );
-    this.host?.adoptEnd(jobId, state, error === '' ? undefined : error);
-  }
-
-  /** Redis refused a token: find out why from the stream itself, not from the error's text. */
-  private async checkRefused(jobId: string, seq: number): Promise<void> {
-    try {
-      const shard = this.keys.shardOf(jobId);
-      const last = await this.conn.cmd.xrevrange(this.keys.tokens(jobId, shard), '+', '-', 'COUNT', 1);
-      if (last.length === 0) return this.lost(jobId);
-      const lastSeq = seqOf(last[0]![0]);
-      if (lastSeq !== undefined && lastSeq >= seq) return; // a write resent after a reconnect: stored once
-      if (lastSeq === undefined) {
-        // The stream ended: another process ended the job. Take its end.
-        const [state, error] = await this.conn.cmd.hmget(this.keys.meta(jobId, shard), 'state', 'error');
-        if (state === null) return this.lost(jobId);
-        return this.adopt(jobId, state, error ?? '');
-      }
-      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${seq} of job '${jobId}'`);
-    } catch (e) {
-      this.outages.fail('writes', `checking a refused token write of '${jobId}' failed`, e);
-      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${seq}: ${messageOf(e)}`);
-    }
-  }
-
   /** Ends a live job of a dead process as failed (a CAS: nothing happens if it ended meanwhile). */
   private async reap(jobId: string, owner: string): Promise<boolean> {
     if (owner === this.owner || (await this.conn.cmd.exists(this.keys.owner(owner))) === 1) return false;
@@ -291,15 +248,11 @@ class RedisBackend implements RegistryBackend {
       const ev = s.event;
       const mark =
         ev.type === 'stateChanged' ? (isTerminal(ev.to) ? `${ev.jobId}:end` : '') : `${ev.jobId}:${ev.type}`;
-      if (mark !== '') {
-        if (this.seen.has(mark)) continue;
-        this.seen.add(mark);
-        if (this.seen.size > SEEN_MEMORY) this.seen.delete(this.seen.values().next().value!);
-      }
+      if (mark !== '' && !this.seen.first(mark)) continue;
       // Another process ended a job this one runs (its lease check took this process for dead): take it.
       if (isEnd(ev) && !s.origin.startsWith(this.owner) && this.host?.holds(ev.jobId))
-        this.adopt(ev.jobId, ev.to, ev.error ?? '');
-      if (ev.type === 'removed' && !(this.host?.holds(ev.jobId) ?? false)) this.vanish(ev.jobId);
+        this.repair.adopt(ev.jobId, ev.to, ev.error ?? '');
+      if (ev.type === 'removed' && !(this.host?.holds(ev.jobId) ?? false)) this.watchers.vanish(ev.jobId);
       this.stream.next(s);
     }
   }
@@ -313,28 +266,6 @@ class RedisBackend implements RegistryBackend {
     } finally {
       this.requests.delete(jobId);
     }
-  }
-
-  /** Readers of a job whose data disappeared end now instead of waiting for an end that cannot come. */
-  private vanish(jobId: string): void {
-    const set = this.watchers.get(jobId);
-    if (set === undefined) return;
-    this.watchers.delete(jobId);
-    const error = new JobFailedError(
-      jobId,
-      `job-registry: job '${jobId}' vanished from Redis while it was read (removed, expired, or its data was lost)`,
-    );
-    for (const onVanish of set) onVanish(error);
-  }
-
-  private watch(jobId: string, onVanish: (error: Error) => void): () => void {
-    let set = this.watchers.get(jobId);
-    if (set === undefined) this.watchers.set(jobId, (set = new Set()));
-    set.add(onVanish);
-    return () => {
-      const now = this.watchers.get(jobId);
-      if (now !== undefined && now.delete(onVanish) && now.size === 0) this.watchers.delete(jobId);
-    };
   }
 
   // ---- reads of jobs held elsewhere ----
@@ -404,43 +335,12 @@ class RedisBackend implements RegistryBackend {
   }
 
   /**
-   * Cancels a job held by another process by asking its owner (through the job's shard stream), so the
-   * one process that writes a live job's states also writes its end: every process reports one end. A
-   * dead owner's job is cancelled here directly. Resolves `true` when this request moved the job.
+   * Cancels a job held by another process by asking its owner (see remote.ts). Resolves `true` when this
+   * request moved the job.
    */
   cancel(jobId: string, reason: string): Promise<boolean | undefined> {
     if (!isValidJobId(jobId)) return Promise.resolve(undefined);
-    return this.guard('cancel', async () => {
-      const request = uuidv4();
-      let answered!: (moved: boolean) => void;
-      const answer = new Promise<boolean>((resolve) => (answered = resolve));
-      const sub = this.stream.subscribe((s) => {
-        if (s.kind === 'event' && s.event.jobId === jobId && isEnd(s.event)) answered(s.request === request);
-      });
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
-        const shard = this.keys.shardOf(jobId);
-        const [state, owner] = await this.conn.cmd.hmget(this.keys.meta(jobId, shard), 'state', 'owner');
-        if (state === null) return undefined;
-        if (isTerminal(state as JobState)) return false;
-        const ownerAlive = owner !== null && (await this.conn.cmd.exists(this.keys.owner(owner))) === 1;
-        if (!ownerAlive) return this.endRemote(jobId, 'cancelled', reason, request);
-        this.writer!.cancelRequest(jobId, reason, request, Date.now());
-        await this.writer!.flush();
-        const waitMs = 2 * this.o.leaseMs;
-        const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), waitMs)));
-        const moved = await Promise.race([answer, late]);
-        if (moved !== 'late') return moved;
-        if ((await this.conn.cmd.exists(this.keys.owner(owner))) === 0)
-          return this.endRemote(jobId, 'cancelled', reason, request);
-        throw new BackendError(
-          `job-registry: the process holding job '${jobId}' did not answer a cancel within ${waitMs} ms`,
-        );
-      } finally {
-        sub.unsubscribe();
-        if (timer !== undefined) clearTimeout(timer);
-      }
-    });
+    return this.guard('cancel', () => remoteCancel(this.remote(), jobId, reason));
   }
 
   tokens$(jobId: string, after: number | undefined): Observable<TokenEvent<unknown>> {
@@ -451,7 +351,7 @@ class RedisBackend implements RegistryBackend {
         keys: this.keys,
         log: this.o.log,
         tailer: (shard) => this.tailerOf[shard]!,
-        watch: (id, onVanish) => this.watch(id, onVanish),
+        watch: (id, onVanish) => this.watchers.watch(id, onVanish),
         firstKept: (id) => this.firstKept(id),
       },
       jobId,
@@ -460,44 +360,20 @@ class RedisBackend implements RegistryBackend {
   }
 
   state$(jobId: string): Observable<JobStatus> {
-    return new Observable<JobStatus>((sub) => {
-      let last: JobState | undefined;
-      const emit = (status: JobStatus): void => {
-        if (last !== undefined && (last === status.state || isTerminal(last))) return;
-        last = status.state;
-        sub.next(status);
-        if (isTerminal(status.state)) sub.complete();
-      };
-      const events = this.stream.subscribe({
-        next: (s) => {
-          if (s.kind !== 'event' || s.event.jobId !== jobId) return;
-          const ev = s.event;
-          if (ev.type === 'stateChanged')
-            emit({ state: ev.to, at: ev.at, ...(ev.error !== undefined ? { error: ev.error } : {}) });
-          else if (ev.type === 'removed') sub.complete();
-        },
-        complete: () => sub.complete(),
-      });
-      // Removal or lost data ends the status stream as removal does.
-      const unwatch = this.watch(jobId, () => sub.complete());
-      this.findJob(jobId).then(
-        (snap) => {
-          if (snap === undefined)
-            sub.error(new JobNotFoundError(jobId, 'not in this process nor in Redis; it may have expired'));
-          else if (last === undefined)
-            emit({
-              state: snap.state,
-              at: snap.updatedAt,
-              ...(snap.error !== undefined ? { error: snap.error } : {}),
-            });
-        },
-        (e: unknown) => sub.error(e), // findJob fails with BackendError already
-      );
-      return () => {
-        events.unsubscribe();
-        unwatch();
-      };
-    });
+    return remoteStatus(this.remote(), jobId);
+  }
+
+  private remote(): RemoteContext {
+    return {
+      conn: this.conn,
+      keys: this.keys,
+      leaseMs: this.o.leaseMs,
+      stream: this.stream,
+      writer: this.writer!,
+      endRemote: (id, to, error, request) => this.endRemote(id, to, error, request),
+      watch: (id, onVanish) => this.watchers.watch(id, onVanish),
+      findJob: (id) => this.findJob(id),
+    };
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,76 @@
+import type { BackendHost } from '../core/backend.js';
+import { messageOf } from '../core/errors.js';
+import { isTerminal } from '../core/states.js';
+import type { Connection } from './connection.js';
+import { seqOf, type Keys } from './keys.js';
+import type { BackendLogger } from './options.js';
+import type { Outages } from './outage.js';
+import type { Writer } from './writer.js';
+
+const LOST = 'job-registry: Redis lost this job (restarted without persistence, or flushed)';
+
+/**
+ * Puts right what Redis and this process disagree on, for jobs this process holds: a job Redis lost is
+ * written back as ended (failed, or the end it had here), an end another process wrote wins here too,
+ * and a refused token write is explained from the stream itself (never from an error's text).
+ */
+export class Repair {
+  constructor(
+    private readonly conn: Connection,
+    private readonly keys: Keys,
+    private readonly writer: Writer,
+    private readonly host: BackendHost,
+    private readonly log: BackendLogger,
+    private readonly outages: Outages,
+    private readonly closed: () => boolean,
+  ) {}
+
+  /** A job this process holds has no data in Redis: restore it as ended, so every reader ends. */
+  lost(jobId: string): void {
+    const held = this.host?.describe(jobId);
+    if (held === undefined || this.closed()) return;
+    this.log.warn(`job-registry: Redis lost job '${jobId}'; it ends as failed`);
+    if (!isTerminal(held.state)) this.host!.adoptEnd(jobId, 'failed', LOST);
+    const now = this.host!.describe(jobId)!;
+    this.writer.restoreEnded(
+      jobId,
+      now.state,
+      now.error ?? '',
+      Date.now(),
+      now.tokenCount,
+      now.createdAt,
+      held.state,
+    );
+  }
+
+  adopt(jobId: string, state: string, error: string): void {
+    if (state !== 'completed' && state !== 'failed' && state !== 'cancelled') return;
+    const held = this.host?.describe(jobId);
+    if (held !== undefined && isTerminal(held.state) && held.state !== state)
+      this.log.warn(
+        `job-registry: job '${jobId}' ended here as ${held.state}, but Redis already had it ${state}; every process now reports ${state}`,
+      );
+    this.host?.adoptEnd(jobId, state, error === '' ? undefined : error);
+  }
+
+  /** Redis refused a token: find out why from the stream itself, not from the error's text. */
+  async checkRefused(jobId: string, seq: number): Promise<void> {
+    try {
+      const shard = this.keys.shardOf(jobId);
+      const last = await this.conn.cmd.xrevrange(this.keys.tokens(jobId, shard), '+', '-', 'COUNT', 1);
+      if (last.length === 0) return this.lost(jobId);
+      const lastSeq = seqOf(last[0]![0]);
+      if (lastSeq !== undefined && lastSeq >= seq) return; // a write resent after a reconnect: stored once
+      if (lastSeq === undefined) {
+        // The stream ended: another process ended the job. Take its end.
+        const [state, error] = await this.conn.cmd.hmget(this.keys.meta(jobId, shard), 'state', 'error');
+        if (state === null) return this.lost(jobId);
+        return this.adopt(jobId, state, error ?? '');
+      }
+      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${seq} of job '${jobId}'`);
+    } catch (e) {
+      this.outages.fail('writes', `checking a refused token write of '${jobId}' failed`, e);
+      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${seq}: ${messageOf(e)}`);
+    }
+  }
+}
