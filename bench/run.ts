@@ -14,7 +14,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='));
 const only = onlyArg === undefined ? undefined : onlyArg.slice(7).split(',');
-const SECTIONS = ['core', 'memory', 'scaling', 'sse', 'redis'].filter(
+const SECTIONS = ['core', 'memory', 'scaling', 'sse', 'redis', 'redis-realistic', 'redis-cluster'].filter(
   (s) => only === undefined || only.includes(s),
 );
 
