@@ -5,6 +5,8 @@ const config: Config = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // The fault checker's rounds run with `npm run test:chaos` (and `npm run chaos` for long runs).
+  testPathIgnorePatterns: process.env.CHAOS === '1' ? [] : ['/test/chaos/'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {

@@ -50,6 +50,7 @@ class RedisBackend implements RegistryBackend {
   private readonly tailerOf: Tailer[] = [];
   private leases: Leases | undefined;
   private repair!: Repair;
+  private ttls: Ttls = { retention: -1, live: -1, shard: -1 };
   private host: BackendHost | undefined;
   private started: Promise<void> | undefined;
   private closed = false;
@@ -82,7 +83,14 @@ class RedisBackend implements RegistryBackend {
     this.host = host;
     const retention = host.retentionMs === Infinity ? -1 : host.retentionMs;
     const liveTtl = Math.max(60_000, this.o.leaseMs * 12);
-    const ttls: Ttls = { retention, live: liveTtl, shard: retention < 0 ? -1 : retention + liveTtl };
+    // Shard keys (events, index, live hash) are refreshed on every write and by every sweep (each leaseMs / 2)
+    // while any process runs; they outlive the last of them by retention plus two leases.
+    const ttls: Ttls = {
+      retention,
+      live: liveTtl,
+      shard: retention < 0 ? -1 : retention + 2 * this.o.leaseMs,
+    };
+    this.ttls = ttls;
     this.writer = new Writer(
       this.conn,
       this.keys,
@@ -206,9 +214,6 @@ class RedisBackend implements RegistryBackend {
     request: string,
   ): Promise<boolean> {
     const shard = this.keys.shardOf(jobId);
-    const retention =
-      this.host === undefined || this.host.retentionMs === Infinity ? -1 : this.host.retentionMs;
-    const shardTtl = retention < 0 ? -1 : retention + Math.max(60_000, this.o.leaseMs * 12);
     const reply = (await this.conn.scripts.jrTransition(
       this.keys.meta(jobId, shard),
       this.keys.tokens(jobId, shard),
@@ -217,13 +222,13 @@ class RedisBackend implements RegistryBackend {
       to,
       error,
       Date.now(),
-      retention,
+      this.ttls.retention,
       -1,
       request,
       jobId,
       `${this.owner}/remote`,
       this.o.eventsMaxLen,
-      shardTtl,
+      this.ttls.shard,
     )) as [string];
     return reply[0] === 'moved';
   }

@@ -1,0 +1,281 @@
+/**
+ * Redis Cluster: token throughput through the registry on a 3-master cluster against a single Redis, in
+ * the same run. P producer processes, each with one reader process following its jobs; many jobs in
+ * parallel, tokens emitted in batches per tick. The cluster is REDIS_CLUSTER_NODES when set, else a
+ * private one started with scripts/redis-cluster.sh on free ports (and stopped at the end); the single
+ * node is the standalone Redis at REDIS_URL.
+ */
+import { execFile, fork, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { cpus } from 'node:os';
+import { promisify } from 'node:util';
+import { Cluster, Redis } from 'ioredis';
+import { QUICK, figure, ratio, report } from '../lib.js';
+
+const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const PRODUCERS = 3;
+const JOBS = 64;
+const TOTAL = QUICK ? 10_000 : 100_000;
+const PER_JOB = Math.ceil(TOTAL / JOBS);
+const BATCH = 5;
+const SHARDS = 8;
+const REPS = QUICK ? 1 : 3;
+const MODES = ['single', 'cluster'] as const;
+type Mode = (typeof MODES)[number];
+const peer = new URL('../redis-cluster-peer.ts', import.meta.url).pathname;
+const script = new URL('../../scripts/redis-cluster.sh', import.meta.url).pathname;
+const run$ = promisify(execFile);
+const now = (): number => performance.timeOrigin + performance.now();
+
+function wait<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const on = (m: { type: string; message?: string }): void => {
+      if (m.type === 'error') reject(new Error(m.message));
+      if (m.type === type) {
+        child.off('message', on);
+        resolve(m as T);
+      }
+    };
+    child.on('message', on);
+    child.once('exit', (code) => reject(new Error(`peer exited (${code}) before '${type}'`)));
+  });
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** A base port whose six ports and six cluster bus ports (+10000) are all free. */
+async function freeBase(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 25_000);
+    const ports = [0, 1, 2, 3, 4, 5].flatMap((i) => [base + i, base + i + 10_000]);
+    let ok = true;
+    for (const p of ports) if (!(ok = await portFree(p))) break;
+    if (ok) return base;
+  }
+  throw new Error('redis-cluster bench: no free base port found');
+}
+
+/** Jobs of each producer: JOBS split as evenly as possible. */
+const jobsOf = (p: number): number => Math.floor(JOBS / PRODUCERS) + (p < JOBS % PRODUCERS ? 1 : 0);
+
+async function serverCpuMs(servers: Redis[]): Promise<number> {
+  let ms = 0;
+  for (const r of servers) {
+    const info = await r.info('cpu');
+    ms +=
+      (Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1])) *
+      1000;
+  }
+  return ms;
+}
+
+interface Run {
+  rate: number;
+  clientCpuPer1k: number;
+  serverCpuPer1k: number;
+}
+
+async function run(mode: Mode, target: string, servers: Redis[]): Promise<Run> {
+  const prefix = `jrbench:${process.pid}:cl:${mode}:${Math.random().toString(36).slice(2, 8)}:`;
+  const spawn = (role: string): ChildProcess =>
+    fork(peer, [role, mode, target, prefix, String(SHARDS)], {
+      execArgv: ['--import', 'tsx'],
+      stdio: 'inherit',
+    });
+  const producers = Array.from({ length: PRODUCERS }, () => spawn('producer'));
+  const readers = Array.from({ length: PRODUCERS }, () => spawn('reader'));
+  const all = [...producers, ...readers];
+  try {
+    await Promise.all(all.map((c) => wait(c, 'up')));
+    const idLists = await Promise.all(
+      producers.map((p, i) => {
+        const got = wait<{ ids: string[] }>(p, 'ids');
+        p.send({ type: 'start', jobs: jobsOf(i), perJob: PER_JOB, batch: BATCH });
+        return got.then((m) => m.ids);
+      }),
+    );
+    await Promise.all(
+      readers.map((r, i) => {
+        const ready = wait(r, 'ready');
+        r.send({ type: 'read', ids: idLists[i], perJob: PER_JOB });
+        return ready;
+      }),
+    );
+    await new Promise((r) => setTimeout(r, QUICK ? 300 : 1000));
+    const results = readers.map((r) =>
+      wait<{ tokens: number; first: number; last: number; cpuMs: number; problems: string[] }>(r, 'result'),
+    );
+    const sent = producers.map((p) => wait<{ cpuMs: number }>(p, 'sent'));
+    const serverBefore = await serverCpuMs(servers);
+    for (const c of all) c.send({ type: 'go' });
+    const got = await Promise.all(results);
+    const done = await Promise.all(sent);
+    const serverAfter = await serverCpuMs(servers);
+    const tokens = got.reduce((a, r) => a + r.tokens, 0);
+    const problems = got.flatMap((r) => r.problems);
+    if (problems.length > 0 || tokens !== JOBS * PER_JOB)
+      throw new Error(
+        `redis-cluster ${mode}: readers got ${tokens} of ${JOBS * PER_JOB} tokens` +
+          (problems.length > 0 ? `; first problems:\n  ${problems.slice(0, 10).join('\n  ')}` : ''),
+      );
+    for (const c of all) c.send({ type: 'stop' });
+    await Promise.all(all.map((c) => new Promise((res) => c.exitCode !== null || c.once('exit', res))));
+    const first = Math.min(...got.map((r) => r.first));
+    const last = Math.max(...got.map((r) => r.last));
+    const clientCpu = [...got, ...done].reduce((a, r) => a + r.cpuMs, 0);
+    return {
+      rate: tokens / ((last - first) / 1000),
+      clientCpuPer1k: clientCpu / (tokens / 1000),
+      serverCpuPer1k: (serverAfter - serverBefore) / (tokens / 1000),
+    };
+  } finally {
+    for (const c of all) c.kill();
+  }
+}
+
+async function removeKeys(mode: Mode, single: Redis, cluster: Cluster): Promise<void> {
+  const pattern = `jrbench:${process.pid}:cl:${mode}:*`;
+  const nodes = mode === 'single' ? [single] : cluster.nodes('master');
+  for (const node of nodes) {
+    const keys = await node.keys(pattern);
+    // Keys of different slots cannot go in one DEL on a cluster node.
+    const p = node.pipeline();
+    for (const k of keys) p.del(k);
+    await p.exec();
+  }
+}
+
+const notes: string[] = [];
+const single = new Redis(REDIS, { lazyConnect: true, maxRetriesPerRequest: 0 });
+single.on('error', () => undefined);
+try {
+  await single.connect();
+  const info = await single.info('server');
+  if (!info.includes('redis_mode:standalone')) throw new Error(`${REDIS} is not a standalone Redis`);
+} catch (e) {
+  if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${REDIS}: ${String(e)}`);
+  console.warn(`SKIPPING the Redis Cluster benchmark: no standalone Redis at ${REDIS}`);
+  report({ section: 'redis-cluster', figures: [], ratios: [], notes: [`skipped: no Redis at ${REDIS}`] });
+  process.exit(0);
+}
+
+let nodes = process.env.REDIS_CLUSTER_NODES;
+let privateBase: number | undefined;
+const stopPrivate = async (): Promise<void> => {
+  if (privateBase === undefined) return;
+  const base = privateBase;
+  privateBase = undefined;
+  await run$('bash', [script, 'stop', String(base)]).catch((e: unknown) =>
+    console.warn(`redis-cluster bench: stopping the private cluster on ${base} failed: ${String(e)}`),
+  );
+};
+if (nodes === undefined || nodes === '') {
+  const base = await freeBase();
+  try {
+    privateBase = base;
+    await run$('bash', [script, 'start', String(base)], { timeout: 90_000 });
+  } catch (e) {
+    await stopPrivate();
+    if (process.env.CI === 'true') throw e;
+    console.warn(`SKIPPING the Redis Cluster benchmark: could not start a cluster: ${String(e)}`);
+    single.disconnect();
+    report({ section: 'redis-cluster', figures: [], ratios: [], notes: ['skipped: no Redis Cluster'] });
+    process.exit(0);
+  }
+  nodes = [0, 1, 2, 3, 4, 5].map((i) => `127.0.0.1:${base + i}`).join(',');
+  notes.push(`cluster: a private 3 masters + 3 replicas started by scripts/redis-cluster.sh on ${nodes}`);
+} else notes.push(`cluster: REDIS_CLUSTER_NODES=${nodes}`);
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.once(sig, () => void stopPrivate().finally(() => process.exit(1)));
+
+const clusterNodes = nodes.split(',').map((hp) => {
+  const [host, port] = hp.split(':');
+  return { host: host!, port: Number(port) };
+});
+const cluster = new Cluster(clusterNodes, { lazyConnect: true });
+cluster.on('error', () => undefined);
+const runs: Record<Mode, Run[]> = { single: [], cluster: [] };
+const pairs: number[] = [];
+const all: Redis[] = [];
+try {
+  await cluster.connect();
+  // Every node, replicas too (they replay the masters' writes on the same cores), for their CPU time.
+  const table = (await cluster.cluster('NODES')) as string;
+  const members = table
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !/fail|handshake|noaddr/.test(l.split(' ')[2] ?? ''))
+    .map((l) => {
+      const [, addr, flags] = l.split(' ') as [string, string, string];
+      const hp = addr.split('@')[0]!;
+      const at = hp.lastIndexOf(':');
+      return { host: hp.slice(0, at), port: Number(hp.slice(at + 1)), master: flags.includes('master') };
+    });
+  for (const m of members) {
+    const c = new Redis(m.port, m.host, { maxRetriesPerRequest: 0 });
+    c.on('error', () => undefined);
+    all.push(c);
+  }
+  const masters = members.filter((m) => m.master).length;
+  notes.push(
+    `${masters} masters and ${members.length - masters} replicas in the cluster; the single node is the standalone Redis at ${REDIS}`,
+  );
+  for (let rep = 0; rep < REPS; rep++) {
+    const order = rep % 2 === 0 ? MODES : [...MODES].reverse();
+    const got: Partial<Record<Mode, Run>> = {};
+    for (const mode of order) {
+      const t = now();
+      try {
+        got[mode] = await run(mode, mode === 'single' ? REDIS : nodes, mode === 'single' ? [single] : all);
+      } finally {
+        await removeKeys(mode, single, cluster);
+      }
+      runs[mode].push(got[mode]);
+      console.warn(
+        `redis-cluster: ${mode} ${Math.round(got[mode].rate)} tokens/s (${((now() - t) / 1000).toFixed(1)} s)`,
+      );
+    }
+    pairs.push(got.cluster!.rate / got.single!.rate);
+  }
+} finally {
+  for (const c of all) c.disconnect();
+  cluster.disconnect();
+  single.disconnect();
+  await stopPrivate();
+}
+
+const load = `${PRODUCERS} producers -> ${PRODUCERS} readers, ${JOBS} jobs, ${JOBS * PER_JOB} tokens`;
+report({
+  section: 'redis-cluster',
+  figures: MODES.flatMap((m) => {
+    const name = m === 'single' ? 'single Redis' : '3-master Redis Cluster';
+    return [
+      figure(
+        `${load}: ${name}`,
+        'tokens/s',
+        runs[m].map((r) => r.rate),
+      ),
+      figure(
+        `${load}: CPU of producers + readers per 1,000 tokens, ${name}`,
+        'ms',
+        runs[m].map((r) => r.clientCpuPer1k),
+      ),
+      figure(
+        `${load}: Redis server CPU per 1,000 tokens, ${name}${m === 'cluster' ? ' (masters + replicas)' : ''}`,
+        'ms',
+        runs[m].map((r) => r.serverCpuPer1k),
+      ),
+    ];
+  }),
+  ratios: [ratio(`${load}: cluster vs single Redis`, pairs, 2, true, 'single Redis node')],
+  notes: [
+    ...notes,
+    `shards ${SHARDS}; ${BATCH} tokens per job per producer tick; throughput = tokens / (last job end - first token) over all readers; ${REPS} repetition(s), order alternating`,
+    `all Redis processes share this machine's ${cpus().length} cores with the producers and readers (and the cluster's replicas), so the cluster cannot scale past the cores`,
+  ],
+});

@@ -1,0 +1,193 @@
+/**
+ * Redis, realistic load: 1,000 concurrent jobs each emitting one short token every 20 ms for 20 s (quick:
+ * 100 jobs for 3 s), the producer in one process and a reader of every job in another. For each system,
+ * the CPU time of both processes per 1,000 tokens delivered, and the emit-to-delivery latency (p50, p99)
+ * measured across the processes. The reader checks that every job's tokens arrived complete and in order.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { QUICK, figure, ratio, report, type Figure } from '../lib.js';
+
+const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const JOBS = QUICK ? 100 : 1000;
+const INTERVAL_MS = 20;
+const SECONDS = QUICK ? 3 : 20;
+const TICKS = (SECONDS * 1000) / INTERVAL_MS;
+const REPS = QUICK ? 1 : 3;
+const SYSTEMS = ['ours', 'bare'] as const;
+type System = (typeof SYSTEMS)[number];
+const peer = new URL('../redis-realistic-peer.ts', import.meta.url).pathname;
+// JR_BENCH_CPU_PROF=<dir> (passed on to the peers): CPU profiles of each run's measured window, for
+// finding hot spots. Profiling slows the runs: figures of such a run are not comparable.
+const PROF = process.env.JR_BENCH_CPU_PROF;
+if (PROF !== undefined) mkdirSync(PROF, { recursive: true });
+
+function wait<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const on = (m: { type: string; message?: string }): void => {
+      if (m.type === 'error') reject(new Error(m.message));
+      if (m.type === type) {
+        child.off('message', on);
+        resolve(m as T);
+      }
+    };
+    child.on('message', on);
+    child.once('exit', (code) => reject(new Error(`peer exited (${code}) before '${type}'`)));
+  });
+}
+
+async function redisCpuMs(admin: Redis): Promise<number> {
+  const info = await admin.info('cpu');
+  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]);
+  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]);
+  return (user + sys) * 1000;
+}
+
+async function removeKeys(admin: Redis, prefix: string): Promise<void> {
+  const keys = await admin.keys(`${prefix}*`);
+  for (let i = 0; i < keys.length; i += 500) await admin.del(...keys.slice(i, i + 500));
+}
+
+interface Run {
+  cpuPer1k: number;
+  p50: number;
+  p99: number;
+  max: number;
+  redisCpuPer1k: number;
+  late: number;
+}
+
+async function run(system: System, admin: Redis): Promise<Run> {
+  const prefix = `jrbench:${process.pid}:rt:${system}:${Math.random().toString(36).slice(2, 8)}:`;
+  const spawn = (role: string): ChildProcess =>
+    fork(peer, [role, system, REDIS, prefix], {
+      execArgv: ['--import', 'tsx'],
+      stdio: 'inherit',
+    });
+  const producer = spawn('producer');
+  const reader = spawn('reader');
+  try {
+    await Promise.all([wait(producer, 'up'), wait(reader, 'up')]);
+    const idsMsg = wait<{ ids: string[] }>(producer, 'ids');
+    producer.send({ type: 'start', jobs: JOBS, ticks: TICKS, intervalMs: INTERVAL_MS });
+    const { ids } = await idsMsg;
+    const ready = wait(reader, 'ready');
+    reader.send({ type: 'read', ids, ticks: TICKS });
+    await ready;
+    // Let the reader's subscriptions settle (replay done, joined the live tail) before the clock starts.
+    await new Promise((r) => setTimeout(r, QUICK ? 300 : 1000));
+    const redisBefore = await redisCpuMs(admin);
+    const result = wait<{
+      tokens: number;
+      cpuMs: number;
+      p50: number;
+      p99: number;
+      max: number;
+      problems: string[];
+    }>(reader, 'result');
+    const sent = wait<{ cpuMs: number; late: number }>(producer, 'sent');
+    producer.send({ type: 'go' });
+    reader.send({ type: 'go' });
+    const [r, s] = await Promise.all([result, sent]);
+    const redisAfter = await redisCpuMs(admin);
+    const expected = JOBS * TICKS;
+    if (r.problems.length > 0 || r.tokens !== expected)
+      throw new Error(
+        `redis-realistic ${system}: the reader got ${r.tokens} of ${expected} tokens` +
+          (r.problems.length > 0 ? `; first problems:\n  ${r.problems.join('\n  ')}` : ''),
+      );
+    producer.send({ type: 'stop' });
+    reader.send({ type: 'stop' });
+    await Promise.all([
+      new Promise((res) => producer.once('exit', res)),
+      new Promise((res) => reader.once('exit', res)),
+    ]);
+    const k = r.tokens / 1000;
+    return {
+      cpuPer1k: (s.cpuMs + r.cpuMs) / k,
+      p50: r.p50,
+      p99: r.p99,
+      max: r.max,
+      redisCpuPer1k: (redisAfter - redisBefore) / k,
+      late: s.late,
+    };
+  } finally {
+    producer.kill();
+    reader.kill();
+    await removeKeys(admin, prefix);
+  }
+}
+
+const admin = new Redis(REDIS, { lazyConnect: true, maxRetriesPerRequest: 0 });
+admin.on('error', () => undefined);
+try {
+  await admin.connect();
+} catch {
+  if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${REDIS}`);
+  console.warn(`SKIPPING the realistic Redis benchmark: no Redis at ${REDIS}`);
+  report({ section: 'redis-realistic', figures: [], ratios: [], notes: [`skipped: no Redis at ${REDIS}`] });
+  process.exit(0);
+}
+
+const runs: Record<System, Run[]> = { ours: [], bare: [] };
+const cpuPairs: number[] = [];
+const p99Pairs: number[] = [];
+for (let rep = 0; rep < REPS; rep++) {
+  const order = rep % 2 === 0 ? SYSTEMS : [...SYSTEMS].reverse();
+  const got: Partial<Record<System, Run>> = {};
+  for (const s of order) {
+    const r = await run(s, admin);
+    got[s] = r;
+    runs[s].push(r);
+  }
+  cpuPairs.push(got.ours!.cpuPer1k / got.bare!.cpuPer1k);
+  p99Pairs.push(got.ours!.p99 / got.bare!.p99);
+}
+admin.disconnect();
+
+const names: Record<System, string> = {
+  ours: 'job-registry redisBackend',
+  bare: 'bare ioredis pipelined XADD / XREAD BLOCK',
+};
+const load = `${JOBS} jobs x 1 token / ${INTERVAL_MS} ms`;
+const figures: Figure[] = [];
+for (const s of SYSTEMS) {
+  const rs = runs[s];
+  figures.push(
+    figure(
+      `${load}: CPU of producer + reader per 1,000 tokens: ${names[s]}`,
+      'ms',
+      rs.map((r) => r.cpuPer1k),
+    ),
+    figure(
+      `${load}: p50 latency emit -> delivery: ${names[s]}`,
+      'ms',
+      rs.map((r) => r.p50),
+    ),
+    figure(
+      `${load}: p99 latency emit -> delivery: ${names[s]}`,
+      'ms',
+      rs.map((r) => r.p99),
+    ),
+    figure(
+      `${load}: Redis server CPU per 1,000 tokens: ${names[s]}`,
+      'ms',
+      rs.map((r) => r.redisCpuPer1k),
+    ),
+  );
+}
+const late = SYSTEMS.map((s) => `${s} ${runs[s].map((r) => r.late).join('/')}`).join(', ');
+report({
+  section: 'redis-realistic',
+  figures,
+  ratios: [
+    ratio(`${load}: CPU per 1,000 tokens vs bare (at most)`, cpuPairs, 1.3, false, names.bare),
+    ratio(`${load}: p99 latency vs bare (at most)`, p99Pairs, 1.5, false, names.bare),
+  ],
+  notes: [
+    `${JOBS} jobs, ${TICKS} ticks of ${INTERVAL_MS} ms (${SECONDS} s), ${REPS} repetition(s), order alternating; producer and reader in their own processes; every job checked complete and in order`,
+    `CPU is process.cpuUsage (user + system) of producer + reader from start to the last delivery; Redis server CPU from INFO cpu, for context only`,
+    `max latency per run: ${SYSTEMS.map((s) => `${s} ${runs[s].map((r) => r.max.toFixed(0)).join('/')} ms`).join(', ')}; producer ticks more than one interval late: ${late}`,
+  ],
+});
