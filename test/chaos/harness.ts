@@ -1161,14 +1161,14 @@ class ChaosRun {
     return this.faults.flatMap((f) => (f.window ? [f.window] : []));
   }
 
+  /**
+   * Whether a fault that can make a server answer 503 happened near [from, to]: a Redis fault, or a
+   * graceful shutdown (a disposing registry answers 503 until its process exits).
+   */
   private redisFaultNear(from: number, to: number): boolean {
     const margin = this.o.leaseMs + 3000;
     return this.faults.some(
-      (f) =>
-        f.kind !== 'server_kill' &&
-        f.kind !== 'server_term' &&
-        (f.window ? f.window.to : f.at) >= from - margin &&
-        f.at <= to,
+      (f) => f.kind !== 'server_kill' && (f.window ? f.window.to : f.at) >= from - margin && f.at <= to,
     );
   }
 

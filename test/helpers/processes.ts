@@ -12,7 +12,8 @@ export interface ServerProcess {
 export function spawnServer(env: Record<string, string>): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'examples/inference-server.ts'], {
     cwd: process.cwd(),
-    env: { ...process.env, NODE_OPTIONS: '', PORT: '0', HOST: '127.0.0.1', ...env },
+    // In memory unless the test names a Redis: CI exports REDIS_CLUSTER_NODES for the cluster tests.
+    env: { ...process.env, NODE_OPTIONS: '', PORT: '0', HOST: '127.0.0.1', REDIS_CLUSTER_NODES: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
