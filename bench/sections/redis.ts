@@ -23,6 +23,10 @@ function wait<T>(child: ChildProcess, type: string): Promise<T> {
       }
     };
     child.on('message', on);
+    // A peer that dies (or is killed by the run's deadline) fails what waited on it, instead of hanging.
+    child.once('exit', (code, signal) =>
+      reject(new Error(`peer exited (${signal ?? code}) before '${type}'`)),
+    );
   });
 }
 
@@ -42,6 +46,30 @@ async function run(
     fork(peer, [role, system, REDIS, prefix], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
   const producer = spawn('producer');
   const reader = spawn('reader');
+  // resumable-stream can stall under load (an ack that never comes): a run past its deadline is failed.
+  const deadline = setTimeout(
+    () => {
+      producer.kill('SIGKILL');
+      reader.kill('SIGKILL');
+    },
+    QUICK ? 30_000 : 120_000,
+  );
+  try {
+    return await measure(system, admin, prefix, producer, reader);
+  } finally {
+    clearTimeout(deadline);
+    producer.kill('SIGKILL');
+    reader.kill('SIGKILL');
+  }
+}
+
+async function measure(
+  system: (typeof SYSTEMS)[number],
+  admin: Redis,
+  prefix: string,
+  producer: ChildProcess,
+  reader: ChildProcess,
+): Promise<{ rate: number; perToken: number }> {
   await Promise.all([wait(producer, 'up'), wait(reader, 'up')]);
   const idMsg = wait<{ id: string }>(producer, 'id');
   producer.send({ type: 'start', k: K, batch: BATCH, id: `job-bench-${system}` });
