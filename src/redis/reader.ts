@@ -34,7 +34,7 @@ const PAGE = 1000;
  * the shard's tailer. The seqs must follow each other: a missing one (trimmed by a bounded `replayLimit`
  * before this reader got it, or lost with Redis's data) ends the reader with `ReplayExpiredError` at the
  * first missing seq, never with a silent gap. A job whose data vanishes ends the reader with
- * `JobFailedError` within the lease.
+ * `JobNotFoundError` within the lease.
  */
 export function remoteTokens(
   ctx: ReaderContext,

@@ -1,4 +1,4 @@
-import { JobFailedError } from '../core/errors.js';
+import { JobNotFoundError } from '../core/errors.js';
 
 /**
  * The readers (token and status streams) this process has open on jobs held elsewhere, by job, so they
@@ -24,14 +24,18 @@ export class Watchers {
     return [...this.byJob.keys()];
   }
 
-  /** Ends every reader of a job whose data disappeared, with `JobFailedError`. */
+  /**
+   * Ends every reader of a job whose data disappeared with `JobNotFoundError`: the job's end is unknown
+   * here, so no end is claimed (an HTTP stream closes without a terminal event; the client's next
+   * request learns what is left: the end its owner wrote back, or 404).
+   */
   vanish(jobId: string): void {
     const set = this.byJob.get(jobId);
     if (set === undefined) return;
     this.byJob.delete(jobId);
-    const error = new JobFailedError(
+    const error = new JobNotFoundError(
       jobId,
-      `job-registry: job '${jobId}' vanished from Redis while it was read (removed, expired, or its data was lost)`,
+      'it vanished from Redis while it was read (removed, expired, or its data was lost)',
     );
     for (const onVanish of set) onVanish(error);
   }
