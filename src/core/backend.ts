@@ -58,8 +58,19 @@ export interface RegistryBackend {
   jobCreated(job: StoredJob): void;
   /** Records a token. May throw `BackendError` like `jobCreated`; the token is then not appended. */
   tokenAppended(jobId: string, seq: number, token: unknown): void;
-  /** Records a state change. Never throws for a refused write: an end must reach the store. */
-  stateChanged(jobId: string, from: JobState, to: JobState, error: string | undefined, at: number): void;
+  /**
+   * Records a state change. Never throws for a refused write: an end must reach the store. For an end it
+   * may return a promise that settles once the store has it (or once this process took the end the store
+   * already had, through `adoptEnd`): the registry ends the job's token readers then, so they report the
+   * end every process reports. It must settle even when the write fails.
+   */
+  stateChanged(
+    jobId: string,
+    from: JobState,
+    to: JobState,
+    error: string | undefined,
+    at: number,
+  ): void | Promise<void>;
   jobRemoved(jobId: string): void;
   /** Resolves when every write made so far is stored. */
   flush(): Promise<void>;

@@ -127,6 +127,8 @@ class Job<T, P> {
   abort: AbortController | undefined = undefined;
   deadline: Deadline<Job<T, P>> | undefined = undefined;
   idle: Deadline<Job<T, P>> | undefined = undefined;
+  /** Set while a shared backend stores this job's end; its readers end when it settles. */
+  ending: Promise<void> | undefined = undefined;
 
   constructor(
     readonly id: string,
@@ -751,7 +753,7 @@ export class JobRegistry<T = unknown, P = unknown> {
       next++;
     }
     if (sub.closed) return undefined;
-    if (isTerminal(job.state)) {
+    if (isTerminal(job.state) && job.ending === undefined) {
       const error = this.endError(job);
       if (error === undefined) sub.complete();
       else sub.error(error);
@@ -799,12 +801,15 @@ export class JobRegistry<T = unknown, P = unknown> {
   private transition(job: Job<T, P>, to: JobState, error: string | undefined, write = true): void {
     const from = job.state;
     const at = Date.now();
-    if (this.shared && write) this.backend.stateChanged(job.id, from, to, error, at);
+    const stored =
+      this.shared && write
+        ? (this.backend.stateChanged(job.id, from, to, error, at) as Promise<void> | undefined)
+        : undefined;
     job.state = to;
     job.error = error;
     job.updatedAt = at;
     const terminal = isTerminal(to);
-    if (terminal) this.settle(job);
+    if (terminal) this.settle(job, stored);
     const status = job.status;
     if (status !== undefined) {
       status.next(this.statusOf(job));
@@ -820,7 +825,9 @@ export class JobRegistry<T = unknown, P = unknown> {
     }
   }
 
-  private settle(job: Job<T, P>): void {
+  // `stored` settles when a shared backend has the end (or has told this process the end it already
+  // had): token readers end only then, with what every process reports.
+  private settle(job: Job<T, P>, stored?: Promise<void>): void {
     if (job.idle !== undefined) this.idleDeadlines.cancel(job.idle);
     job.idle = undefined;
     if (job.deadline !== undefined) this.deadlines.cancel(job.deadline);
@@ -836,7 +843,14 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (producer !== undefined) producer.unsubscribe();
     if (abort !== undefined && !abort.signal.aborted)
       abort.abort(this.endError(job) ?? new JobCancelledError(job.id, job.error ?? 'job ended'));
-    this.endReaders(job);
+    if (stored === undefined) this.endReaders(job);
+    else {
+      const ending = stored.then(() => {
+        if (job.ending === ending) job.ending = undefined;
+        this.endReaders(job);
+      });
+      job.ending = ending;
+    }
   }
 
   private abandon(job: Job<T, P>): void {

@@ -182,10 +182,16 @@ class RedisBackend implements RegistryBackend {
     this.writer!.token(jobId, seq, token);
   }
 
-  stateChanged(jobId: string, _from: JobState, to: JobState, error: string | undefined, at: number): void {
-    if (this.closed) return;
+  stateChanged(
+    jobId: string,
+    _from: JobState,
+    to: JobState,
+    error: string | undefined,
+    at: number,
+  ): Promise<void> | undefined {
+    if (this.closed) return undefined;
     const count = isTerminal(to) ? (this.host?.describe(jobId)?.tokenCount ?? -1) : -1;
-    this.writer!.state(jobId, to, error ?? '', at, count, this.requests.get(jobId) ?? '');
+    return this.writer!.state(jobId, to, error ?? '', at, count, this.requests.get(jobId) ?? '');
   }
 
   jobRemoved(jobId: string): void {

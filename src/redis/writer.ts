@@ -35,6 +35,8 @@ interface Batch {
   /** Token writes as runs of one job's consecutive commands: [first index, end index, job id, first seq]. */
   runs: Run[];
   transitions: Array<[number, string, JobState]>;
+  /** Settled once Redis's answers to this batch's ends were read (or the batch failed). */
+  ends: Array<() => void> | undefined;
   tokenJobs: Set<string>;
 }
 
@@ -106,7 +108,15 @@ export class Writer {
     this.counts?.set(jobId, seq + 1);
   }
 
-  state(jobId: string, to: JobState, error: string, at: number, count: number, request: string): void {
+  /** Writes a transition; for an end, returns a promise that settles once Redis's answer was read. */
+  state(
+    jobId: string,
+    to: JobState,
+    error: string,
+    at: number,
+    count: number,
+    request: string,
+  ): Promise<void> | undefined {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
     this.counts?.delete(jobId);
@@ -125,6 +135,8 @@ export class Writer {
       ...this.tail(jobId),
     );
     this.count(b, 1);
+    if (to !== 'completed' && to !== 'failed' && to !== 'cancelled') return undefined;
+    return new Promise<void>((resolve) => (b.ends ??= []).push(resolve));
   }
 
   removed(jobId: string, at: number): void {
@@ -231,7 +243,14 @@ export class Writer {
     const group = this.conn.groupOf(shard);
     let b = this.batches.get(group);
     if (b === undefined) {
-      b = { pipe: this.conn.pipeline(), size: 0, runs: [], transitions: [], tokenJobs: new Set() };
+      b = {
+        pipe: this.conn.pipeline(),
+        size: 0,
+        runs: [],
+        transitions: [],
+        tokenJobs: new Set(),
+        ends: undefined,
+      };
       this.batches.set(group, b);
       if (!this.scheduled) {
         this.scheduled = true;
@@ -276,6 +295,11 @@ export class Writer {
         if (b.tokenJobs.size > 0) this.hooks.tokensLost([...b.tokenJobs], e);
         throw new BackendError(`writes to Redis at ${this.conn.where} failed: ${messageOf(e)}`, e);
       });
+    if (b.ends !== undefined) {
+      const ends = b.ends;
+      const settle = (): void => ends.forEach((resolve) => resolve());
+      run.then(settle, settle);
+    }
     const settled = run.finally(() => {
       this.pending -= b.size;
       this.inflight.delete(settled);

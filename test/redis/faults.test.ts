@@ -235,6 +235,22 @@ describeIf(available)('redis backend faults', () => {
     }
   }, 60_000);
 
+  test("the owner's own readers end as Redis ended the job when another process's end got there first", async () => {
+    const a = make();
+    await a.ready();
+    const id = a.createJob();
+    a.emit(id, 'x');
+    await a.flush();
+    const local = collect(a.tokens$(id));
+    // Another process ended the job in Redis (as a lease check does while the owner is cut off).
+    await admin.hset(K.meta(id), 'state', 'failed', 'error', 'ended elsewhere');
+    a.getTokenSender(id).complete();
+    await local.done;
+    expect(local.completed).toBe(false);
+    expect(local.error).toBeInstanceOf(JobFailedError);
+    expect(a.getJob(id)!.state).toBe('failed');
+  });
+
   // 6. A failed POST leaves a running job; a rejected pipeline rejects every later flush.
   test('POST answers 503 when the job cannot be stored, and nothing runs on; later POSTs work once Redis is back', async () => {
     const client = new Redis(own.url, {
