@@ -83,7 +83,7 @@ class RedisBackend implements RegistryBackend {
     this.host = host;
     const retention = host.retentionMs === Infinity ? -1 : host.retentionMs;
     const liveTtl = Math.max(60_000, this.o.leaseMs * 12);
-    // Shard keys (events, index, live hash) are refreshed on every write and by every sweep (each leaseMs / 2)
+    // Shard keys (events, index, live hash) are refreshed on every write and by every sweep (each leaseMs / 4)
     // while any process runs; they outlive the last of them by retention plus two leases.
     const ttls: Ttls = {
       retention,
@@ -332,6 +332,7 @@ class RedisBackend implements RegistryBackend {
         !isTerminal(snap.state) &&
         owner !== undefined &&
         !(this.host?.holds(snap.id) ?? false) &&
+        this.leases!.confirmedDead(owner) &&
         (await this.reap(snap.id, owner))
       )
         out.push((await readSnapshots(this.conn, this.keys, [snap.id]))[0]!.snap as JobSnapshot | undefined);

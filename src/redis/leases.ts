@@ -31,13 +31,15 @@ export interface LeaseContext {
  * The process lease and the periodic sweep. Every `leaseMs / 3` the lease is renewed; when it was gone
  * (Redis lost its data, or this process was cut off long enough to be taken for dead), every job this
  * process holds is checked against Redis: lost ones are restored as failed, ones another process ended
- * take that end here. Every `leaseMs / 2` the sweep ends the live jobs of dead processes (so no job of a
- * killed process stays `running`), ends readers whose job vanished, refreshes TTLs and drops index
+ * take that end here. Every `leaseMs / 4` the sweep ends the live jobs of dead processes (a lease missing
+ * for half a lease: so no job of a killed process stays `running`, and none of a live process whose
+ * lease Redis just lost is taken), ends readers whose job vanished, refreshes TTLs and drops index
  * entries of expired jobs. Each failure is logged once per outage.
  */
 export class Leases {
   private timers: Array<ReturnType<typeof setInterval>> = [];
   private renewals = 0;
+  private readonly missingSince = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly c: LeaseContext) {}
@@ -45,7 +47,17 @@ export class Leases {
   async start(): Promise<void> {
     await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs);
     this.every(Math.max(50, this.c.leaseMs / 3), () => this.renew());
-    this.every(Math.max(50, this.c.leaseMs / 2), () => this.sweep());
+    this.every(Math.max(50, this.c.leaseMs / 4), () => this.sweep());
+  }
+
+  /**
+   * Whether a process's lease has been seen missing for half a lease or more. A lease missing once may
+   * be a Redis that just lost its data (restarted, flushed) while its owner is alive and about to renew
+   * it (every third of a lease): only a lease still missing later marks the owner dead.
+   */
+  confirmedDead(owner: string, now = Date.now()): boolean {
+    const since = this.missingSince.get(owner);
+    return since !== undefined && now - since >= this.c.leaseMs / 2;
   }
 
   close(): void {
@@ -158,10 +170,16 @@ export class Leases {
       }
     const owners = [...byOwner.keys()];
     const alive = await Promise.all(owners.map((o) => this.c.conn.cmd.exists(this.c.keys.owner(o))));
+    const now = Date.now();
     const reaps: Array<Promise<boolean>> = [];
     owners.forEach((owner, i) => {
-      if (alive[i] === 0) for (const jobId of byOwner.get(owner)!) reaps.push(this.c.reap(jobId, owner));
+      if (alive[i] === 1) return void this.missingSince.delete(owner);
+      const since = this.missingSince.get(owner) ?? now;
+      this.missingSince.set(owner, since);
+      if (this.confirmedDead(owner, now))
+        for (const jobId of byOwner.get(owner)!) reaps.push(this.c.reap(jobId, owner));
     });
+    for (const owner of this.missingSince.keys()) if (!byOwner.has(owner)) this.missingSince.delete(owner);
     await Promise.all(reaps);
   }
 

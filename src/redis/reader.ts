@@ -102,9 +102,12 @@ export function remoteTokens(
     });
     const run = async (): Promise<void> => {
       await ctx.started;
-      const exists = await ctx.cmd.exists(ctx.keys.meta(jobId, shard));
-      if (exists === 0)
+      const [state, limit] = await ctx.cmd.hmget(ctx.keys.meta(jobId, shard), 'state', 'limit');
+      if (state === null)
         throw new JobNotFoundError(jobId, 'not in this process nor in Redis; it may have expired');
+      // A job that keeps every token starts at seq 0: a fresh reader that finds a later first seq found a
+      // gap (tokens lost with Redis's data), not a trimmed buffer.
+      if (after === undefined && limit === 'inf') lastSeq = -1;
       if (after !== undefined) {
         const first = await ctx.firstKept(jobId);
         if (first !== undefined && after + 1 < first) throw new ReplayExpiredError(jobId, after, first);

@@ -20,11 +20,14 @@ local function terminal(s) return s == 'completed' or s == 'failed' or s == 'can
  * Creates a job.
  *
  * KEYS[1] job hash, KEYS[2] shard events, KEYS[3] shard job index, KEYS[4] shard live hash
- * ARGV[1] created at (ms), ARGV[2] live TTL ms of the job hash, then the shared tail (ARGV[3..6]).
+ * ARGV[1] created at (ms), ARGV[2] live TTL ms of the job hash, ARGV[3] the owner's replayLimit ('inf'
+ * for all), then the shared tail (ARGV[4..7]).
  */
 export const CREATE = `${EVENT}
-local id, origin, maxlen, ttl = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], 'state', 'queued', 'created_at', ARGV[1], 'updated_at', ARGV[1], 'owner', origin)
+local id, origin, maxlen, ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'created_at', ARGV[1], 'updated_at', ARGV[1], 'owner', origin,
+  'limit', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[1], id)
 redis.call('HSET', KEYS[4], id, origin)
@@ -80,15 +83,16 @@ return {'moved', state}
  *
  * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
  * ARGV[1] end state, ARGV[2] error, ARGV[3] time (ms), ARGV[4] retention ms (-1: keep), ARGV[5] token
- * count, ARGV[6] created at (ms), ARGV[7] the state it left, then the shared tail.
+ * count, ARGV[6] created at (ms), ARGV[7] the state it left, ARGV[8] the owner's replayLimit ('inf' for
+ * all), then the shared tail.
  * Returns 1 when it wrote the job, 0 when the hash already had a state.
  */
 export const RESTORE_ENDED = `${EVENT}
-local id, origin, maxlen, ttl = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+local id, origin, maxlen, ttl = ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
 if redis.call('HEXISTS', KEYS[1], 'state') == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2], 'created_at', ARGV[6], 'updated_at', ARGV[3],
-  'token_count', ARGV[5], 'owner', origin)
+  'token_count', ARGV[5], 'owner', origin, 'limit', ARGV[8])
 redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2])
 redis.call('HDEL', KEYS[4], id)
 local keep = tonumber(ARGV[4])

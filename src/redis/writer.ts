@@ -80,6 +80,7 @@ export class Writer {
       this.keys.live(shard),
       at,
       this.ttls.live,
+      this.limit,
       ...this.tail(jobId),
     );
     this.count(b, 1);
@@ -206,6 +207,7 @@ export class Writer {
       tokenCount,
       createdAt,
       from,
+      this.limit,
       ...this.tail(jobId),
     );
     this.count(b, 1);
@@ -220,6 +222,11 @@ export class Writer {
 
   close(): void {
     this.closed = true;
+  }
+
+  /** The replay limit as stored with each job, so a fresh reader elsewhere knows where its tokens start. */
+  private get limit(): string {
+    return this.replayLimit === Infinity ? 'inf' : String(this.replayLimit);
   }
 
   private tail(jobId: string): [string, string, number, number] {
