@@ -579,12 +579,19 @@ export function runClientReader(ctx: ReaderContext): Promise<void> {
     const outer = init.signal as AbortSignal | undefined;
     const onOuter = (): void => headersAbort.abort();
     outer?.addEventListener('abort', onOuter);
-    const timer = setTimeout(() => headersAbort.abort(), HEADERS_TIMEOUT_MS);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      headersAbort.abort();
+    }, HEADERS_TIMEOUT_MS);
     let res: Response;
     try {
       res = await fetch(target, { ...(init as RequestInit), signal: headersAbort.signal });
     } catch (e) {
-      c.ended = `fetch failed: ${(e as Error).message}`;
+      c.ended = timedOut ? 'no response headers within 10 s' : `fetch failed: ${(e as Error).message}`;
+      // EventSource takes an AbortError for its own close() and never reconnects: our timeout must look
+      // like the network error it stands for, so the client reconnects as it would after one.
+      if (timedOut) throw new TypeError('chaos: no response headers within 10 s');
       throw e;
     } finally {
       clearTimeout(timer);

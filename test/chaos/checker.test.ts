@@ -1,0 +1,128 @@
+/**
+ * The fault checker's own parts, so that its bugs cannot pass for the library's: the incremental SSE
+ * parser against a stream cut at every byte, the token checker's verdicts, and the seeded PRNG.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import { Rng } from './prng.js';
+import {
+  SseParser,
+  TokenChecker,
+  newRecord,
+  type JobSpec,
+  type ReaderPlan,
+  type SseEvent,
+} from './readers.js';
+
+const plan: ReaderPlan = {
+  id: 'r0.0',
+  kind: 'raw',
+  startDelayMs: 0,
+  resume: undefined,
+  resumeVia: 'header',
+  cuts: [],
+  stalls: [],
+  reconnectDelayMs: 0,
+};
+
+function checker(spec: Partial<JobSpec> = {}, after?: number) {
+  const rec = newRecord(plan, 'job-x', Date.now());
+  if (after !== undefined) rec.after = after;
+  const job: JobSpec = { id: 'job-x', words: ['a', 'b', 'c'], cap: 10, ownerReplayLimit: undefined, ...spec };
+  let counted = 0;
+  const c = new TokenChecker(rec, job, (n) => (counted += n));
+  return { rec, c, counted: () => counted };
+}
+
+describe('SseParser', () => {
+  const words = ['naïve', '日本語', '🙂', '"quoted"', 'back\\slash', 'data:', 'plain'];
+  const wire =
+    'retry: 1000\n\n: ping\n\n' +
+    words.map((w, i) => `id: ${i}\nevent: token\ndata: ${JSON.stringify(w)}\n\n`).join('') +
+    'event: error\ndata: {"state":"failed","error":"x"}\n\n';
+  const bytes = Buffer.from(wire, 'utf8');
+
+  test('gives the same events however the bytes are split, multi-byte characters included', () => {
+    const whole = new SseParser().push(wire);
+    expect(whole.map((e) => e.event)).toEqual([...words.map(() => 'token'), 'error']);
+    expect(whole.slice(0, -1).map((e) => JSON.parse(e.data))).toEqual(words);
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const parser = new SseParser();
+      const decoder = new StringDecoder('utf8');
+      const out: SseEvent[] = [
+        ...parser.push(decoder.write(bytes.subarray(0, cut))),
+        ...parser.push(decoder.write(bytes.subarray(cut))),
+      ];
+      expect(out).toEqual(whole);
+    }
+  });
+
+  test('a stream cut mid-event gives only the complete events (the rest is dropped with the connection)', () => {
+    const cut = wire.indexOf('id: 3');
+    const events = new SseParser().push(wire.slice(0, cut + 8));
+    expect(events.map((e) => e.id)).toEqual(['0', '1', '2']);
+  });
+
+  test('CRLF line ends and multi-line data', () => {
+    const events = new SseParser().push('id: 1\r\nevent: token\r\ndata: a\r\ndata: b\r\n\r\n');
+    expect(events).toEqual([{ id: '1', event: 'token', data: 'a\nb' }]);
+  });
+});
+
+describe('TokenChecker', () => {
+  test('a contiguous run from 0 has no issue', () => {
+    const { rec, c, counted } = checker();
+    for (let s = 0; s < 10; s++) c.onToken(s, 'abc'[s % 3]);
+    expect(rec.issues).toEqual([]);
+    expect(rec.lastSeq).toBe(9);
+    expect(counted()).toBe(10);
+  });
+
+  test('gap, duplicate, wrong token and a seq past the producer are each reported', () => {
+    const { rec, c } = checker();
+    c.onToken(0, 'a');
+    c.onToken(2, 'c');
+    c.onToken(2, 'c');
+    c.onToken(3, 'x');
+    c.onToken(10, 'b');
+    expect(rec.issues.map((i) => i.kind)).toEqual(['gap', 'duplicate', 'wrong_token', 'extra_token', 'gap']);
+  });
+
+  test('a resumed reader starts right after its resume point', () => {
+    const ok = checker({}, 4);
+    ok.c.onToken(5, 'c');
+    expect(ok.rec.issues).toEqual([]);
+    const bad = checker({}, 4);
+    bad.c.onToken(7, 'b');
+    expect(bad.rec.issues.map((i) => i.kind)).toEqual(['gap']);
+  });
+
+  test('a fresh reader may start past 0 only where the owner bounds its replay buffer', () => {
+    const bounded = checker({ cap: 1000, ownerReplayLimit: 200 });
+    bounded.c.onToken(500, 'c');
+    expect(bounded.rec.issues).toEqual([]);
+    const beyond = checker({ cap: 1000, ownerReplayLimit: 200 });
+    beyond.c.onToken(900, 'a');
+    expect(beyond.rec.issues.map((i) => i.kind)).toEqual(['gap']);
+    const unbounded = checker({ cap: 1000 });
+    unbounded.c.onToken(500, 'c');
+    expect(unbounded.rec.issues.map((i) => i.kind)).toEqual(['gap']);
+  });
+});
+
+describe('Rng', () => {
+  test('one seed, one sequence; forks are independent of each other', () => {
+    const a = new Rng('s');
+    const b = new Rng('s');
+    expect(Array.from({ length: 5 }, () => a.next())).toEqual(Array.from({ length: 5 }, () => b.next()));
+    const f1 = new Rng('s').fork('faults');
+    const other = new Rng('s');
+    other.next();
+    expect(other.fork('faults').next()).toBe(f1.next());
+    const r = new Rng('x');
+    for (let i = 0; i < 1000; i++) {
+      const v = r.int(3, 7);
+      expect(v).toBeGreaterThanOrEqual(3);
+      expect(v).toBeLessThanOrEqual(7);
+    }
+  });
+});
