@@ -7,7 +7,7 @@
  */
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
 import { QUICK, figure, ratio, report } from '../lib.js';
@@ -20,6 +20,8 @@ const PER_JOB = Math.ceil(TOTAL / JOBS);
 const BATCH = 5;
 const SHARDS = 8;
 const REPS = QUICK ? 1 : 3;
+/** A run that has not finished by then (tokens lost, a reader that never ends) fails instead of hanging. */
+const DEADLINE_MS = QUICK ? 60_000 : 180_000;
 const MODES = ['single', 'cluster'] as const;
 type Mode = (typeof MODES)[number];
 const peer = new URL('../redis-cluster-peer.ts', import.meta.url).pathname;
@@ -37,7 +39,9 @@ function wait<T>(child: ChildProcess, type: string): Promise<T> {
       }
     };
     child.on('message', on);
-    child.once('exit', (code) => reject(new Error(`peer exited (${code}) before '${type}'`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`peer exited (${signal ?? code}) before '${type}'`)),
+    );
   });
 }
 
@@ -91,6 +95,11 @@ async function run(mode: Mode, target: string, servers: Redis[]): Promise<Run> {
   const producers = Array.from({ length: PRODUCERS }, () => spawn('producer'));
   const readers = Array.from({ length: PRODUCERS }, () => spawn('reader'));
   const all = [...producers, ...readers];
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    for (const c of all) c.kill('SIGKILL');
+  }, DEADLINE_MS);
   try {
     await Promise.all(all.map((c) => wait(c, 'up')));
     const idLists = await Promise.all(
@@ -134,8 +143,14 @@ async function run(mode: Mode, target: string, servers: Redis[]): Promise<Run> {
       clientCpuPer1k: clientCpu / (tokens / 1000),
       serverCpuPer1k: (serverAfter - serverBefore) / (tokens / 1000),
     };
+  } catch (e) {
+    if (!timedOut) throw e;
+    throw new Error(`redis-cluster ${mode}: no result within ${DEADLINE_MS / 1000} s; peers killed`, {
+      cause: e,
+    });
   } finally {
-    for (const c of all) c.kill();
+    clearTimeout(deadline);
+    for (const c of all) c.kill('SIGKILL');
   }
 }
 
@@ -176,17 +191,23 @@ const stopPrivate = async (): Promise<void> => {
   );
 };
 if (nodes === undefined || nodes === '') {
-  const base = await freeBase();
-  try {
-    privateBase = base;
-    await run$('bash', [script, 'start', String(base)], { timeout: 90_000 });
-  } catch (e) {
-    await stopPrivate();
-    if (process.env.CI === 'true') throw e;
-    console.warn(`SKIPPING the Redis Cluster benchmark: could not start a cluster: ${String(e)}`);
-    single.disconnect();
-    report({ section: 'redis-cluster', figures: [], ratios: [], notes: ['skipped: no Redis Cluster'] });
-    process.exit(0);
+  // Another process may take a port between the check and the start: try a few bases.
+  let base = 0;
+  for (let attempt = 1; ; attempt++) {
+    base = await freeBase();
+    try {
+      privateBase = base;
+      await run$('bash', [script, 'start', String(base)], { timeout: 90_000 });
+      break;
+    } catch (e) {
+      await stopPrivate();
+      if (attempt < 3) continue;
+      if (process.env.CI === 'true') throw e;
+      console.warn(`SKIPPING the Redis Cluster benchmark: could not start a cluster: ${String(e)}`);
+      single.disconnect();
+      report({ section: 'redis-cluster', figures: [], ratios: [], notes: ['skipped: no Redis Cluster'] });
+      process.exit(0);
+    }
   }
   nodes = [0, 1, 2, 3, 4, 5].map((i) => `127.0.0.1:${base + i}`).join(',');
   notes.push(`cluster: a private 3 masters + 3 replicas started by scripts/redis-cluster.sh on ${nodes}`);
@@ -276,6 +297,8 @@ report({
   notes: [
     ...notes,
     `shards ${SHARDS}; ${BATCH} tokens per job per producer tick; throughput = tokens / (last job end - first token) over all readers; ${REPS} repetition(s), order alternating`,
-    `all Redis processes share this machine's ${cpus().length} cores with the producers and readers (and the cluster's replicas), so the cluster cannot scale past the cores`,
+    `all Redis processes share this machine's ${cpus().length} cores with the producers and readers (and the cluster's replicas), so the cluster cannot scale past the cores; load average at the end ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
   ],
 });

@@ -6,6 +6,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { Redis } from 'ioredis';
 import { QUICK, figure, ratio, report, type Figure } from '../lib.js';
 
@@ -15,6 +16,8 @@ const INTERVAL_MS = 20;
 const SECONDS = QUICK ? 3 : 20;
 const TICKS = (SECONDS * 1000) / INTERVAL_MS;
 const REPS = QUICK ? 1 : 3;
+/** A run that has not finished by then (tokens lost, a reader that never ends) fails instead of hanging. */
+const DEADLINE_MS = SECONDS * 3_000 + 60_000;
 const SYSTEMS = ['ours', 'bare'] as const;
 type System = (typeof SYSTEMS)[number];
 const peer = new URL('../redis-realistic-peer.ts', import.meta.url).pathname;
@@ -33,7 +36,9 @@ function wait<T>(child: ChildProcess, type: string): Promise<T> {
       }
     };
     child.on('message', on);
-    child.once('exit', (code) => reject(new Error(`peer exited (${code}) before '${type}'`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`peer exited (${signal ?? code}) before '${type}'`)),
+    );
   });
 }
 
@@ -56,6 +61,7 @@ interface Run {
   max: number;
   redisCpuPer1k: number;
   late: number;
+  seconds: number;
 }
 
 async function run(system: System, admin: Redis): Promise<Run> {
@@ -67,6 +73,12 @@ async function run(system: System, admin: Redis): Promise<Run> {
     });
   const producer = spawn('producer');
   const reader = spawn('reader');
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    producer.kill('SIGKILL');
+    reader.kill('SIGKILL');
+  }, DEADLINE_MS);
   try {
     await Promise.all([wait(producer, 'up'), wait(reader, 'up')]);
     const idsMsg = wait<{ ids: string[] }>(producer, 'ids');
@@ -86,7 +98,7 @@ async function run(system: System, admin: Redis): Promise<Run> {
       max: number;
       problems: string[];
     }>(reader, 'result');
-    const sent = wait<{ cpuMs: number; late: number }>(producer, 'sent');
+    const sent = wait<{ cpuMs: number; late: number; seconds: number }>(producer, 'sent');
     producer.send({ type: 'go' });
     reader.send({ type: 'go' });
     const [r, s] = await Promise.all([result, sent]);
@@ -111,10 +123,17 @@ async function run(system: System, admin: Redis): Promise<Run> {
       max: r.max,
       redisCpuPer1k: (redisAfter - redisBefore) / k,
       late: s.late,
+      seconds: s.seconds,
     };
+  } catch (e) {
+    if (!timedOut) throw e;
+    throw new Error(`redis-realistic ${system}: no result within ${DEADLINE_MS / 1000} s; peers killed`, {
+      cause: e,
+    });
   } finally {
-    producer.kill();
-    reader.kill();
+    clearTimeout(deadline);
+    producer.kill('SIGKILL');
+    reader.kill('SIGKILL');
     await removeKeys(admin, prefix);
   }
 }
@@ -177,7 +196,8 @@ for (const s of SYSTEMS) {
     ),
   );
 }
-const late = SYSTEMS.map((s) => `${s} ${runs[s].map((r) => r.late).join('/')}`).join(', ');
+const perRun = (f: (r: Run) => string): string =>
+  SYSTEMS.map((s) => `${s} ${runs[s].map(f).join('/')}`).join(', ');
 report({
   section: 'redis-realistic',
   figures,
@@ -188,6 +208,9 @@ report({
   notes: [
     `${JOBS} jobs, ${TICKS} ticks of ${INTERVAL_MS} ms (${SECONDS} s), ${REPS} repetition(s), order alternating; producer and reader in their own processes; every job checked complete and in order`,
     `CPU is process.cpuUsage (user + system) of producer + reader from start to the last delivery; Redis server CPU from INFO cpu, for context only`,
-    `max latency per run: ${SYSTEMS.map((s) => `${s} ${runs[s].map((r) => r.max.toFixed(0)).join('/')} ms`).join(', ')}; producer ticks more than one interval late: ${late}`,
+    `per run: max latency (ms) ${perRun((r) => r.max.toFixed(0))}; producer seconds for the ${SECONDS} s schedule ${perRun((r) => r.seconds.toFixed(1))}; ticks more than one interval late ${perRun((r) => String(r.late))}`,
+    `jobs are created and set running before the clock starts; load average at the end ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} on ${cpus().length} cores`,
   ],
 });

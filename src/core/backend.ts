@@ -86,6 +86,7 @@ export interface RegistryBackend {
   state$(jobId: string): Observable<JobStatus>;
   /** Registry events of other processes (never this one's own). */
   readonly events$: Observable<RegistryEvent>;
+  /** Sends the writes still pending (with a bounded wait), then releases everything. */
   close(): Promise<void>;
 }
 

@@ -595,13 +595,8 @@ export class JobRegistry<T = unknown, P = unknown> {
     this.events.complete();
     this.destroy$.next();
     this.destroy$.complete();
-    if (this.shared) {
-      try {
-        await this.backend.flush();
-      } finally {
-        await this.backend.close();
-      }
-    } else await this.backend.close();
+    // A backend's close() sends (or gives up on, after a bounded wait) the writes still pending.
+    await this.backend.close();
     if (failure !== undefined) throw failure;
   }
 

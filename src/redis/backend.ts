@@ -395,10 +395,22 @@ class RedisBackend implements RegistryBackend {
     this.closed = true;
     this.leases?.close();
     if (starting !== undefined) await starting.then(ok, ok);
+    // The last writes get a bounded wait: a Redis that does not answer must not keep dispose() (and the
+    // process) from ending.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waitMs = Math.max(this.o.blockMs, this.o.leaseMs);
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), waitMs)));
     try {
-      await this.writer?.flush();
+      if ((await Promise.race([this.writer?.flush(), late])) === 'late')
+        this.outages.fail(
+          'close',
+          'closing without the last writes',
+          `Redis did not take them within ${waitMs} ms`,
+        );
     } catch (e) {
       this.outages.fail('close', 'the last writes before close failed', e);
+    } finally {
+      clearTimeout(timer);
     }
     this.writer?.close();
     this.stream.complete();

@@ -61,8 +61,11 @@ export class Tailer {
   /** Keys found to hold another type than a stream, skipped until the given time. */
   private readonly skip = new Map<string, number>();
 
+  private readonly eventsIndex: Map<string, number>;
+
   constructor(private readonly c: TailerConfig) {
     this.cursors = c.events.map(() => '0-0');
+    this.eventsIndex = new Map(c.events.map((k, i) => [k, i]));
   }
 
   /** Starts reading events after the newest entry of each shard's stream. */
@@ -196,8 +199,8 @@ export class Tailer {
       for (const [key, entries] of res) {
         if (key === this.c.wakeKey) this.wakeCursor = entries[entries.length - 1]![0];
         else {
-          const i = this.c.events.indexOf(key);
-          if (i < 0 || entries.length === 0) continue;
+          const i = this.eventsIndex.get(key);
+          if (i === undefined || entries.length === 0) continue;
           this.cursors[i] = entries[entries.length - 1]![0];
           this.c.onEvents(this.c.shards[i]!, entries);
         }

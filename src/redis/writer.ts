@@ -53,6 +53,9 @@ export class Writer {
   private readonly inflight = new Set<Promise<void>>();
   private counts: Map<string, number> | undefined;
   private closed = false;
+  private lastJob = '';
+  private lastShard = 0;
+  private lastKey = '';
 
   constructor(
     private readonly conn: Connection,
@@ -88,9 +91,14 @@ export class Writer {
 
   token(jobId: string, seq: number, token: unknown): void {
     this.refuseWhenFull();
-    const shard = this.keys.shardOf(jobId);
-    const b = this.batch(shard);
-    const key = this.keys.tokens(jobId, shard);
+    // Tokens come in runs of one job: its shard and key are computed once per run, not per token.
+    if (jobId !== this.lastJob) {
+      this.lastJob = jobId;
+      this.lastShard = this.keys.shardOf(jobId);
+      this.lastKey = this.keys.tokens(jobId, this.lastShard);
+    }
+    const b = this.batch(this.lastShard);
+    const key = this.lastKey;
     // String tokens (the usual LLM token) are stored raw under `s`; anything else as JSON under `t`.
     const field = typeof token === 'string' ? 's' : 't';
     const data = typeof token === 'string' ? token : (JSON.stringify(token) ?? 'null');
