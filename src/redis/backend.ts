@@ -69,6 +69,7 @@ class RedisBackend implements RegistryBackend {
       { url: options.url, redis: options.redis },
       `jr:${this.o.prefix}:${this.owner}`,
       (e) => this.outages.fail('connection', `a connection to Redis failed`, e),
+      () => this.outages.ok('connection'),
     );
     this.events$ = this.stream.pipe(
       filter(

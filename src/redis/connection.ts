@@ -29,6 +29,7 @@ export class Connection {
     options: { url?: string | undefined; redis?: RedisClient | undefined },
     private readonly name: string,
     private readonly onError: (e: unknown) => void,
+    private readonly onReady: () => void,
   ) {
     if (options.redis !== undefined) {
       this.cmd = options.redis;
@@ -45,6 +46,7 @@ export class Connection {
         : `${(this.cmd as Redis).options.host ?? '?'}:${(this.cmd as Redis).options.port ?? '?'}`;
     // ioredis emits 'error' per failed connection attempt: reported once per outage by the owner.
     this.cmd.on('error', onError);
+    this.cmd.on('ready', onReady);
     this.cmd.defineCommand('jrCreate', { numberOfKeys: 4, lua: CREATE });
     this.cmd.defineCommand('jrTransition', { numberOfKeys: 4, lua: TRANSITION });
     this.cmd.defineCommand('jrRestoreEnded', { numberOfKeys: 4, lua: RESTORE_ENDED });
@@ -103,7 +105,10 @@ export class Connection {
     for (const b of this.blocking) b.disconnect();
     this.blocking.length = 0;
     if (this.owned) this.cmd.disconnect();
-    else this.cmd.off('error', this.onError);
+    else {
+      this.cmd.off('error', this.onError);
+      this.cmd.off('ready', this.onReady);
+    }
   }
 }
 

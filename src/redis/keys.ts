@@ -16,6 +16,7 @@ import { shardIndex, shardTags } from './slot.js';
  *   <prefix>{<tag>}:live            hash: live job id -> owning process (the reaper's work list)
  *   <prefix>{<tag>}:wake:<owner>    stream: written to wake a process's blocked reader of this shard
  *   <prefix>owner:<owner>           string with a TTL: the lease of a live process
+ *   <prefix>epoch                   string: when this prefix's data was first written (data loss shows)
  *
  * Every key has an expiry or a removal path: job keys expire `retention` after the job ends, the event
  * and index streams and wake streams carry a TTL refreshed on write, the live hash empties itself.
@@ -62,6 +63,11 @@ export class Keys {
 
   owner(owner: string): string {
     return `${this.prefix}owner:${owner}`;
+  }
+
+  /** When the data under this prefix was first written (see the sweep in leases.ts). */
+  get epoch(): string {
+    return `${this.prefix}epoch`;
   }
 }
 

@@ -31,15 +31,17 @@ export interface LeaseContext {
  * The process lease and the periodic sweep. Every `leaseMs / 3` the lease is renewed; when it was gone
  * (Redis lost its data, or this process was cut off long enough to be taken for dead), every job this
  * process holds is checked against Redis: lost ones are restored as failed, ones another process ended
- * take that end here. Every `leaseMs / 4` the sweep ends the live jobs of dead processes (a lease missing
- * for half a lease: so no job of a killed process stays `running`, and none of a live process whose
- * lease Redis just lost is taken), ends readers whose job vanished, refreshes TTLs and drops index
- * entries of expired jobs. Each failure is logged once per outage.
+ * take that end here. Every `leaseMs / 4` (at most 500 ms) the sweep ends the live jobs of dead processes
+ * (see `confirmedDead`: no job of a killed process stays `running`, none of a live process whose lease
+ * Redis just lost is taken), ends readers whose job vanished, refreshes TTLs and drops index entries of
+ * expired jobs. Each failure is logged once per outage.
  */
 export class Leases {
   private timers: Array<ReturnType<typeof setInterval>> = [];
   private renewals = 0;
   private readonly missingSince = new Map<string, number>();
+  /** The last time this process saw Redis lose data or answer a sweep slowly (start counts as one). */
+  private trouble = Date.now();
   private closed = false;
 
   constructor(private readonly c: LeaseContext) {}
@@ -47,17 +49,20 @@ export class Leases {
   async start(): Promise<void> {
     await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs);
     this.every(Math.max(50, this.c.leaseMs / 3), () => this.renew());
-    this.every(Math.max(50, this.c.leaseMs / 4), () => this.sweep());
+    this.every(Math.max(50, Math.min(this.c.leaseMs / 4, 500)), () => this.sweep());
   }
 
   /**
-   * Whether a process's lease has been seen missing for half a lease or more. A lease missing once may
-   * be a Redis that just lost its data (restarted, flushed) while its owner is alive and about to renew
-   * it (every third of a lease): only a lease still missing later marks the owner dead.
+   * Whether a process whose lease is missing is dead. Redis must have been reachable, quick and whole
+   * (no data lost) here for half a lease: an owner that is alive renews within a third of a lease, so
+   * its lease is back by then. Otherwise (Redis just came back, was paused, or lost its data: every
+   * lease is gone at once) the lease must stay missing for half a lease after it was first seen gone.
    */
   confirmedDead(owner: string, now = Date.now()): boolean {
     const since = this.missingSince.get(owner);
-    return since !== undefined && now - since >= this.c.leaseMs / 2;
+    if (since === undefined) return false;
+    const calm = now - Math.max(this.trouble, this.c.outages.lastChange) >= this.c.leaseMs / 2;
+    return calm || now - since >= this.c.leaseMs / 2;
   }
 
   close(): void {
@@ -139,7 +144,10 @@ export class Leases {
   }
 
   private async sweep(): Promise<void> {
+    const started = Date.now();
     try {
+      await this.checkEpoch();
+      if (Date.now() - started > this.c.leaseMs / 4) this.trouble = Date.now();
       await this.reapDeadOwners();
       await this.checkWatched();
       await this.tidyShards();
@@ -147,6 +155,19 @@ export class Leases {
     } catch (e) {
       this.c.outages.fail('sweep', 'the sweep for dead processes and vanished jobs failed', e);
     }
+  }
+
+  // A key every process keeps (with the shard keys' TTL) holding when it was made: missing or young, it
+  // says Redis lost its data lately (restarted without persistence, flushed).
+  private async checkEpoch(): Promise<void> {
+    const key = this.c.keys.epoch;
+    const made = await this.c.conn.cmd.get(key);
+    const now = Date.now();
+    if (made === null) {
+      await this.c.conn.cmd.set(key, String(now), 'NX');
+      this.trouble = now;
+    } else if (now - Number(made) < this.c.leaseMs) this.trouble = Math.max(this.trouble, Number(made));
+    if (this.c.shardTtl >= 0) await this.c.conn.cmd.pexpire(key, this.c.shardTtl);
   }
 
   private async reapDeadOwners(): Promise<void> {

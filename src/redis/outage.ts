@@ -8,6 +8,8 @@ import type { BackendLogger } from './options.js';
  */
 export class Outages {
   private readonly open = new Map<string, number>();
+  /** When an outage last started or ended: until a while after it, what Redis shows may be stale. */
+  lastChange = 0;
 
   constructor(private readonly log: BackendLogger) {}
 
@@ -15,6 +17,7 @@ export class Outages {
   fail(kind: string, what: string, error: unknown): void {
     if (this.open.has(kind)) return;
     this.open.set(kind, Date.now());
+    this.lastChange = Date.now();
     this.log.error(`job-registry: ${what}: ${messageOf(error)}`);
   }
 
@@ -23,6 +26,7 @@ export class Outages {
     const since = this.open.get(kind);
     if (since === undefined) return;
     this.open.delete(kind);
+    this.lastChange = Date.now();
     const line = `job-registry: ${kind} works again after ${Date.now() - since} ms`;
     if (this.log.info !== undefined) this.log.info(line);
     else this.log.warn(line);
