@@ -85,7 +85,11 @@ export function remoteTokens(
         reader.lastId = entryId;
         const f = fieldMap(fields);
         if (f.end !== undefined) {
-          if (f.end === 'completed') end();
+          // Tokens before the end that never arrived (lost with Redis's data) are a gap, not an end.
+          const count = f.count === undefined ? NaN : Number(f.count);
+          if (lastSeq !== undefined && lastSeq + 1 < count)
+            end(new ReplayExpiredError(jobId, lastSeq, count));
+          else if (f.end === 'completed') end();
           else if (f.end === 'cancelled') end(new JobCancelledError(jobId, f.error || 'job was cancelled'));
           else end(new JobFailedError(jobId, f.error || 'job failed'));
           return true;

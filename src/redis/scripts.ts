@@ -41,7 +41,8 @@ return 1
 
 /**
  * Moves a job to a new state, unless it is missing, terminal, or already there. A terminal move appends
- * the end entry to the token stream, takes the job off the live hash and starts the retention TTL.
+ * the end entry to the token stream (with the job's token count when the writer knows it, so a reader
+ * can tell it got every token), takes the job off the live hash and starts the retention TTL.
  *
  * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
  * ARGV[1] target state, ARGV[2] error ('' for none), ARGV[3] time (ms), ARGV[4] retention ms (-1: keep),
@@ -58,7 +59,11 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[3])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
 if tonumber(ARGV[5]) >= 0 then redis.call('HSET', KEYS[1], 'token_count', ARGV[5]) end
 if terminal(ARGV[1]) then
-  redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2])
+  if tonumber(ARGV[5]) >= 0 then
+    redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2], 'count', ARGV[5])
+  else
+    redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2])
+  end
   redis.call('HDEL', KEYS[4], id)
   local keep = tonumber(ARGV[4])
   if keep >= 0 then
@@ -93,7 +98,7 @@ if redis.call('HEXISTS', KEYS[1], 'state') == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2], 'created_at', ARGV[6], 'updated_at', ARGV[3],
   'token_count', ARGV[5], 'owner', origin, 'limit', ARGV[8])
-redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2], 'count', ARGV[5])
 redis.call('HDEL', KEYS[4], id)
 local keep = tonumber(ARGV[4])
 if keep >= 0 then

@@ -123,6 +123,24 @@ describeIf(available)('redis backend faults', () => {
     } else expect(r.completed).toBe(true);
   }, 30_000);
 
+  test('tokens missing before the end entry (lost with Redis data) end a reader with ReplayExpiredError, not done', async () => {
+    const a = make();
+    const b = make();
+    await Promise.all([a.ready(), b.ready()]);
+    const id = a.createJob();
+    for (let i = 0; i < 50; i++) a.emit(id, `t${i}`);
+    a.updateState(id, 'completed');
+    await a.flush();
+    // The last tokens vanish from the stream, as when Redis loses writes it had not persisted.
+    for (let seq = 40; seq < 50; seq++) await admin.xdel(K.tokens(id), `0-${seq + 1}`);
+    const r = collect(b.tokens$(id));
+    await r.done;
+    expect(r.values.map((v) => v.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(r.completed).toBe(false);
+    expect(r.error).toBeInstanceOf(ReplayExpiredError);
+    expect((r.error as ReplayExpiredError).after).toBe(39);
+  });
+
   // 3. Readers that never end.
   test('removeJob of a live job while a remote reader catches up ends that reader within the lease', async () => {
     const a = make();
