@@ -126,58 +126,78 @@ export function streamJob<T = unknown>(
   return new Observable<TokenEvent<T>>((sub) => {
     if (ES === undefined) return sub.error(noEventSource());
     let last = options.after ?? -1;
-    const target = options.after === undefined ? url : withQuery(url, 'after', String(options.after));
-    const es = new ES(target);
     const jobId = jobIdOf(url);
-    es.addEventListener('token', (ev) => {
-      const seq = Number(ev.lastEventId);
-      if (!Number.isInteger(seq) || seq <= last) return; // a duplicate after a resume
-      last = seq;
-      let token: T;
-      try {
-        token = parse(String(ev.data));
-      } catch (e) {
-        es.close();
-        sub.error(e);
-        return;
-      }
-      sub.next({ seq, token });
-    });
-    es.addEventListener('done', () => {
-      es.close();
-      sub.complete();
-    });
-    es.addEventListener('error', (ev) => {
-      if (typeof ev.data === 'string') {
-        // The job's terminal event.
-        es.close();
-        let body: { state?: string; error?: string } = {};
+    let es: EventSourceLike;
+    let retries = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const open = (): void => {
+      const target = last < 0 && options.after === undefined ? url : withQuery(url, 'after', String(last));
+      es = new ES(target);
+      es.addEventListener('token', (ev) => {
+        retries = 0;
+        const seq = Number(ev.lastEventId);
+        if (!Number.isInteger(seq) || seq <= last) return; // a duplicate after a resume
+        last = seq;
+        let token: T;
         try {
-          body = JSON.parse(ev.data) as typeof body;
-        } catch {
-          body = { error: ev.data };
+          token = parse(String(ev.data));
+        } catch (e) {
+          es.close();
+          sub.error(e);
+          return;
         }
-        const message = body.error ?? 'job ended';
-        sub.error(
-          body.state === 'cancelled'
-            ? new JobCancelledError(jobId, message)
-            : new JobFailedError(jobId, message),
-        );
-      } else if (es.readyState === 2) {
-        // The server refused to (re)open the stream: unknown job, or the resume point expired.
-        sub.error(
-          new ClientError(
-            `job-registry: the stream of '${jobId}' was refused (unknown job, or seq ${last} is no longer kept)`,
-            undefined,
-            'STREAM_REFUSED',
-          ),
-        );
-      }
-      // Otherwise the connection dropped and the EventSource reconnects with Last-Event-ID.
-    });
-    return () => es.close();
+        sub.next({ seq, token });
+      });
+      es.addEventListener('done', () => {
+        es.close();
+        sub.complete();
+      });
+      es.addEventListener('error', (ev) => {
+        if (typeof ev.data === 'string') {
+          // The job's terminal event.
+          es.close();
+          let body: { state?: string; error?: string } = {};
+          try {
+            body = JSON.parse(ev.data) as typeof body;
+          } catch {
+            body = { error: ev.data };
+          }
+          const message = body.error ?? 'job ended';
+          sub.error(
+            body.state === 'cancelled'
+              ? new JobCancelledError(jobId, message)
+              : new JobFailedError(jobId, message),
+          );
+        } else if (es.readyState === 2) {
+          // The server refused to (re)open the stream. A busy or unavailable server (429, 502-504, as
+          // the `eventsource` package reports in `code`) is asked again after a pause; anything else
+          // (unknown job, the resume point expired) is final.
+          const status = (ev as { code?: unknown }).code;
+          if (typeof status === 'number' && TRANSIENT.has(status) && retries < MAX_RETRIES) {
+            timer = setTimeout(open, Math.min(2000, 250 * 2 ** retries++));
+            return;
+          }
+          sub.error(
+            new ClientError(
+              `job-registry: the stream of '${jobId}' was refused (unknown job, or seq ${last} is no longer kept)`,
+              typeof status === 'number' ? status : undefined,
+              'STREAM_REFUSED',
+            ),
+          );
+        }
+        // Otherwise the connection dropped and the EventSource reconnects with Last-Event-ID.
+      });
+    };
+    open();
+    return () => {
+      if (timer !== undefined) clearTimeout(timer);
+      es.close();
+    };
   });
 }
+
+const TRANSIENT = new Set([429, 502, 503, 504]);
+const MAX_RETRIES = 20;
 
 /** What {@link watchEvents} emits: the job list first, then each registry event. */
 export type WatchedEvent =

@@ -540,7 +540,10 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (job !== undefined) {
       if (isTerminal(job.state)) return false;
       this.transition(job, 'cancelled', why);
-      return true;
+      // With a shared backend the answer waits until the end is stored, and says what was stored: an
+      // end another process wrote first wins there, and this cancel did not happen.
+      if (job.ending !== undefined) await job.ending;
+      return job.state === 'cancelled' && job.error === why;
     }
     if (this.shared && isValidJobId(id)) {
       const moved = await this.backend.cancel(id, why);

@@ -109,9 +109,10 @@ export function remoteTokens(
       const [state, limit] = await ctx.cmd.hmget(ctx.keys.meta(jobId, shard), 'state', 'limit');
       if (state === null)
         throw new JobNotFoundError(jobId, 'not in this process nor in Redis; it may have expired');
-      // A job that keeps every token starts at seq 0: a fresh reader that finds a later first seq found a
-      // gap (tokens lost with Redis's data), not a trimmed buffer.
-      if (after === undefined && limit === 'inf') lastSeq = -1;
+      // A job whose stream was never trimmed (it keeps every token, or fewer than its limit were made)
+      // starts at seq 0: a fresh reader that finds a later first seq found a gap (tokens lost with
+      // Redis's data), not a trimmed buffer.
+      if (after === undefined && (limit === 'inf' || (await ctx.cmd.xlen(key)) < Number(limit))) lastSeq = -1;
       if (after !== undefined) {
         const first = await ctx.firstKept(jobId);
         if (first !== undefined && after + 1 < first) throw new ReplayExpiredError(jobId, after, first);

@@ -122,3 +122,34 @@ test('watchEvents gives a snapshot then live events', async () => {
     job.job_id,
   ]);
 });
+
+test('streamJob asks again after a 503 (a replica without its backend) and resumes after the last seq', async () => {
+  const { createServer } = await import('node:http');
+  const seen: string[] = [];
+  let refusals = 2;
+  const server = createServer((req, res) => {
+    seen.push(req.url ?? '');
+    if (refusals-- > 0) {
+      res.writeHead(503, { 'Content-Type': 'application/json' });
+      res.end('{"error":{"code":"BACKEND_ERROR","message":"down"}}');
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+    res.end('id: 3\nevent: token\ndata: "d"\n\nid: 4\nevent: done\ndata: {"state":"completed"}\n\n');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const r = collect(
+      streamJob<string>(`http://127.0.0.1:${port}/v1/inference/job-x/stream`, { EventSource: ES, after: 2 }),
+    );
+    await r.done;
+    expect(r.completed).toBe(true);
+    expect(r.values).toEqual([{ seq: 3, token: 'd' }]);
+    expect(seen).toHaveLength(3);
+    expect(seen.every((u) => u.endsWith('?after=2'))).toBe(true);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});

@@ -269,6 +269,19 @@ describeIf(available)('redis backend faults', () => {
     expect(a.getJob(id)!.state).toBe('failed');
   });
 
+  test('cancel on the owner answers what Redis stored: false when another end got there first', async () => {
+    const a = make();
+    await a.ready();
+    const id = a.createJob();
+    a.emit(id, 'x');
+    await a.flush();
+    await admin.hset(K.meta(id), 'state', 'failed', 'error', 'ended elsewhere');
+    await expect(a.cancel(id)).resolves.toBe(false);
+    expect(a.getJob(id)!.state).toBe('failed');
+    const other = a.createJob();
+    await expect(a.cancel(other)).resolves.toBe(true);
+  });
+
   // 6. A failed POST leaves a running job; a rejected pipeline rejects every later flush.
   test('POST answers 503 when the job cannot be stored, and nothing runs on; later POSTs work once Redis is back', async () => {
     const client = new Redis(own.url, {
