@@ -33,6 +33,10 @@ const shown = [
   /emit throughput/,
   /replay of a/,
   /commands per token: job-registry/,
+  /CPU of producer \+ reader per 1,000 tokens/,
+  /p99 latency emit/,
+  /: single Redis$/,
+  /: 3-master Redis Cluster$/,
 ];
 
 const out: string[] = [];

@@ -585,6 +585,11 @@ export class JobRegistry<T = unknown, P = unknown> {
     for (const job of this.jobs.values()) {
       try {
         if (!isTerminal(job.state)) this.transition(job, 'cancelled', 'registry disposed');
+        // dispose() completes every stream now, without waiting for the backend to store the end.
+        if (job.ending !== undefined) {
+          job.ending = undefined;
+          this.endReaders(job);
+        }
       } catch (e) {
         // A subscriber threw; every other job still ends and the backend still closes. Rethrown below.
         failure ??= e;

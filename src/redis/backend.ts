@@ -152,7 +152,7 @@ class RedisBackend implements RegistryBackend {
       this.tailers = this.conn.groups(this.o.shards).map(
         (shards, g) =>
           new Tailer({
-            blocking: this.conn.duplicateForBlocking(`reader${g}`),
+            blocking: this.conn.duplicate(`reader${g}`),
             cmd: this.conn.cmd,
             events: shards.map((s) => this.keys.events(s)),
             shards,

@@ -72,8 +72,11 @@ export class Connection {
     return this.cmd as unknown as ScriptCommands;
   }
 
-  /** A new connection for one blocking reader, named so an operator can tell it apart. */
-  duplicateForBlocking(suffix: string): RedisClient {
+  /**
+   * A new connection of its own (a blocking reader, the lease), named so an operator can tell it apart.
+   * Its commands wait for a reconnect instead of failing after a number of retries.
+   */
+  duplicate(suffix: string): RedisClient {
     const connectionName = `${this.name}:${suffix}`;
     const dup = this.cluster
       ? (this.cmd as Cluster).duplicate(undefined, {

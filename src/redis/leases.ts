@@ -1,6 +1,6 @@
 import { isJobState, isTerminal } from '../core/states.js';
 import type { BackendHost } from '../core/backend.js';
-import type { Connection } from './connection.js';
+import type { Connection, RedisClient } from './connection.js';
 import type { Keys } from './keys.js';
 import { perGroup } from './lookups.js';
 import type { Outages } from './outage.js';
@@ -39,6 +39,7 @@ export interface LeaseContext {
 export class Leases {
   private timers: Array<ReturnType<typeof setInterval>> = [];
   private renewals = 0;
+  private client: RedisClient | undefined;
   private readonly missingSince = new Map<string, number>();
   /** The last time this process saw Redis lose data or answer a sweep slowly (start counts as one). */
   private trouble = Date.now();
@@ -47,7 +48,10 @@ export class Leases {
   constructor(private readonly c: LeaseContext) {}
 
   async start(): Promise<void> {
-    await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs);
+    // The lease has a connection of its own: a renewal never waits behind a pipeline of bulk writes.
+    this.client = this.c.conn.duplicate('lease');
+    if (this.client.status === 'wait') await this.client.connect();
+    await this.client.set(this.key, '1', 'PX', this.c.leaseMs);
     this.every(Math.max(50, this.c.leaseMs / 3), () => this.renew());
     this.every(Math.max(50, Math.min(this.c.leaseMs / 4, 500)), () => this.sweep());
   }
@@ -88,9 +92,9 @@ export class Leases {
 
   private async renew(): Promise<void> {
     try {
-      const kept = await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
+      const kept = await this.client!.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
       if (kept === null) {
-        await this.c.conn.cmd.set(this.key, '1', 'PX', this.c.leaseMs);
+        await this.client!.set(this.key, '1', 'PX', this.c.leaseMs);
         await this.reconcile();
       } else if (++this.renewals % 9 === 0) await this.refreshLive();
       this.c.outages.ok('lease renewal');
