@@ -9,6 +9,7 @@
 import { Cluster } from 'ioredis';
 import { JobRegistry } from '../src/core/index.js';
 import { redisBackend } from '../src/redis/index.js';
+import { once, send } from './ipc.js';
 
 const [role, mode, target, prefix, shards] = process.argv.slice(2) as [
   string,
@@ -17,17 +18,6 @@ const [role, mode, target, prefix, shards] = process.argv.slice(2) as [
   string,
   string,
 ];
-const send = (m: object): void => void process.send!(m);
-const once = <T>(type: string): Promise<T> =>
-  new Promise((resolve) => {
-    const on = (m: { type: string }): void => {
-      if (m.type === type) {
-        process.off('message', on);
-        resolve(m as T);
-      }
-    };
-    process.on('message', on);
-  });
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const now = (): number => performance.timeOrigin + performance.now();
 const cpuMs = (since: NodeJS.CpuUsage): number => {

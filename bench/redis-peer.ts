@@ -8,19 +8,9 @@
 import { Redis } from 'ioredis';
 import { JobRegistry } from '../src/core/index.js';
 import { redisBackend } from '../src/redis/index.js';
+import { once, send } from './ipc.js';
 
 const [role, system, url, prefix] = process.argv.slice(2) as [string, string, string, string];
-const send = (m: object): void => void process.send!(m);
-const once = <T>(type: string): Promise<T> =>
-  new Promise((resolve) => {
-    const on = (m: { type: string }): void => {
-      if (m.type === type) {
-        process.off('message', on);
-        resolve(m as T);
-      }
-    };
-    process.on('message', on);
-  });
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const token = (i: number): string => `tok${String(i).padStart(8, '0')}|`;
 const TOKEN_LEN = token(0).length;

@@ -13,19 +13,9 @@ import { Session } from 'node:inspector/promises';
 import { Redis } from 'ioredis';
 import { JobRegistry } from '../src/core/index.js';
 import { redisBackend } from '../src/redis/index.js';
+import { once, send } from './ipc.js';
 
 const [role, system, url, prefix] = process.argv.slice(2) as [string, string, string, string];
-const send = (m: object): void => void process.send!(m);
-const once = <T>(type: string): Promise<T> =>
-  new Promise((resolve) => {
-    const on = (m: { type: string }): void => {
-      if (m.type === type) {
-        process.off('message', on);
-        resolve(m as T);
-      }
-    };
-    process.on('message', on);
-  });
 const now = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const cpuMs = (since: NodeJS.CpuUsage): number => {

@@ -11,6 +11,7 @@ import { cpus, loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
 import { QUICK, figure, ratio, report } from '../lib.js';
+import { waitFor } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PRODUCERS = 3;
@@ -28,22 +29,6 @@ const peer = new URL('../redis-cluster-peer.ts', import.meta.url).pathname;
 const script = new URL('../../scripts/redis-cluster.sh', import.meta.url).pathname;
 const run$ = promisify(execFile);
 const now = (): number => performance.timeOrigin + performance.now();
-
-function wait<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const on = (m: { type: string; message?: string }): void => {
-      if (m.type === 'error') reject(new Error(m.message));
-      if (m.type === type) {
-        child.off('message', on);
-        resolve(m as T);
-      }
-    };
-    child.on('message', on);
-    child.once('exit', (code, signal) =>
-      reject(new Error(`peer exited (${signal ?? code}) before '${type}'`)),
-    );
-  });
-}
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -101,26 +86,29 @@ async function run(mode: Mode, target: string, servers: Redis[]): Promise<Run> {
     for (const c of all) c.kill('SIGKILL');
   }, DEADLINE_MS);
   try {
-    await Promise.all(all.map((c) => wait(c, 'up')));
+    await Promise.all(all.map((c) => waitFor(c, 'up')));
     const idLists = await Promise.all(
       producers.map((p, i) => {
-        const got = wait<{ ids: string[] }>(p, 'ids');
+        const got = waitFor<{ ids: string[] }>(p, 'ids');
         p.send({ type: 'start', jobs: jobsOf(i), perJob: PER_JOB, batch: BATCH });
         return got.then((m) => m.ids);
       }),
     );
     await Promise.all(
       readers.map((r, i) => {
-        const ready = wait(r, 'ready');
+        const ready = waitFor(r, 'ready');
         r.send({ type: 'read', ids: idLists[i], perJob: PER_JOB });
         return ready;
       }),
     );
     await new Promise((r) => setTimeout(r, QUICK ? 300 : 1000));
     const results = readers.map((r) =>
-      wait<{ tokens: number; first: number; last: number; cpuMs: number; problems: string[] }>(r, 'result'),
+      waitFor<{ tokens: number; first: number; last: number; cpuMs: number; problems: string[] }>(
+        r,
+        'result',
+      ),
     );
-    const sent = producers.map((p) => wait<{ cpuMs: number }>(p, 'sent'));
+    const sent = producers.map((p) => waitFor<{ cpuMs: number }>(p, 'sent'));
     const serverBefore = await serverCpuMs(servers);
     for (const c of all) c.send({ type: 'go' });
     const got = await Promise.all(results);

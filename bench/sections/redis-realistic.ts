@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Redis } from 'ioredis';
 import { QUICK, figure, ratio, report, type Figure } from '../lib.js';
+import { waitFor } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const JOBS = QUICK ? 100 : 1000;
@@ -25,22 +26,6 @@ const peer = new URL('../redis-realistic-peer.ts', import.meta.url).pathname;
 // finding hot spots. Profiling slows the runs: figures of such a run are not comparable.
 const PROF = process.env.JR_BENCH_CPU_PROF;
 if (PROF !== undefined) mkdirSync(PROF, { recursive: true });
-
-function wait<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const on = (m: { type: string; message?: string }): void => {
-      if (m.type === 'error') reject(new Error(m.message));
-      if (m.type === type) {
-        child.off('message', on);
-        resolve(m as T);
-      }
-    };
-    child.on('message', on);
-    child.once('exit', (code, signal) =>
-      reject(new Error(`peer exited (${signal ?? code}) before '${type}'`)),
-    );
-  });
-}
 
 async function redisCpuMs(admin: Redis): Promise<number> {
   const info = await admin.info('cpu');
@@ -80,17 +65,17 @@ async function run(system: System, admin: Redis): Promise<Run> {
     reader.kill('SIGKILL');
   }, DEADLINE_MS);
   try {
-    await Promise.all([wait(producer, 'up'), wait(reader, 'up')]);
-    const idsMsg = wait<{ ids: string[] }>(producer, 'ids');
+    await Promise.all([waitFor(producer, 'up'), waitFor(reader, 'up')]);
+    const idsMsg = waitFor<{ ids: string[] }>(producer, 'ids');
     producer.send({ type: 'start', jobs: JOBS, ticks: TICKS, intervalMs: INTERVAL_MS });
     const { ids } = await idsMsg;
-    const ready = wait(reader, 'ready');
+    const ready = waitFor(reader, 'ready');
     reader.send({ type: 'read', ids, ticks: TICKS });
     await ready;
     // Let the reader's subscriptions settle (replay done, joined the live tail) before the clock starts.
     await new Promise((r) => setTimeout(r, QUICK ? 300 : 1000));
     const redisBefore = await redisCpuMs(admin);
-    const result = wait<{
+    const result = waitFor<{
       tokens: number;
       cpuMs: number;
       p50: number;
@@ -98,7 +83,7 @@ async function run(system: System, admin: Redis): Promise<Run> {
       max: number;
       problems: string[];
     }>(reader, 'result');
-    const sent = wait<{ cpuMs: number; late: number; seconds: number }>(producer, 'sent');
+    const sent = waitFor<{ cpuMs: number; late: number; seconds: number }>(producer, 'sent');
     producer.send({ type: 'go' });
     reader.send({ type: 'go' });
     const [r, s] = await Promise.all([result, sent]);

@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { QUICK, figure, ratio, report, type Figure, type Ratio } from '../lib.js';
+import { waitFor } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const K = QUICK ? 5_000 : 50_000;
@@ -12,23 +13,6 @@ const BATCH = 50;
 const REPS = QUICK ? 2 : 7;
 const SYSTEMS = ['ours', 'bare', 'resumable'] as const;
 const peer = new URL('../redis-peer.ts', import.meta.url).pathname;
-
-function wait<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const on = (m: { type: string; message?: string }): void => {
-      if (m.type === 'error') reject(new Error(m.message));
-      if (m.type === type) {
-        child.off('message', on);
-        resolve(m as T);
-      }
-    };
-    child.on('message', on);
-    // A peer that dies (or is killed by the run's deadline) fails what waited on it, instead of hanging.
-    child.once('exit', (code, signal) =>
-      reject(new Error(`peer exited (${signal ?? code}) before '${type}'`)),
-    );
-  });
-}
 
 async function commands(admin: Redis): Promise<number> {
   const info = await admin.info('commandstats');
@@ -70,19 +54,19 @@ async function measure(
   producer: ChildProcess,
   reader: ChildProcess,
 ): Promise<{ rate: number; perToken: number }> {
-  await Promise.all([wait(producer, 'up'), wait(reader, 'up')]);
-  const idMsg = wait<{ id: string }>(producer, 'id');
+  await Promise.all([waitFor(producer, 'up'), waitFor(reader, 'up')]);
+  const idMsg = waitFor<{ id: string }>(producer, 'id');
   producer.send({ type: 'start', k: K, batch: BATCH, id: `job-bench-${system}` });
   const { id } = await idMsg;
-  const ready = wait(reader, 'ready');
+  const ready = waitFor(reader, 'ready');
   reader.send({ type: 'read', id, k: K });
   await ready;
   await new Promise((r) => setTimeout(r, 100));
   const before = await commands(admin);
-  const result = wait<{ tokens: number; seconds: number }>(reader, 'result');
+  const result = waitFor<{ tokens: number; seconds: number }>(reader, 'result');
   producer.send({ type: 'go' });
   const r = await result;
-  await wait(producer, 'sent').catch(() => undefined);
+  await waitFor(producer, 'sent').catch(() => undefined);
   const after = await commands(admin);
   producer.send({ type: 'stop' });
   reader.send({ type: 'stop' });

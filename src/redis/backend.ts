@@ -50,7 +50,6 @@ class RedisBackend implements RegistryBackend {
   private readonly tailerOf: Tailer[] = [];
   private leases: Leases | undefined;
   private repair!: Repair;
-  private ttls: Ttls = { retention: -1, live: -1, shard: -1 };
   private host: BackendHost | undefined;
   private started: Promise<void> | undefined;
   private closed = false;
@@ -91,7 +90,6 @@ class RedisBackend implements RegistryBackend {
       live: liveTtl,
       shard: retention < 0 ? -1 : retention + 2 * this.o.leaseMs,
     };
-    this.ttls = ttls;
     this.writer = new Writer(
       this.conn,
       this.keys,
@@ -220,22 +218,8 @@ class RedisBackend implements RegistryBackend {
     error: string,
     request: string,
   ): Promise<boolean> {
-    const shard = this.keys.shardOf(jobId);
     const reply = (await this.conn.scripts.jrTransition(
-      this.keys.meta(jobId, shard),
-      this.keys.tokens(jobId, shard),
-      this.keys.events(shard),
-      this.keys.live(shard),
-      to,
-      error,
-      Date.now(),
-      this.ttls.retention,
-      -1,
-      request,
-      jobId,
-      `${this.owner}/remote`,
-      this.o.eventsMaxLen,
-      this.ttls.shard,
+      ...this.writer!.transitionArgs(jobId, to, error, Date.now(), -1, request, `${this.owner}/remote`),
     )) as [string];
     return reply[0] === 'moved';
   }

@@ -130,19 +130,7 @@ export class Writer {
     const b = this.batch(shard);
     this.counts?.delete(jobId);
     b.transitions.push([b.size, jobId, to]);
-    b.pipe.jrTransition(
-      this.keys.meta(jobId, shard),
-      this.keys.tokens(jobId, shard),
-      this.keys.events(shard),
-      this.keys.live(shard),
-      to,
-      error,
-      at,
-      this.ttls.retention,
-      count,
-      request,
-      ...this.tail(jobId),
-    );
+    b.pipe.jrTransition(...this.transitionArgs(jobId, to, error, at, count, request, this.owner));
     this.count(b, 1);
     if (to !== 'completed' && to !== 'failed' && to !== 'cancelled') return undefined;
     return new Promise<void>((resolve) => (b.ends ??= []).push(resolve));
@@ -162,6 +150,38 @@ export class Writer {
       ...this.tail(jobId),
     );
     this.count(b, 1);
+  }
+
+  /**
+   * KEYS and ARGV of the TRANSITION script (see scripts.ts). `origin` is this process, or this process
+   * writing for a job it does not hold (`<owner>/remote`: a lease check, a cancel of a dead owner's job).
+   */
+  transitionArgs(
+    jobId: string,
+    to: JobState,
+    error: string,
+    at: number,
+    count: number,
+    request: string,
+    origin: string,
+  ): Array<string | number> {
+    const shard = this.keys.shardOf(jobId);
+    return [
+      this.keys.meta(jobId, shard),
+      this.keys.tokens(jobId, shard),
+      this.keys.events(shard),
+      this.keys.live(shard),
+      to,
+      error,
+      at,
+      this.ttls.retention,
+      count,
+      request,
+      jobId,
+      origin,
+      this.eventsMaxLen,
+      this.ttls.shard,
+    ];
   }
 
   /** Asks the owner of a job (through the shard's event stream) to cancel it. */

@@ -1,0 +1,39 @@
+/**
+ * Messages between a benchmark section and the peer processes it forks (producers, readers): the
+ * section waits for a message type from a child; a peer sends messages and waits for the section's.
+ */
+import type { ChildProcess } from 'node:child_process';
+
+/** Resolves with the child's next message of `type`; rejects on its `error` message or its exit. */
+export function waitFor<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const on = (m: { type: string; message?: string }): void => {
+      if (m.type === 'error') reject(new Error(m.message));
+      if (m.type === type) {
+        child.off('message', on);
+        resolve(m as T);
+      }
+    };
+    child.on('message', on);
+    // A peer that dies (or is killed by the run's deadline) fails what waited on it, instead of hanging.
+    child.once('exit', (code, signal) =>
+      reject(new Error(`peer exited (${signal ?? code}) before '${type}'`)),
+    );
+  });
+}
+
+/** In a peer: sends a message to the section. */
+export const send = (m: object): void => void process.send!(m);
+
+/** In a peer: resolves with the section's next message of `type`. */
+export function once<T>(type: string): Promise<T> {
+  return new Promise((resolve) => {
+    const on = (m: { type: string }): void => {
+      if (m.type === type) {
+        process.off('message', on);
+        resolve(m as T);
+      }
+    };
+    process.on('message', on);
+  });
+}
