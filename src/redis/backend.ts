@@ -13,7 +13,7 @@ import { Repair } from './repair.js';
 import { firstKept, indexedIds, readSnapshots } from './lookups.js';
 import { resolveOptions, type RedisBackendOptions, type ResolvedOptions } from './options.js';
 import { Outages } from './outage.js';
-import { remoteTokens } from './reader.js';
+import { remoteTokens, type ReaderContext } from './reader.js';
 import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
 import { Tailer } from './tailer.js';
 import { Seen, Watchers } from './watchers.js';
@@ -58,6 +58,7 @@ class RedisBackend implements RegistryBackend {
   private readonly seen = new Seen(SEEN_MEMORY);
   /** Cancel requests being carried out here: the job's end event names the request. */
   private readonly requests = new Map<string, string>();
+  private context: (ReaderContext & RemoteContext) | undefined;
 
   constructor(options: RedisBackendOptions) {
     this.o = resolveOptions(options);
@@ -341,36 +342,30 @@ class RedisBackend implements RegistryBackend {
   }
 
   tokens$(jobId: string, after: number | undefined): Observable<TokenEvent<unknown>> {
-    return remoteTokens(
-      {
-        started: this.started ?? Promise.reject(new BackendError('redis backend was never opened')),
-        cmd: this.conn.cmd,
-        keys: this.keys,
-        log: this.o.log,
-        tailer: (shard) => this.tailerOf[shard]!,
-        watch: (id, onVanish) => this.watchers.watch(id, onVanish),
-        firstKept: (id) => this.firstKept(id),
-      },
-      jobId,
-      after,
-    );
+    return remoteTokens(this.remote(), jobId, after);
   }
 
   state$(jobId: string): Observable<JobStatus> {
     return remoteStatus(this.remote(), jobId);
   }
 
-  private remote(): RemoteContext {
-    return {
+  /** What the readers, cancel and status of jobs held elsewhere use (see reader.ts, remote.ts). */
+  private remote(): ReaderContext & RemoteContext {
+    return (this.context ??= {
+      started: this.started ?? Promise.reject(new BackendError('redis backend was never opened')),
+      cmd: this.conn.cmd,
       conn: this.conn,
       keys: this.keys,
+      log: this.o.log,
       leaseMs: this.o.leaseMs,
       stream: this.stream,
       writer: this.writer!,
-      endRemote: (id, to, error, request) => this.endRemote(id, to, error, request),
+      tailer: (shard) => this.tailerOf[shard]!,
       watch: (id, onVanish) => this.watchers.watch(id, onVanish),
+      firstKept: (id) => this.firstKept(id),
+      endRemote: (id, to, error, request) => this.endRemote(id, to, error, request),
       findJob: (id) => this.findJob(id),
-    };
+    });
   }
 
   async close(): Promise<void> {
