@@ -37,3 +37,12 @@ export function once<T>(type: string): Promise<T> {
     process.on('message', on);
   });
 }
+
+/** A peer's entry point: runs its role, reports a failure to the section (then exits 1), says it is up. */
+export function runPeer(main: () => Promise<void>): void {
+  main().catch((e: unknown) => {
+    send({ type: 'error', message: (e as Error).stack ?? String(e) });
+    process.exit(1);
+  });
+  send({ type: 'up' });
+}

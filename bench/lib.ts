@@ -1,4 +1,5 @@
 /** Helpers shared by the benchmark sections. Each section runs in a fresh process and prints one JSON line. */
+import { Redis } from 'ioredis';
 
 export const QUICK = process.argv.includes('--quick');
 
@@ -83,4 +84,22 @@ export function heapUsed(): number {
 /** Prints the section's result as the last line of stdout, for the runner. */
 export function report(result: SectionResult): void {
   process.stdout.write(`\n@@RESULT ${JSON.stringify(result)}\n`);
+}
+
+/**
+ * The admin connection of a Redis section. Without Redis the section reports itself skipped and the
+ * process exits, except in CI, where Redis is required.
+ */
+export async function redisAdminOrSkip(url: string, section: string, what: string): Promise<Redis> {
+  const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+  admin.on('error', () => undefined); // a failed connect is handled below; later errors fail commands
+  try {
+    await admin.connect();
+  } catch (e) {
+    if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${url}: ${String(e)}`);
+    console.warn(`SKIPPING the ${what} benchmark: no Redis at ${url}`);
+    report({ section, figures: [], ratios: [], notes: [`skipped: no Redis at ${url}`] });
+    process.exit(0);
+  }
+  return admin;
 }

@@ -9,7 +9,7 @@
 import { Cluster } from 'ioredis';
 import { JobRegistry } from '../src/core/index.js';
 import { redisBackend } from '../src/redis/index.js';
-import { once, send } from './ipc.js';
+import { once, runPeer, send } from './ipc.js';
 
 const [role, mode, target, prefix, shards] = process.argv.slice(2) as [
   string,
@@ -115,8 +115,4 @@ async function reader(): Promise<void> {
   process.exit(0);
 }
 
-(role === 'producer' ? producer() : reader()).catch((e: unknown) => {
-  send({ type: 'error', message: (e as Error).stack ?? String(e) });
-  process.exit(1);
-});
-send({ type: 'up' });
+runPeer(role === 'producer' ? producer : reader);

@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { JobRegistry } from '../src/core/index.js';
 import { redisBackend } from '../src/redis/index.js';
-import { once, send } from './ipc.js';
+import { once, runPeer, send } from './ipc.js';
 
 const [role, system, url, prefix] = process.argv.slice(2) as [string, string, string, string];
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -153,8 +153,4 @@ async function reader(): Promise<void> {
   }
 }
 
-(role === 'producer' ? producer() : reader()).catch((e: unknown) => {
-  send({ type: 'error', message: (e as Error).stack ?? String(e) });
-  process.exit(1);
-});
-send({ type: 'up' });
+runPeer(role === 'producer' ? producer : reader);

@@ -13,7 +13,7 @@ import { Session } from 'node:inspector/promises';
 import { Redis } from 'ioredis';
 import { JobRegistry } from '../src/core/index.js';
 import { redisBackend } from '../src/redis/index.js';
-import { once, send } from './ipc.js';
+import { once, runPeer, send } from './ipc.js';
 
 const [role, system, url, prefix] = process.argv.slice(2) as [string, string, string, string];
 const now = (): number => performance.timeOrigin + performance.now();
@@ -210,8 +210,4 @@ async function reader(): Promise<void> {
   process.exit(0);
 }
 
-(role === 'producer' ? producer() : reader()).catch((e: unknown) => {
-  send({ type: 'error', message: (e as Error).stack ?? String(e) });
-  process.exit(1);
-});
-send({ type: 'up' });
+runPeer(role === 'producer' ? producer : reader);

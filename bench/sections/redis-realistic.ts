@@ -8,7 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Redis } from 'ioredis';
-import { QUICK, figure, ratio, report, type Figure } from '../lib.js';
+import { QUICK, figure, ratio, report, type Figure, redisAdminOrSkip } from '../lib.js';
 import { waitFor } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -123,16 +123,7 @@ async function run(system: System, admin: Redis): Promise<Run> {
   }
 }
 
-const admin = new Redis(REDIS, { lazyConnect: true, maxRetriesPerRequest: 0 });
-admin.on('error', () => undefined);
-try {
-  await admin.connect();
-} catch {
-  if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${REDIS}`);
-  console.warn(`SKIPPING the realistic Redis benchmark: no Redis at ${REDIS}`);
-  report({ section: 'redis-realistic', figures: [], ratios: [], notes: [`skipped: no Redis at ${REDIS}`] });
-  process.exit(0);
-}
+const admin = await redisAdminOrSkip(REDIS, 'redis-realistic', 'realistic Redis');
 
 const runs: Record<System, Run[]> = { ours: [], bare: [] };
 const cpuPairs: number[] = [];

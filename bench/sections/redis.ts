@@ -4,7 +4,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { QUICK, figure, ratio, report, type Figure, type Ratio } from '../lib.js';
+import { QUICK, figure, ratio, report, type Figure, type Ratio, redisAdminOrSkip } from '../lib.js';
 import { waitFor } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -98,16 +98,7 @@ async function attempt(
   }
 }
 
-const admin = new Redis(REDIS, { lazyConnect: true, maxRetriesPerRequest: 0 });
-admin.on('error', () => undefined);
-try {
-  await admin.connect();
-} catch {
-  if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${REDIS}`);
-  console.warn(`SKIPPING the Redis benchmark: no Redis at ${REDIS}`);
-  report({ section: 'redis', figures: [], ratios: [], notes: [`skipped: no Redis at ${REDIS}`] });
-  process.exit(0);
-}
+const admin = await redisAdminOrSkip(REDIS, 'redis', 'Redis');
 const rates: Record<string, number[]> = { ours: [], bare: [], resumable: [] };
 const perToken: Record<string, number[]> = { ours: [], bare: [], resumable: [] };
 const vsBare: number[] = [];

@@ -45,6 +45,11 @@ export class Keys {
     return `${this.bases[shard]}tokens:${id}`;
   }
 
+  /** The keys every script on one job takes first: its hash, its token stream, its shard's events and live hash. */
+  ofJob(id: string, shard = this.shardOf(id)): [string, string, string, string] {
+    return [this.meta(id, shard), this.tokens(id, shard), this.events(shard), this.live(shard)];
+  }
+
   events(shard: number): string {
     return `${this.bases[shard]}events`;
   }

@@ -1,6 +1,6 @@
 import { isJobState, isTerminal } from '../core/states.js';
 import type { BackendHost } from '../core/backend.js';
-import type { Connection, RedisClient } from './connection.js';
+import type { Connection, Pipeline, RedisClient } from './connection.js';
 import type { Keys } from './keys.js';
 import { perGroup } from './lookups.js';
 import type { Outages } from './outage.js';
@@ -113,15 +113,9 @@ export class Leases {
     if (host === undefined) return;
     const ids = host.liveJobs();
     if (ids.length === 0) return;
-    const replies = await perGroup(
-      this.c.conn,
-      ids,
-      (id) => this.c.keys.shardOf(id),
-      1,
-      (pipe, id, shard) => {
-        pipe.hmget(this.c.keys.meta(id, shard), 'state', 'error');
-      },
-    );
+    const replies = await this.perJob(ids, 1, (pipe, id, shard) => {
+      pipe.hmget(this.c.keys.meta(id, shard), 'state', 'error');
+    });
     ids.forEach((id, i) => {
       const [state, error] = replies[i]![0] as [string | null, string | null];
       if (state === null) this.c.lost(id);
@@ -135,16 +129,19 @@ export class Leases {
   private async refreshLive(): Promise<void> {
     const ids = this.c.host()?.liveJobs() ?? [];
     if (ids.length === 0) return;
-    await perGroup(
-      this.c.conn,
-      ids,
-      (id) => this.c.keys.shardOf(id),
-      2,
-      (pipe, id, shard) => {
-        pipe.pexpire(this.c.keys.meta(id, shard), this.c.liveTtl);
-        pipe.pexpire(this.c.keys.tokens(id, shard), this.c.liveTtl);
-      },
-    );
+    await this.perJob(ids, 2, (pipe, id, shard) => {
+      pipe.pexpire(this.c.keys.meta(id, shard), this.c.liveTtl);
+      pipe.pexpire(this.c.keys.tokens(id, shard), this.c.liveTtl);
+    });
+  }
+
+  /** `perGroup` over job ids, each in its own shard. */
+  private perJob(
+    ids: string[],
+    perItem: number,
+    add: (pipe: Pipeline, id: string, shard: number) => void,
+  ): Promise<unknown[][]> {
+    return perGroup(this.c.conn, ids, (id) => this.c.keys.shardOf(id), perItem, add);
   }
 
   private async sweep(): Promise<void> {
@@ -212,15 +209,9 @@ export class Leases {
     const host = this.c.host();
     const ids = this.c.watched().filter((id) => !(host?.holds(id) ?? false));
     if (ids.length === 0) return;
-    const replies = await perGroup(
-      this.c.conn,
-      ids,
-      (id) => this.c.keys.shardOf(id),
-      1,
-      (pipe, id, shard) => {
-        pipe.hexists(this.c.keys.meta(id, shard), 'state');
-      },
-    );
+    const replies = await this.perJob(ids, 1, (pipe, id, shard) => {
+      pipe.hexists(this.c.keys.meta(id, shard), 'state');
+    });
     ids.forEach((id, i) => {
       if (replies[i]![0] === 0) this.c.vanished(id);
     });

@@ -105,8 +105,10 @@ export class Writer {
     const index = b.size;
     const run = b.runs.length === 0 ? undefined : b.runs[b.runs.length - 1]!;
     if (run !== undefined && run[2] === jobId && run[1] === index) run[1] = index + 1;
-    else b.runs.push([index, index + 1, jobId, seq]);
-    b.tokenJobs.add(jobId);
+    else {
+      b.runs.push([index, index + 1, jobId, seq]);
+      b.tokenJobs.add(jobId);
+    }
     if (this.replayLimit === Infinity) b.pipe.xadd(key, tokenId(seq), field, data);
     else b.pipe.xadd(key, 'MAXLEN', this.replayLimit, tokenId(seq), field, data);
     this.count(b, 1);
@@ -165,12 +167,8 @@ export class Writer {
     request: string,
     origin: string,
   ): Array<string | number> {
-    const shard = this.keys.shardOf(jobId);
     return [
-      this.keys.meta(jobId, shard),
-      this.keys.tokens(jobId, shard),
-      this.keys.events(shard),
-      this.keys.live(shard),
+      ...this.keys.ofJob(jobId),
       to,
       error,
       at,
@@ -224,10 +222,7 @@ export class Writer {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
     b.pipe.jrRestoreEnded(
-      this.keys.meta(jobId, shard),
-      this.keys.tokens(jobId, shard),
-      this.keys.events(shard),
-      this.keys.live(shard),
+      ...this.keys.ofJob(jobId, shard),
       state,
       error,
       at,
