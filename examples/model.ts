@@ -3,6 +3,7 @@
  * cycling, as string tokens.
  */
 import { Observable } from 'rxjs';
+import { PublicError } from '../src/core/index.js';
 
 /** What a POST to the example server carries. */
 export interface ModelRequest {
@@ -52,7 +53,7 @@ export function simulateModel(request: ModelRequest | undefined): Observable<str
     let immediate: ReturnType<typeof setImmediate> | undefined;
     const tick = (): void => {
       if (request.fail_after !== undefined && i >= request.fail_after)
-        return sub.error(new Error('simulated failure'));
+        return sub.error(new PublicError('simulated failure'));
       if (i >= max) return sub.complete();
       sub.next(words[i % words.length]!);
       i++;

@@ -9,6 +9,7 @@ import type { WireSnapshot } from '../http/wire.js';
 
 export { JobCancelledError, JobFailedError, JobRegistryError } from '../core/errors.js';
 export type { TokenEvent } from '../core/types.js';
+export type { WireSnapshot } from '../http/wire.js';
 
 /** The answer to a POST: the job's id and its stream URL, relative to the server. */
 export interface SubmittedJob {
@@ -28,15 +29,42 @@ export class ClientError extends Error {
   }
 }
 
-type FetchLike = (
+/** `fetch` options a caller may add (`credentials`, `mode`, `signal`, `headers`...); not `method`, `body`. */
+export type FetchInit = Omit<RequestInit, 'method' | 'body'>;
+
+/** What the client hands to `fetch`: the caller's init, with the headers merged into one record. */
+export type FetchRequest = Omit<RequestInit, 'method' | 'body' | 'headers'> & {
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+};
+
+/** The parts of `fetch` the client uses; `globalThis.fetch` fits. */
+export type FetchLike = (
   input: string,
-  init?: { method?: string; headers?: Record<string, string>; body?: string },
+  init: FetchRequest,
 ) => Promise<{
   ok: boolean;
   status: number;
   json(): Promise<unknown>;
   text(): Promise<string>;
 }>;
+
+/** Options of {@link submitJob} and {@link cancelJob}. */
+export interface RequestOptions {
+  /** The `fetch` to call. Defaults to `globalThis.fetch`. */
+  fetch?: FetchLike;
+  /**
+   * Headers added to the request, e.g. `{ Authorization: 'Bearer …' }`. Names match case-insensitively;
+   * these win over `init.headers`. Defaults to none.
+   */
+  headers?: Record<string, string>;
+  /**
+   * More `fetch` options, e.g. `{ credentials: 'include' }` to send cookies cross-origin. Its `headers` are
+   * merged under {@link RequestOptions.headers}. Defaults to none.
+   */
+  init?: FetchInit;
+}
 
 /** The parts of the EventSource interface the client uses. */
 export interface EventSourceLike {
@@ -49,43 +77,90 @@ export interface MessageEventLike {
   readonly data?: unknown;
   readonly lastEventId?: string;
 }
+/** The second argument of the EventSource constructor. */
+export interface EventSourceInitLike {
+  /** Send cookies (and HTTP auth) cross-origin. */
+  withCredentials?: boolean;
+}
 /** A constructor compatible with the browser's EventSource. */
-export type EventSourceConstructor = new (url: string) => EventSourceLike;
+export type EventSourceConstructor = new (url: string, init?: EventSourceInitLike) => EventSourceLike;
 
 /**
- * POSTs a payload and resolves with the server's answer as sent.
+ * POSTs a payload as JSON and resolves with the server's answer as sent. The request's `Content-Type` is
+ * always `application/json`, whatever the headers given.
  *
- * @throws (rejects) ClientError carrying `status` and `code` for a non-2xx answer.
+ * @throws (rejects) ClientError carrying `status` and `code` for a non-2xx answer; `code` is the server's
+ * (`{"error":{"code"}}`), or `HTTP_ERROR` when the body is not such an error.
  * @example
- * const { job_id, sse_url } = await submitJob('http://127.0.0.1:8080/v1/inference', { prompt: 'hi' });
+ * const { job_id, sse_url } = await submitJob('https://api.example/v1/inference', { prompt: 'hi' }, {
+ *   headers: { Authorization: `Bearer ${key}` },
+ * });
  */
 export async function submitJob(
   url: string,
   payload: unknown,
-  options: { fetch?: FetchLike } = {},
+  options: RequestOptions = {},
 ): Promise<SubmittedJob> {
-  const doFetch = options.fetch ?? (globalThis.fetch as unknown as FetchLike | undefined);
-  if (doFetch === undefined)
-    throw new ClientError('job-registry: no fetch available; pass { fetch }', undefined, 'NO_FETCH');
-  const res = await doFetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-    body: JSON.stringify(payload),
-  });
-  if (!res.ok) throw await errorFrom(res);
+  const res = await send(url, 'POST', options, JSON.stringify(payload));
   return (await res.json()) as SubmittedJob;
 }
 
 /**
- * GETs a job's JSON snapshot (`GET {base}/{id}`) or sends `DELETE` to cancel it.
+ * Cancels a job: sends `DELETE` to the job's URL (`{base}/{id}`, e.g.
+ * `https://api.example/v1/inference/job-…`) and resolves with its snapshot in the wire form (snake_case),
+ * now `cancelled`. Takes the same `headers` / `init` / `fetch` as {@link submitJob}.
  *
- * @throws (rejects) ClientError for a non-2xx answer.
+ * @throws (rejects) ClientError carrying `status` and the server's `code`: `404 JOB_NOT_FOUND` (unknown,
+ * expired, or not yours), `409 JOB_TERMINAL` (it already ended), `401 UNAUTHENTICATED`...
+ * @example
+ * await cancelJob(`https://api.example/v1/inference/${job_id}`, { init: { credentials: 'include' } });
  */
-export async function cancelJob(jobUrl: string, options: { fetch?: FetchLike } = {}): Promise<unknown> {
-  const doFetch = options.fetch ?? (globalThis.fetch as unknown as FetchLike);
-  const res = await doFetch(jobUrl, { method: 'DELETE' });
+export async function cancelJob(url: string, options: RequestOptions = {}): Promise<WireSnapshot> {
+  const res = await send(url, 'DELETE', options);
+  return (await res.json()) as WireSnapshot;
+}
+
+async function send(
+  url: string,
+  method: string,
+  options: RequestOptions,
+  body?: string,
+): Promise<Awaited<ReturnType<FetchLike>>> {
+  const doFetch = options.fetch ?? (globalThis.fetch as unknown as FetchLike | undefined);
+  if (doFetch === undefined)
+    throw new ClientError('job-registry: no fetch available; pass { fetch }', undefined, 'NO_FETCH');
+  const forced: Record<string, string> = body === undefined ? {} : { 'Content-Type': 'application/json' };
+  const headers = mergeHeaders(
+    { Accept: 'application/json' },
+    options.init?.headers,
+    options.headers,
+    forced,
+  );
+  const init: FetchRequest = { ...options.init, method, headers };
+  if (body !== undefined) init.body = body;
+  const res = await doFetch(url, init);
   if (!res.ok) throw await errorFrom(res);
-  return res.json();
+  return res;
+}
+
+/** Merges header sources left to right; a later name replaces an earlier one whatever its case. */
+function mergeHeaders(...sources: (HeadersInit | undefined)[]): Record<string, string> {
+  const out = new Map<string, [string, string]>();
+  const put = (name: string, value: string): void => void out.set(name.toLowerCase(), [name, value]);
+  for (const source of sources) {
+    if (source === undefined) continue;
+    if (Array.isArray(source)) {
+      for (const pair of source as string[][]) {
+        if (pair.length !== 2) throw new TypeError('job-registry: a header pair must be [name, value]');
+        put(pair[0]!, pair[1]!);
+      }
+    } else if (typeof (source as Headers).forEach === 'function') {
+      (source as Headers).forEach((value, name) => put(name, value));
+    } else {
+      for (const [name, value] of Object.entries(source as Record<string, string>)) put(name, value);
+    }
+  }
+  return Object.fromEntries(out.values());
 }
 
 async function errorFrom(res: { status: number; text(): Promise<string> }): Promise<ClientError> {
@@ -109,13 +184,48 @@ export interface StreamJobOptions<T> {
   EventSource?: EventSourceConstructor;
   /** `data` of a token event to a token. Defaults to `JSON.parse`. */
   parse?: (data: string) => T;
+  /**
+   * Passed to the EventSource as `{ withCredentials: true }`, so a browser sends cookies to another origin
+   * (the server must answer CORS with credentials). Defaults to `false`.
+   */
+  withCredentials?: boolean;
+  /**
+   * Used only to learn why a stream was refused when the EventSource does not say (a browser's): one `HEAD`
+   * request to the stream URL. Defaults to `globalThis.fetch`.
+   */
+  fetch?: FetchLike;
 }
 
 /**
- * Streams a job's tokens. Completes on `done`; errors with `JobFailedError` / `JobCancelledError` on the
- * terminal `error` event, or a `ClientError` when the server refuses the stream. After a dropped
- * connection it reconnects and resumes after the last seq seen, dropping duplicates. Unsubscribing
- * closes the connection.
+ * Streams a job's tokens as an Observable.
+ *
+ * - Completes on the `done` event; errors with `JobFailedError` / `JobCancelledError` on the terminal `error`
+ *   event. The connection is closed at the terminal event and never resumed; whatever the EventSource
+ *   reports after it (such as the `204` a resume at the terminal event's own id gets) is ignored.
+ * - After a dropped connection the EventSource reconnects by itself with `Last-Event-ID` (the URL, query and
+ *   any stream token in it, unchanged); tokens at or before the last seq seen are dropped, so there is no
+ *   duplicate and, as the server resumes right after that seq, no gap.
+ * - A busy or unavailable server (429, 502, 503, 504) is asked again after a pause (250 ms doubling up to
+ *   2 s, 20 times at most), with `after=<last seq>` set in the URL's query; its other parameters, such as
+ *   a signed `token`, are kept.
+ * - Any other refusal, on the first connection or on a reconnect, errors with a `ClientError`, code
+ *   `STREAM_REFUSED` and `status` the HTTP status: 401/403 (not authorized: an expired stream token, or
+ *   cookies not sent; see `withCredentials`), 404 (unknown job, or not yours), 410 (the resume point is no
+ *   longer kept), 400. A `204` before any terminal event (`after` was the terminal event's own id, so the
+ *   end was delivered before) errors with code `STREAM_ENDED`, status 204.
+ * - The status is known from the `eventsource` package (its error event's `code`). A browser's EventSource
+ *   does not expose it: the client then sends one `HEAD` to the stream URL (with cookies when
+ *   `withCredentials`) and acts on that answer as above (a `200` there: asked again). When that request
+ *   fails too (no `fetch`, a network or CORS failure), the error is `STREAM_REFUSED` with `status`
+ *   undefined.
+ *
+ * Unsubscribing closes the connection.
+ *
+ * @example
+ * streamJob<string>(`https://api.example${sse_url}`, { withCredentials: true }).subscribe({
+ *   next: ({ seq, token }) => render(seq, token),
+ *   error: (e) => console.error(e.code, e.message), // JOB_FAILED, JOB_CANCELLED, STREAM_REFUSED...
+ * });
  */
 export function streamJob<T = unknown>(
   url: string,
@@ -127,13 +237,47 @@ export function streamJob<T = unknown>(
     if (ES === undefined) return sub.error(noEventSource());
     let last = options.after ?? -1;
     const jobId = jobIdOf(url);
-    let es: EventSourceLike;
+    let es: EventSourceLike | undefined;
+    // Set once the Observable ends (terminal event, refusal, bad data, unsubscribe): from then on no event of
+    // any connection counts, so a late `error` (such as a 204 on a resume at the terminal event's id) is not
+    // reported, and nothing reconnects.
+    let ended = false;
     let retries = 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const end = (notify: () => void): void => {
+      ended = true;
+      if (timer !== undefined) clearTimeout(timer);
+      es?.close();
+      notify();
+    };
+    const target = (): string =>
+      last < 0 && options.after === undefined ? url : withQuery(url, 'after', String(last));
+    // `again`: worth asking again (busy or unavailable; or, learned by a probe, available now).
+    const refused = (status: number | undefined, again: boolean): void => {
+      if (ended) return;
+      if (again && retries < MAX_RETRIES) {
+        timer = setTimeout(open, Math.min(2000, 250 * 2 ** retries++));
+        return;
+      }
+      end(() => sub.error(refusal(jobId, last, status)));
+    };
     const open = (): void => {
-      const target = last < 0 && options.after === undefined ? url : withQuery(url, 'after', String(last));
-      es = new ES(target);
-      es.addEventListener('token', (ev) => {
+      timer = undefined;
+      let source: EventSourceLike;
+      try {
+        source =
+          options.withCredentials === true ? new ES(target(), { withCredentials: true }) : new ES(target());
+      } catch (e) {
+        end(() => sub.error(e));
+        return;
+      }
+      es = source;
+      const current = (): boolean => !ended && es === source;
+      source.addEventListener('open', () => {
+        if (current()) retries = 0;
+      });
+      source.addEventListener('token', (ev) => {
+        if (!current()) return;
         retries = 0;
         const seq = Number(ev.lastEventId);
         if (!Number.isInteger(seq) || seq <= last) return; // a duplicate after a resume
@@ -142,62 +286,105 @@ export function streamJob<T = unknown>(
         try {
           token = parse(String(ev.data));
         } catch (e) {
-          es.close();
-          sub.error(e);
+          end(() => sub.error(e));
           return;
         }
         sub.next({ seq, token });
       });
-      es.addEventListener('done', () => {
-        es.close();
-        sub.complete();
+      source.addEventListener('done', () => {
+        if (current()) end(() => sub.complete());
       });
-      es.addEventListener('error', (ev) => {
+      source.addEventListener('error', (ev) => {
+        if (!current()) return;
         if (typeof ev.data === 'string') {
           // The job's terminal event.
-          es.close();
-          let body: { state?: string; error?: string } = {};
-          try {
-            body = JSON.parse(ev.data) as typeof body;
-          } catch {
-            body = { error: ev.data };
-          }
-          const message = body.error ?? 'job ended';
-          sub.error(
-            body.state === 'cancelled'
-              ? new JobCancelledError(jobId, message)
-              : new JobFailedError(jobId, message),
-          );
-        } else if (es.readyState === 2) {
-          // The server refused to (re)open the stream. A busy or unavailable server (429, 502-504, as
-          // the `eventsource` package reports in `code`) is asked again after a pause; anything else
-          // (unknown job, the resume point expired) is final.
-          const status = (ev as { code?: unknown }).code;
-          if (typeof status === 'number' && TRANSIENT.has(status) && retries < MAX_RETRIES) {
-            timer = setTimeout(open, Math.min(2000, 250 * 2 ** retries++));
-            return;
-          }
-          sub.error(
-            new ClientError(
-              `job-registry: the stream of '${jobId}' was refused (unknown job, or seq ${last} is no longer kept)`,
-              typeof status === 'number' ? status : undefined,
-              'STREAM_REFUSED',
-            ),
-          );
+          const data = ev.data;
+          end(() => sub.error(terminalError(jobId, data)));
+          return;
         }
-        // Otherwise the connection dropped and the EventSource reconnects with Last-Event-ID.
+        // Still CONNECTING: the connection dropped and the EventSource reconnects with Last-Event-ID.
+        if (source.readyState !== CLOSED) return;
+        // CLOSED: the server refused to (re)open the stream.
+        source.close();
+        const status = (ev as { code?: unknown }).code;
+        if (typeof status === 'number') return refused(status, TRANSIENT.has(status));
+        const probe = options.fetch ?? (globalThis.fetch as unknown as FetchLike | undefined);
+        if (probe === undefined) return refused(undefined, false);
+        void statusOf(probe, target(), options.withCredentials === true).then((s) =>
+          refused(s, s !== undefined && (s === 200 || TRANSIENT.has(s))),
+        );
       });
     };
     open();
     return () => {
+      ended = true;
       if (timer !== undefined) clearTimeout(timer);
-      es.close();
+      es?.close();
     };
   });
 }
 
+const CLOSED = 2;
 const TRANSIENT = new Set([429, 502, 503, 504]);
 const MAX_RETRIES = 20;
+
+/** The status of a `HEAD` to a stream URL, or undefined when it cannot be had (network, CORS, no HEAD). */
+async function statusOf(
+  doFetch: FetchLike,
+  url: string,
+  withCredentials: boolean,
+): Promise<number | undefined> {
+  try {
+    const init: FetchRequest = {
+      method: 'HEAD',
+      headers: { Accept: 'text/event-stream' },
+      cache: 'no-store',
+    };
+    if (withCredentials) init.credentials = 'include';
+    const { status } = await doFetch(url, init);
+    return status === 405 || status === 501 ? undefined : status;
+  } catch {
+    return undefined; // a network or CORS failure says nothing about the stream
+  }
+}
+
+function terminalError(jobId: string, data: string): JobFailedError | JobCancelledError {
+  let body: { state?: string; error?: string } = {};
+  try {
+    body = JSON.parse(data) as typeof body;
+  } catch {
+    body = { error: data };
+  }
+  const message = body.error ?? 'job ended';
+  return body.state === 'cancelled'
+    ? new JobCancelledError(jobId, message)
+    : new JobFailedError(jobId, message);
+}
+
+function refusal(jobId: string, last: number, status: number | undefined): ClientError {
+  const stream = `job-registry: the stream of '${jobId}'`;
+  const at = last < 0 ? '' : ` after seq ${last}`;
+  if (status === 204)
+    return new ClientError(
+      `${stream} already ended: seq ${last} is its terminal event's id, so the end was already delivered; ` +
+        `GET the job for its final state`,
+      204,
+      'STREAM_ENDED',
+    );
+  const why =
+    status === undefined
+      ? 'was refused, and its status could not be learned (the EventSource does not expose it): ' +
+        'unknown job, not authorized, or the resume point is no longer kept'
+      : status === 401 || status === 403
+        ? `was refused (${status}): not authorized; a stream token in the URL may have expired ` +
+          `(ask the server for a fresh sse_url), or cookies were not sent (pass withCredentials)`
+        : status === 404
+          ? 'was refused (404): no such job (it may have expired after its retention, or be someone else’s)'
+          : status === 410
+            ? `was refused (410): the server no longer keeps the tokens${at}`
+            : `was refused (${status})${at}`;
+  return new ClientError(`${stream} ${why}`, status, 'STREAM_REFUSED');
+}
 
 /** What {@link watchEvents} emits: the job list first, then each registry event. */
 export type WatchedEvent =
@@ -217,15 +404,16 @@ export type WireJob = WireSnapshot;
 /**
  * Watches `/v1/events` as an Observable: a `snapshot` of every job, then `created`, `stateChanged` and
  * `removed` events. After a dropped connection the server sends a fresh snapshot.
+ * `withCredentials` (default `false`) is passed to the EventSource as in {@link streamJob}.
  */
 export function watchEvents(
   url: string,
-  options: { EventSource?: EventSourceConstructor } = {},
+  options: { EventSource?: EventSourceConstructor; withCredentials?: boolean } = {},
 ): Observable<WatchedEvent> {
   const ES = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
   return new Observable<WatchedEvent>((sub) => {
     if (ES === undefined) return sub.error(noEventSource());
-    const es = new ES(url);
+    const es = options.withCredentials === true ? new ES(url, { withCredentials: true }) : new ES(url);
     es.addEventListener('snapshot', (ev) =>
       sub.next({ type: 'snapshot', jobs: JSON.parse(String(ev.data)) as WireJob[] }),
     );
@@ -246,8 +434,24 @@ function noEventSource(): ClientError {
   );
 }
 
+/** `url` with `key=value` in its query: other parameters (a signed `token`) kept, an old `key` replaced. */
 function withQuery(url: string, key: string, value: string): string {
-  return `${url}${url.includes('?') ? '&' : '?'}${key}=${encodeURIComponent(value)}`;
+  const hash = url.indexOf('#');
+  const fragment = hash < 0 ? '' : url.slice(hash);
+  const bare = hash < 0 ? url : url.slice(0, hash);
+  const q = bare.indexOf('?');
+  const path = q < 0 ? bare : bare.slice(0, q);
+  const params = q < 0 ? [] : bare.slice(q + 1).split('&');
+  const kept = params.filter((p) => p !== '' && decodeName(p.split('=')[0]!) !== key);
+  return `${path}?${[...kept, `${key}=${encodeURIComponent(value)}`].join('&')}${fragment}`;
+}
+
+function decodeName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
 }
 
 function jobIdOf(url: string): string {

@@ -6,6 +6,9 @@ import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from
 export interface HeldJob {
   state: JobState;
   error?: string;
+  /** The error came from a producer and was not marked public. */
+  errorPrivate?: true;
+  owner?: string;
   createdAt: number;
   tokenCount: number;
 }
@@ -26,7 +29,12 @@ export interface BackendHost {
    * end won a race): end it here too, without writing back. When the job already ended here in another
    * state, the store's end wins and this process's record is corrected, so every process reports one end.
    */
-  adoptEnd(jobId: string, state: 'completed' | 'failed' | 'cancelled', error: string | undefined): void;
+  adoptEnd(
+    jobId: string,
+    state: 'completed' | 'failed' | 'cancelled',
+    error: string | undefined,
+    errorPrivate?: boolean,
+  ): void;
   /**
    * End a live job this process holds and write the end (a cancel requested by another process, tokens
    * the store refused). Returns false when the job is unknown here or already terminal.
@@ -38,6 +46,8 @@ export interface BackendHost {
 export interface StoredJob {
   id: string;
   createdAt: number;
+  /** The principal that created it, when there is one. */
+  owner?: string;
 }
 
 /**
@@ -70,6 +80,8 @@ export interface RegistryBackend {
     to: JobState,
     error: string | undefined,
     at: number,
+    /** The error came from a producer and was not marked public: transports show `job failed`. */
+    errorPrivate?: boolean,
   ): void | Promise<void>;
   jobRemoved(jobId: string): void;
   /** Resolves when every write made so far is stored. */

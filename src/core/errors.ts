@@ -15,7 +15,10 @@ export type JobRegistryErrorCode =
   | 'JOB_BUSY'
   | 'REPLAY_EXPIRED'
   | 'REGISTRY_DISPOSED'
-  | 'BACKEND_ERROR';
+  | 'BACKEND_ERROR'
+  | 'CAPACITY'
+  | 'LIMIT_EXCEEDED'
+  | 'RESUME_AHEAD';
 
 /**
  * Base class of every error this library throws or rejects with.
@@ -86,10 +89,16 @@ export class JobClosedError extends JobRegistryError {
   }
 }
 
-/** The job ended as `failed`; the message is the job's own error. */
+/**
+ * The job ended as `failed`; the message is the job's own error. `expose` says whether that message may
+ * reach clients: false when it came from a producer's error that was not marked public (see
+ * {@link PublicError}), so a transport shows a generic text instead.
+ */
 export class JobFailedError extends JobRegistryError {
-  constructor(jobId: string, message: string) {
+  readonly expose: boolean;
+  constructor(jobId: string, message: string, expose = true) {
     super('JOB_FAILED', message, { jobId });
+    this.expose = expose;
   }
 }
 
@@ -125,6 +134,61 @@ export class ReplayExpiredError extends JobRegistryError {
     this.after = after;
     this.firstKept = firstKept;
   }
+}
+
+/** A resume point lies past what the job has (or, once it ended, past its end); see "Resume semantics". */
+export class ResumeAheadError extends JobRegistryError {
+  readonly after: number;
+  readonly tokenCount: number;
+  constructor(jobId: string, after: number, tokenCount: number, ended: boolean) {
+    super(
+      'RESUME_AHEAD',
+      `job-registry: job '${clip(jobId)}' ${ended ? 'ended' : 'is'} at ${tokenCount} token(s) (last seq ${tokenCount - 1}); ` +
+        `resume point ${after} is ahead of it${ended ? ` (its end event has id ${tokenCount})` : ''}`,
+      { jobId },
+    );
+    this.after = after;
+    this.tokenCount = tokenCount;
+  }
+}
+
+/** The registry (or one owner's quota) holds as many jobs as it may; retry later. */
+export class CapacityError extends JobRegistryError {
+  /** Which limit was reached, e.g. `maxJobs`. */
+  readonly limit: string;
+  constructor(limit: string, max: number, detail = '') {
+    super('CAPACITY', `job-registry: ${limit} (${max}) reached${detail ? `; ${detail}` : ''}; retry later`);
+    this.limit = limit;
+  }
+}
+
+/** A job passed one of its limits (e.g. `maxTokensPerJob`); the job fails with this message. */
+export class LimitExceededError extends JobRegistryError {
+  readonly limit: string;
+  constructor(jobId: string, limit: string, max: number) {
+    super('LIMIT_EXCEEDED', `LIMIT_EXCEEDED: job passed its ${limit} (${max})`, { jobId });
+    this.limit = limit;
+  }
+}
+
+/**
+ * An error whose message may be shown to clients. A producer's other errors reach clients as `job failed`
+ * (their text may hold secrets); any error with `expose: true` (as `http-errors` sets) counts as public too.
+ *
+ * @example
+ * throw new PublicError('the model is overloaded, try again');
+ */
+export class PublicError extends Error {
+  readonly expose = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PublicError';
+  }
+}
+
+/** Whether an error may be shown to clients: it carries `expose: true`. */
+export function isPublicError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { expose?: unknown }).expose === true;
 }
 
 /** The registry was disposed; create a new one. */

@@ -20,6 +20,11 @@ export {
   ReplayExpiredError,
   RegistryDisposedError,
   BackendError,
+  CapacityError,
+  LimitExceededError,
+  ResumeAheadError,
+  PublicError,
+  isPublicError,
   messageOf,
 } from './errors.js';
 export type { JobRegistryErrorCode } from './errors.js';
@@ -29,3 +34,5 @@ export { toMillis } from './duration.js';
 export type { DurationInput } from './duration.js';
 export { memoryBackend } from './backend.js';
 export type { RegistryBackend, BackendHost, StoredJob, HeldJob } from './backend.js';
+export { TokenChannel } from './channel.js';
+export type { ChannelReader } from './channel.js';

@@ -1,60 +1,28 @@
-import { DateTime, FixedOffsetZone } from 'luxon';
-import {
-  BehaviorSubject,
-  Observable,
-  Subject,
-  from,
-  merge,
-  takeUntil,
-  type ObservableInput,
-  type Observer,
-  type Subscriber,
-  type Subscription,
-} from 'rxjs';
+import { BehaviorSubject, Observable, Subject, merge, takeUntil } from 'rxjs';
+import type { ObservableInput, Observer, Subscriber, Subscription } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
-import { memoryBackend, type BackendHost, type HeldJob, type RegistryBackend } from './backend.js';
-import { Deadlines, type Deadline } from './deadlines.js';
-import { toMillis, type DurationInput } from './duration.js';
+import type { RegistryBackend } from './backend.js';
+import type { DurationInput } from './duration.js';
+import { toMillis } from './duration.js';
 import {
   InvalidArgumentError,
   InvalidStateError,
   InvalidTransitionError,
   JobBusyError,
-  JobCancelledError,
   JobClosedError,
-  JobFailedError,
   JobNotFoundError,
   RegistryDisposedError,
   ReplayExpiredError,
-  messageOf,
 } from './errors.js';
 import { isValidJobId } from './ids.js';
+import { Job } from './job.js';
+import { Lifecycle, aheadError, endReason } from './lifecycle.js';
+import { resolveOptions, type JobRegistryOptions, type Settings } from './options.js';
 import { canTransition, isJobState, isTerminal } from './states.js';
+import { describeMs, utc } from './time.js';
 import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
 
-/** Options of {@link JobRegistry}. Every field is optional. */
-export interface JobRegistryOptions {
-  /** Prefix of generated ids (letters, digits, `.`, `_`, `:`, `-`). Defaults to `'job-'`. */
-  idPrefix?: string;
-  /** Tokens kept per job for replay to late or resuming readers. Defaults to `Infinity` (all). */
-  replayLimit?: number;
-  /** How long a job stays after reaching a terminal state before it removes itself. Defaults to 10 minutes; `Infinity` keeps it until `removeJob`. */
-  retention?: DurationInput;
-  /**
-   * A queued job that nobody claims (no reader subscribes to its tokens, no producer is attached, no token
-   * is emitted) within this time is cancelled, then removed by `retention`. This stops the leak of a client
-   * that POSTs and never GETs. Defaults to none (jobs wait forever); `createJob` can set it per job.
-   */
-  claimTimeout?: DurationInput;
-  /**
-   * A live job that had readers and has had none (in this process) for this long is cancelled: the
-   * client went away for good. Readers that resume within the time keep it alive. Defaults to none. With
-   * a shared backend, readers on other processes are not counted, so leave it off there.
-   */
-  abandonTimeout?: DurationInput;
-  /** Where jobs are shared between processes. Defaults to {@link memoryBackend} (this process only). */
-  backend?: RegistryBackend;
-}
+export type { JobRegistryOptions } from './options.js';
 
 /** What `createJob` accepts. */
 export interface CreateJobInit<P> {
@@ -62,6 +30,8 @@ export interface CreateJobInit<P> {
   payload?: P;
   /** Overrides the registry's `claimTimeout` for this job. */
   claimTimeout?: DurationInput;
+  /** The principal that creates the job (1-256 characters); kept in snapshots, events and backends. */
+  owner?: string;
 }
 
 /** The second argument of an {@link Executor}. */
@@ -80,64 +50,7 @@ export interface TokensOptions {
   after?: number;
 }
 
-interface Reader<T> {
-  readonly sub: Subscriber<TokenEvent<T>>;
-  next: number;
-}
-
-const END = Symbol('end');
-const NO_READERS: readonly never[] = Object.freeze([]);
-const UTC = { zone: FixedOffsetZone.utcInstance };
-const DEFAULT_RETENTION_MS = 10 * 60_000;
-
-// DateTimes are immutable, and jobs made in a burst share their millisecond: a two-slot cache spares a
-// luxon construction (about 0.3 us) on most snapshots and events.
-let cacheMsA = NaN;
-let cacheDtA: DateTime | undefined;
-let cacheMsB = NaN;
-let cacheDtB: DateTime | undefined;
-
-function utc(ms: number): DateTime {
-  if (ms === cacheMsA) return cacheDtA!;
-  if (ms === cacheMsB) return cacheDtB!;
-  const dt = DateTime.fromMillis(ms, UTC);
-  cacheMsB = cacheMsA;
-  cacheDtB = cacheDtA;
-  cacheMsA = ms;
-  cacheDtA = dt;
-  return dt;
-}
-
-class Job<T, P> {
-  state: JobState = 'queued';
-  error: string | undefined = undefined;
-  updatedAt: number;
-  nextSeq = 0;
-  // Raw tokens, not TokenEvents: with no local reader (a producer feeding a shared backend) a token costs
-  // no allocation here; events are built on delivery.
-  tokens: T[] | undefined = undefined;
-  readers: readonly Reader<T>[] = NO_READERS;
-  delivering = false;
-  pending: Array<TokenEvent<T> | typeof END> | undefined = undefined;
-  status: BehaviorSubject<JobStatus> | undefined = undefined;
-  payload: P | undefined = undefined;
-  hasPayload = false;
-  started = false;
-  producer: Subscription | undefined = undefined;
-  abort: AbortController | undefined = undefined;
-  deadline: Deadline<Job<T, P>> | undefined = undefined;
-  idle: Deadline<Job<T, P>> | undefined = undefined;
-  /** Set while a shared backend stores this job's end; its readers end when it settles. */
-  ending: Promise<void> | undefined = undefined;
-
-  constructor(
-    readonly id: string,
-    readonly createdAt: number,
-  ) {
-    this.updatedAt = createdAt;
-  }
-}
-
+const REMOTE = Symbol('remote');
 /**
  * Tracks streaming jobs between the two calls of the dual-call pattern. Each job holds its status (a
  * BehaviorSubject, made on first `state$`) and its tokens (a replay buffer in front of its live readers).
@@ -155,89 +68,31 @@ export class JobRegistry<T = unknown, P = unknown> {
   /** Every create, state change and removal, in order (hot: subscribe before acting). With a shared backend, other processes' events too. */
   readonly events$: Observable<RegistryEvent>;
 
-  private readonly jobs = new Map<string, Job<T, P>>();
-  private readonly events = new Subject<RegistryEvent>();
+  private readonly life: Lifecycle<T, P>;
+  private readonly jobs: Map<string, Job<T, P>>;
   private readonly destroy$ = new Subject<void>();
-  private eventQueue: RegistryEvent[] | undefined;
-  private dispatching = false;
   private disposed = false;
   private closing = false;
-  private readonly prefix: string;
-  private readonly replayLimit: number;
-  private readonly retentionMs: number;
-  private readonly claimMs: number;
-  private readonly abandonMs: number;
+  private readonly settings: Settings;
   private readonly backend: RegistryBackend;
   private readonly shared: boolean;
   private readonly notFoundHint: string;
-  private readonly deadlines = new Deadlines<Job<T, P>>((job) => this.expire(job));
-  private readonly idleDeadlines = new Deadlines<Job<T, P>>((job) => this.abandon(job));
 
   /** @throws InvalidArgumentError for a malformed option. */
   constructor(options: JobRegistryOptions = {}) {
-    if (options === null || typeof options !== 'object')
-      throw new InvalidArgumentError('options must be an object');
-    const prefix = options.idPrefix ?? 'job-';
-    if (typeof prefix !== 'string' || (prefix !== '' && !isValidJobId(prefix)) || prefix.length > 64)
-      throw new InvalidArgumentError(
-        `idPrefix must be up to 64 letters, digits, '.', '_', ':' or '-', got ${JSON.stringify(prefix)}`,
-      );
-    const limit = options.replayLimit ?? Infinity;
-    if (typeof limit !== 'number' || !(limit === Infinity || (Number.isInteger(limit) && limit >= 0)))
-      throw new InvalidArgumentError(
-        `replayLimit must be a whole number >= 0 or Infinity, got ${String(limit)}`,
-      );
-    this.prefix = prefix;
-    this.replayLimit = limit;
-    this.retentionMs =
-      options.retention === undefined ? DEFAULT_RETENTION_MS : toMillis(options.retention, 'retention');
-    this.claimMs =
-      options.claimTimeout === undefined ? Infinity : toMillis(options.claimTimeout, 'claimTimeout');
-    this.abandonMs =
-      options.abandonTimeout === undefined ? Infinity : toMillis(options.abandonTimeout, 'abandonTimeout');
-    this.notFoundHint =
-      this.retentionMs === Infinity
-        ? 'it was never created here or was removed'
-        : `it may have expired; retention is ${describeMs(this.retentionMs)}`;
-    this.backend = options.backend ?? memoryBackend();
+    const settings = resolveOptions(options);
+    this.settings = settings;
+    this.backend = settings.backend;
     this.shared = this.backend.shared;
-    const host: BackendHost = {
-      replayLimit: this.replayLimit,
-      retentionMs: this.retentionMs,
-      holds: (jobId) => this.jobs.has(jobId),
-      liveJobs: () => {
-        const ids: string[] = [];
-        for (const job of this.jobs.values()) if (!isTerminal(job.state)) ids.push(job.id);
-        return ids;
-      },
-      describe: (jobId) => {
-        const job = this.jobs.get(jobId);
-        if (job === undefined) return undefined;
-        const held: HeldJob = { state: job.state, createdAt: job.createdAt, tokenCount: job.nextSeq };
-        if (job.error !== undefined) held.error = job.error;
-        return held;
-      },
-      adoptEnd: (jobId, state, error) => {
-        const job = this.jobs.get(jobId);
-        if (job === undefined || job.state === state) return;
-        if (!isTerminal(job.state)) this.transition(job, state, endReason(state, error), false);
-        else {
-          // Readers here already saw this process's end; the record now says what every process says.
-          job.state = state;
-          job.error = endReason(state, error);
-        }
-      },
-      end: (jobId, state, error) => {
-        const job = this.jobs.get(jobId);
-        if (job === undefined || isTerminal(job.state)) return false;
-        this.transition(job, state, error);
-        return true;
-      },
-    };
-    this.backend.open(host);
-    this.events$ = this.shared
-      ? merge(this.events, this.backend.events$.pipe(takeUntil(this.destroy$)))
-      : this.events.asObservable();
+    this.life = new Lifecycle<T, P>(settings, this.backend);
+    this.jobs = this.life.jobs;
+    this.notFoundHint =
+      settings.retentionMs === Infinity
+        ? 'it was never created here or was removed'
+        : `it may have expired; retention is ${describeMs(settings.retentionMs)}`;
+    this.backend.open(this.life.host());
+    const own = this.life.events.subject.asObservable();
+    this.events$ = this.shared ? merge(own, this.backend.events$.pipe(takeUntil(this.destroy$))) : own;
   }
 
   /** Whether `dispose()` was called. */
@@ -260,30 +115,44 @@ export class JobRegistry<T = unknown, P = unknown> {
   /**
    * Creates a job in state `queued` and returns its id (`idPrefix` + uuid v4). Emits `created`.
    *
-   * @throws InvalidArgumentError for a malformed `init`.
+   * @throws InvalidArgumentError for a malformed `init`; CapacityError when `maxJobs` is reached.
    */
   createJob(init?: CreateJobInit<P>): string {
     if (this.disposed) throw new RegistryDisposedError('createJob');
-    let claimMs = this.claimMs;
+    let claimMs = this.settings.claimMs;
+    let owner: string | undefined;
     if (init !== undefined) {
       if (init === null || typeof init !== 'object')
-        throw new InvalidArgumentError('createJob(init) takes an object { payload?, claimTimeout? }');
+        throw new InvalidArgumentError('createJob(init) takes an object { payload?, claimTimeout?, owner? }');
       if (init.claimTimeout !== undefined) claimMs = toMillis(init.claimTimeout, 'claimTimeout');
+      owner = init.owner;
+      if (owner !== undefined && !(typeof owner === 'string' && owner.length > 0 && owner.length <= 256))
+        throw new InvalidArgumentError('createJob owner must be a string of 1 to 256 characters');
     }
-    const id = this.prefix + uuidv4();
+    if (this.jobs.size >= this.settings.maxJobs) this.life.makeRoom();
+    const id = this.settings.prefix + uuidv4();
     // Flatten the concatenated id now: a cons-string costs several times the flat one for the job's life.
     id.charCodeAt(0);
     const now = Date.now();
-    const job = new Job<T, P>(id, now);
+    const job = new Job<T, P>(id, this.settings.replayLimit, now);
     if (init !== undefined && init.payload !== undefined) {
       job.payload = init.payload;
       job.hasPayload = true;
     }
     // The backend write goes first: when it refuses (BackendError), no half-created job is left here.
-    if (this.shared) this.backend.jobCreated({ id, createdAt: now });
+    if (this.shared)
+      this.backend.jobCreated(owner === undefined ? { id, createdAt: now } : { id, createdAt: now, owner });
     this.jobs.set(id, job);
-    if (claimMs !== Infinity) job.deadline = this.deadlines.schedule(job, claimMs);
-    if (this.events.observed) this.publish({ type: 'created', jobId: id, at: utc(now) });
+    if (owner !== undefined) {
+      job.owner = owner;
+      this.life.liveByOwner.set(owner, (this.life.liveByOwner.get(owner) ?? 0) + 1);
+    }
+    if (claimMs !== Infinity) this.life.timers.startClaim(job, claimMs);
+    if (this.life.events.subject.observed) {
+      const ev: RegistryEvent = { type: 'created', jobId: id, at: utc(now) };
+      if (owner !== undefined) ev.owner = owner;
+      this.life.events.publish(ev);
+    }
     return id;
   }
 
@@ -296,8 +165,7 @@ export class JobRegistry<T = unknown, P = unknown> {
   /** A snapshot of a job this process holds, or `undefined`. */
   getJob(id: string): JobSnapshot | undefined {
     if (this.disposed) throw new RegistryDisposedError('getJob');
-    const job = this.jobs.get(id);
-    return job === undefined ? undefined : this.snapshot(job);
+    return this.jobs.get(id)?.snapshot();
   }
 
   /** The state of a job this process holds, or `undefined`. */
@@ -318,6 +186,16 @@ export class JobRegistry<T = unknown, P = unknown> {
     return this.jobs.size;
   }
 
+  /** How many live (not terminal) jobs this process holds for an owner: the count a per-owner quota checks. */
+  liveJobsOf(owner: string): number {
+    return this.life.liveByOwner.get(owner) ?? 0;
+  }
+
+  /** Executors waiting for a slot (`concurrency`) and running now, in this process. */
+  executors(): { waiting: number; running: number } {
+    return { waiting: this.life.line.length, running: this.life.line.busy };
+  }
+
   /**
    * Moves a job to `state`. Allowed: `queued -> running|completed|failed|cancelled`,
    * `running -> completed|failed|cancelled`; the same state is a no-op. Emits `stateChanged`.
@@ -332,20 +210,24 @@ export class JobRegistry<T = unknown, P = unknown> {
     const job = this.require(id, 'updateState');
     if (job.state === state) return;
     if (!canTransition(job.state, state)) throw new InvalidTransitionError(id, job.state, state);
-    this.claim(job);
-    this.transition(job, state, endReason(state, error));
+    this.life.timers.stopClaim(job);
+    this.life.transition(job, state, endReason(state, error));
   }
 
   /**
    * Appends a token and returns its seq. A `queued` job becomes `running`.
    *
-   * @throws JobNotFoundError; JobClosedError when the job is terminal.
+   * @throws JobNotFoundError; JobClosedError when the job is terminal; LimitExceededError past `maxTokensPerJob`.
    */
   emit(id: string, token: T): number {
     const job = this.jobs.get(id);
     if (job === undefined) throw this.missing(id, 'emit');
-    if (job.state !== 'running') this.reopen(job);
-    return this.push(job, token);
+    if (job.state !== 'running') {
+      if (job.state !== 'queued') throw new JobClosedError(job.id, job.state);
+      this.life.timers.stopClaim(job);
+      this.life.transition(job, 'running', undefined);
+    }
+    return this.life.push(job, token);
   }
 
   /**
@@ -356,15 +238,11 @@ export class JobRegistry<T = unknown, P = unknown> {
    */
   getTokenSender(id: string): Observer<T> {
     const job = this.require(id, 'getTokenSender');
-    this.claim(job);
+    this.life.timers.stopClaim(job);
     return {
-      next: (token: T) => this.produce(job, token),
-      error: (e: unknown) => {
-        if (!isTerminal(job.state) && !this.disposed) this.transition(job, 'failed', messageOf(e));
-      },
-      complete: () => {
-        if (!isTerminal(job.state) && !this.disposed) this.transition(job, 'completed', undefined);
-      },
+      next: (token: T) => this.life.produce(job, token),
+      error: (e: unknown) => this.life.producerEnded(job, 'failed', e),
+      complete: () => this.life.producerEnded(job, 'completed', undefined),
     };
   }
 
@@ -377,10 +255,10 @@ export class JobRegistry<T = unknown, P = unknown> {
   setTokenSource(id: string, source: ObservableInput<T>): Subscription {
     const job = this.require(id, 'setTokenSource');
     if (isTerminal(job.state)) throw new JobClosedError(id, job.state);
-    if (job.started) throw new JobBusyError(id);
-    job.started = true;
-    this.claim(job);
-    return this.attach(job, () => source);
+    if (job.hasProducer) throw new JobBusyError(id);
+    job.hasProducer = true;
+    this.life.timers.stopClaim(job);
+    return this.life.attach(job, () => source);
   }
 
   /**
@@ -409,8 +287,10 @@ export class JobRegistry<T = unknown, P = unknown> {
   }
 
   /**
-   * Starts `executor(payload, { jobId, signal })` once per job (later calls join the running one) and
-   * returns `tokens$(id)`. A throw or rejection fails the job; `signal` aborts on cancel or removal.
+   * Starts `executor(payload, { jobId, signal })` once per job (later calls join) and returns
+   * `tokens$(id)`. The job is `running` from the moment the executor starts: at once, or, past
+   * `concurrency`, when a slot frees (it waits in `queued` until then). A throw or rejection fails the job;
+   * `signal` aborts on cancel or removal.
    *
    * @throws JobNotFoundError
    */
@@ -418,17 +298,41 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (typeof executor !== 'function')
       throw new InvalidArgumentError('executeAndStream needs an executor function');
     const job = this.require(id, 'executeAndStream');
-    if (!job.started && !isTerminal(job.state)) {
-      job.started = true;
-      this.claim(job);
-      const payload = job.payload;
-      job.payload = undefined;
-      job.hasPayload = false;
-      const abort = new AbortController();
-      job.abort = abort;
-      this.attach(job, () => executor(payload, { jobId: id, signal: abort.signal }));
+    if (!job.hasProducer && !isTerminal(job.state)) {
+      job.hasProducer = true;
+      this.life.timers.stopClaim(job);
+      const start = (): ObservableInput<T> => {
+        const payload = job.payload;
+        job.payload = undefined;
+        job.hasPayload = false;
+        const abort = new AbortController();
+        job.abort = abort;
+        return executor(payload, { jobId: id, signal: abort.signal });
+      };
+      if (this.life.line.take()) this.life.startExecutor(job, start);
+      else {
+        job.queuedStart = start;
+        this.life.line.wait(job);
+      }
     }
     return this.tokens$(id);
+  }
+
+  /**
+   * Holds a terminal job past its retention while a reader (an HTTP stream paused by backpressure) still
+   * catches up on it, at most `retentionGrace` longer. Returns the release (idempotent). A job held
+   * elsewhere or unknown gives a release that does nothing.
+   */
+  holdForReader(id: string): () => void {
+    const job = this.jobs.get(id);
+    if (job === undefined) return () => undefined;
+    job.holds++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      job.holds--;
+    };
   }
 
   /**
@@ -439,17 +343,8 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (this.disposed) throw new RegistryDisposedError('removeJob');
     const job = this.jobs.get(id);
     if (job === undefined) return undefined;
-    if (!isTerminal(job.state)) this.transition(job, 'cancelled', 'job was removed');
-    if (job.deadline !== undefined) {
-      this.deadlines.cancel(job.deadline);
-      job.deadline = undefined;
-    }
-    job.payload = undefined;
-    this.jobs.delete(id);
-    if (this.shared) this.backend.jobRemoved(id);
-    const now = Date.now();
-    if (this.events.observed) this.publish({ type: 'removed', jobId: id, at: utc(now) });
-    return this.snapshot(job);
+    this.life.remove(job);
+    return job.snapshot();
   }
 
   /**
@@ -458,17 +353,14 @@ export class JobRegistry<T = unknown, P = unknown> {
    */
   state$(id: string): Observable<JobStatus> {
     return new Observable<JobStatus>((sub) => {
-      if (this.disposed) return sub.error(new RegistryDisposedError('state$'));
-      const job = this.jobs.get(id);
-      if (job === undefined) {
-        if (this.shared && isValidJobId(id)) return this.backend.state$(id).subscribe(sub);
-        return sub.error(this.notFound(id));
-      }
+      const job = this.locate(id, 'state$', sub);
+      if (job === undefined) return;
+      if (job === REMOTE) return this.backend.state$(id).subscribe(sub);
       if (isTerminal(job.state)) {
-        sub.next(this.statusOf(job));
+        sub.next(job.currentStatus());
         return sub.complete();
       }
-      const status = (job.status ??= new BehaviorSubject(this.statusOf(job)));
+      const status = (job.status ??= new BehaviorSubject(job.currentStatus()));
       const inner = status.subscribe(sub);
       return () => {
         inner.unsubscribe();
@@ -480,49 +372,52 @@ export class JobRegistry<T = unknown, P = unknown> {
   /**
    * The job's tokens: those kept with `seq > after` (all kept when absent), then live ones, with no gap
    * and no duplicate. Completes when the job completes; errors with `JobFailedError`, `JobCancelledError`,
-   * `JobNotFoundError`, or `ReplayExpiredError` when `after` is older than the replay buffer keeps.
+   * `JobNotFoundError`, `ReplayExpiredError` when `after` is older than the replay buffer keeps, or
+   * `ResumeAheadError` when `after` is past what the job has (see "Resume semantics" in the README). A
+   * resume at a terminal job's end (`after` = its token count) just ends.
    *
    * @throws InvalidArgumentError at once for an `after` that is not a whole number >= 0.
    */
   tokens$(id: string, options?: TokensOptions): Observable<TokenEvent<T>> {
     const after = resumePoint(options, 'tokens$');
     return new Observable<TokenEvent<T>>((sub) => {
-      if (this.disposed) return sub.error(new RegistryDisposedError('tokens$'));
-      const job = this.jobs.get(id);
-      if (job === undefined) {
-        if (this.shared && isValidJobId(id))
-          return (this.backend.tokens$(id, after) as Observable<TokenEvent<T>>).subscribe(sub);
-        return sub.error(this.notFound(id));
-      }
-      return this.read(job, sub, after);
+      const job = this.locate(id, 'tokens$', sub);
+      if (job === undefined) return;
+      if (job === REMOTE)
+        return (this.backend.tokens$(id, after) as Observable<TokenEvent<T>>).subscribe(sub);
+      return this.life.read(job, sub, after);
     });
   }
 
   /**
-   * Checks, before streaming, that a job exists and that `after` is still in its replay buffer, so an HTTP
-   * layer can answer 404 or 410 before it sends headers. Resolves with the job's snapshot.
+   * Checks, before streaming, that a job exists and that `after` can be served (still kept, not ahead of
+   * the job), so a transport can answer 404, 410 or 400 before it sends headers. Resolves with the job's
+   * snapshot; a terminal job with `after` = its token count means the reader already saw its end.
    *
-   * @throws (rejects) JobNotFoundError, ReplayExpiredError, InvalidArgumentError.
+   * @throws (rejects) JobNotFoundError, ReplayExpiredError, ResumeAheadError, InvalidArgumentError.
    */
   async checkReadable(id: string, options?: TokensOptions): Promise<JobSnapshot> {
-    if (this.disposed) throw new RegistryDisposedError('checkReadable');
     const after = resumePoint(options, 'checkReadable');
-    const job = this.jobs.get(id);
-    if (job !== undefined) {
-      const first = this.firstKept(job);
+    const job = this.locate(id, 'checkReadable');
+    if (job !== REMOTE) {
+      const first = job.firstKept();
       if (after !== undefined && after + 1 < first) throw new ReplayExpiredError(id, after, first);
-      return this.snapshot(job);
+      const ahead = aheadError(id, after, job.nextSeq, isTerminal(job.state));
+      if (ahead !== undefined) throw ahead;
+      return job.snapshot();
     }
-    if (this.shared && isValidJobId(id)) {
-      const snap = await this.backend.findJob(id);
-      if (snap !== undefined) {
-        const first = after === undefined ? undefined : await this.backend.firstKept(id);
-        if (after !== undefined && first !== undefined && after + 1 < first)
-          throw new ReplayExpiredError(id, after, first);
-        return snap;
+    const snap = await this.backend.findJob(id);
+    if (snap === undefined) throw this.notFound(id);
+    if (after !== undefined) {
+      const first = await this.backend.firstKept(id);
+      if (first !== undefined && after + 1 < first) throw new ReplayExpiredError(id, after, first);
+      // A live job held elsewhere may not have flushed what this reader saw: its reader waits instead.
+      if (isTerminal(snap.state)) {
+        const ahead = aheadError(id, after, snap.tokenCount, true);
+        if (ahead !== undefined) throw ahead;
       }
     }
-    throw this.notFound(id);
+    return snap;
   }
 
   /**
@@ -532,39 +427,35 @@ export class JobRegistry<T = unknown, P = unknown> {
    * @throws (rejects) JobNotFoundError for an unknown id.
    */
   async cancel(id: string, reason?: string): Promise<boolean> {
-    if (this.disposed) throw new RegistryDisposedError('cancel');
     if (reason !== undefined && typeof reason !== 'string')
       throw new InvalidArgumentError('cancel reason must be a string');
     const why = reason ?? 'job was cancelled';
-    const job = this.jobs.get(id);
-    if (job !== undefined) {
+    const job = this.locate(id, 'cancel');
+    if (job !== REMOTE) {
       if (isTerminal(job.state)) return false;
-      this.transition(job, 'cancelled', why);
+      this.life.transition(job, 'cancelled', why);
       // With a shared backend the answer waits until the end is stored, and says what was stored: an
       // end another process wrote first wins there, and this cancel did not happen.
       if (job.ending !== undefined) await job.ending;
       return job.state === 'cancelled' && job.error === why;
     }
-    if (this.shared && isValidJobId(id)) {
-      const moved = await this.backend.cancel(id, why);
-      if (moved !== undefined) return moved;
-    }
-    throw this.notFound(id);
+    const moved = await this.backend.cancel(id, why);
+    if (moved === undefined) throw this.notFound(id);
+    return moved;
   }
 
   /** Like `getJob`, across every process when a shared backend is set. */
   async findJob(id: string): Promise<JobSnapshot | undefined> {
     if (this.disposed) throw new RegistryDisposedError('findJob');
     const job = this.jobs.get(id);
-    if (job !== undefined) return this.snapshot(job);
-    if (this.shared && isValidJobId(id)) return this.backend.findJob(id);
-    return undefined;
+    if (job !== undefined) return job.snapshot();
+    return this.shared && isValidJobId(id) ? this.backend.findJob(id) : undefined;
   }
 
   /** Snapshots of every job, across every process when a shared backend is set; oldest first. */
   async listJobs(): Promise<JobSnapshot[]> {
     if (this.disposed) throw new RegistryDisposedError('listJobs');
-    const local = [...this.jobs.values()].map((job) => this.snapshot(job));
+    const local = [...this.jobs.values()].map((job) => job.snapshot());
     if (!this.shared) return local;
     const remote = await this.backend.listJobs();
     const seen = new Set(local.map((s) => s.id));
@@ -581,14 +472,16 @@ export class JobRegistry<T = unknown, P = unknown> {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.closing = true;
+    this.life.line.clear();
     let failure: unknown;
     for (const job of this.jobs.values()) {
       try {
-        if (!isTerminal(job.state)) this.transition(job, 'cancelled', 'registry disposed');
+        job.endQuietly = true;
+        if (!isTerminal(job.state)) this.life.transition(job, 'cancelled', 'registry disposed');
         // dispose() completes every stream now, without waiting for the backend to store the end.
         if (job.ending !== undefined) {
           job.ending = undefined;
-          this.endReaders(job);
+          job.close();
         }
       } catch (e) {
         // A subscriber threw; every other job still ends and the backend still closes. Rethrown below.
@@ -596,11 +489,11 @@ export class JobRegistry<T = unknown, P = unknown> {
       }
     }
     this.disposed = true;
-    this.deadlines.clear();
-    this.idleDeadlines.clear();
-    for (const job of this.jobs.values()) job.deadline = job.idle = undefined;
+    this.life.disposed = true;
+    this.life.timers.clear();
     this.jobs.clear();
-    this.events.complete();
+    this.life.liveByOwner.clear();
+    this.life.events.subject.complete();
     this.destroy$.next();
     this.destroy$.complete();
     // A backend's close() sends (or gives up on, after a bounded wait) the writes still pending.
@@ -609,6 +502,30 @@ export class JobRegistry<T = unknown, P = unknown> {
   }
 
   // ---- internals ----
+
+  /**
+   * The one local-or-remote lookup: the job held here, `REMOTE` when a shared backend may hold it, else
+   * a JobNotFoundError (or RegistryDisposedError), errored into `sub` when given, thrown otherwise.
+   */
+  private locate(id: string, method: string): Job<T, P> | typeof REMOTE;
+  private locate(id: string, method: string, sub: Subscriber<unknown>): Job<T, P> | typeof REMOTE | undefined;
+  private locate(
+    id: string,
+    method: string,
+    sub?: Subscriber<unknown>,
+  ): Job<T, P> | typeof REMOTE | undefined {
+    let error: Error;
+    if (this.disposed) error = new RegistryDisposedError(method);
+    else {
+      const job = this.jobs.get(id);
+      if (job !== undefined) return job;
+      if (this.shared && isValidJobId(id)) return REMOTE;
+      error = this.notFound(id);
+    }
+    if (sub === undefined) throw error;
+    sub.error(error);
+    return undefined;
+  }
 
   private require(id: string, method: string): Job<T, P> {
     const job = this.jobs.get(id);
@@ -623,288 +540,6 @@ export class JobRegistry<T = unknown, P = unknown> {
   private notFound(id: string): JobNotFoundError {
     return new JobNotFoundError(typeof id === 'string' ? id : String(id), this.notFoundHint);
   }
-
-  private reopen(job: Job<T, P>): void {
-    if (job.state === 'queued') {
-      this.claim(job);
-      this.transition(job, 'running', undefined);
-    } else throw new JobClosedError(job.id, job.state);
-  }
-
-  private claim(job: Job<T, P>): void {
-    if (job.deadline !== undefined && job.state === 'queued') {
-      this.deadlines.cancel(job.deadline);
-      job.deadline = undefined;
-    }
-  }
-
-  // A token from a producer (executor, token source or sender). A write the backend refuses cannot be
-  // thrown back into the producer's Observable (it would surface as an uncaught error and leave the job
-  // running with tokens missing): the job fails instead, with the backend's reason.
-  private produce(job: Job<T, P>, token: T): void {
-    if (isTerminal(job.state) || this.disposed) return;
-    if (job.state === 'queued') this.transition(job, 'running', undefined);
-    try {
-      this.push(job, token);
-    } catch (e) {
-      if (!isTerminal(job.state)) this.transition(job, 'failed', messageOf(e));
-    }
-  }
-
-  private push(job: Job<T, P>, token: T): number {
-    const seq = job.nextSeq;
-    // The backend write goes first: when it refuses (BackendError), nothing has changed here.
-    if (this.shared) this.backend.tokenAppended(job.id, seq, token);
-    job.nextSeq = seq + 1;
-    const limit = this.replayLimit;
-    if (limit === Infinity) {
-      if (job.tokens === undefined) job.tokens = [token];
-      else job.tokens.push(token);
-    } else if (limit !== 0) {
-      (job.tokens ??= [])[seq % limit] = token;
-    }
-    if (job.readers.length !== 0) this.deliver(job, { seq, token });
-    return seq;
-  }
-
-  // A reader that emits from inside its own callback must not reorder what the others see: nested
-  // deliveries queue behind the current one.
-  private deliver(job: Job<T, P>, ev: TokenEvent<T>): void {
-    if (job.delivering) {
-      (job.pending ??= []).push(ev);
-      return;
-    }
-    job.delivering = true;
-    try {
-      this.fanOut(job.readers, ev);
-      const pending = job.pending;
-      if (pending !== undefined) {
-        for (let item = pending.shift(); item !== undefined; item = pending.shift()) {
-          if (item === END) this.endReadersNow(job);
-          else this.fanOut(job.readers, item);
-        }
-        job.pending = undefined;
-      }
-    } finally {
-      job.delivering = false;
-    }
-  }
-
-  private fanOut(readers: readonly Reader<T>[], ev: TokenEvent<T>): void {
-    const seq = ev.seq;
-    for (let i = 0; i < readers.length; i++) {
-      const r = readers[i]!;
-      if (seq >= r.next) {
-        r.next = seq + 1;
-        r.sub.next(ev);
-      }
-    }
-  }
-
-  private endReaders(job: Job<T, P>): void {
-    if (job.readers.length === 0) return;
-    if (job.delivering) (job.pending ??= []).push(END);
-    else this.endReadersNow(job);
-  }
-
-  private endReadersNow(job: Job<T, P>): void {
-    const readers = job.readers;
-    job.readers = NO_READERS;
-    const error = this.endError(job);
-    for (const r of readers) {
-      if (error === undefined) r.sub.complete();
-      else r.sub.error(error);
-    }
-  }
-
-  private endError(job: Job<T, P>): Error | undefined {
-    // dispose() completes every stream, as the contract says; the state still reads `cancelled`.
-    if (this.closing) return undefined;
-    if (job.state === 'failed') return new JobFailedError(job.id, job.error ?? 'job failed');
-    if (job.state === 'cancelled') return new JobCancelledError(job.id, job.error ?? 'job was cancelled');
-    return undefined;
-  }
-
-  private firstKept(job: Job<T, P>): number {
-    return this.replayLimit === Infinity ? 0 : Math.max(0, job.nextSeq - this.replayLimit);
-  }
-
-  private read(
-    job: Job<T, P>,
-    sub: Subscriber<TokenEvent<T>>,
-    after: number | undefined,
-  ): (() => void) | undefined {
-    this.claim(job);
-    let next = this.firstKept(job);
-    if (after !== undefined) {
-      if (after + 1 < next) {
-        sub.error(new ReplayExpiredError(job.id, after, next));
-        return undefined;
-      }
-      next = after + 1;
-    }
-    const limit = this.replayLimit;
-    while (next < job.nextSeq) {
-      if (sub.closed) return undefined;
-      const first = this.firstKept(job);
-      // Only reachable when this reader's own callback emits past a bounded buffer during replay.
-      if (next < first) {
-        sub.error(new ReplayExpiredError(job.id, next - 1, first));
-        return undefined;
-      }
-      sub.next({ seq: next, token: job.tokens![limit === Infinity ? next : next % limit]! });
-      next++;
-    }
-    if (sub.closed) return undefined;
-    if (isTerminal(job.state) && job.ending === undefined) {
-      const error = this.endError(job);
-      if (error === undefined) sub.complete();
-      else sub.error(error);
-      return undefined;
-    }
-    const reader: Reader<T> = { sub, next };
-    job.readers = job.readers.length === 0 ? [reader] : [...job.readers, reader];
-    if (job.idle !== undefined) {
-      this.idleDeadlines.cancel(job.idle);
-      job.idle = undefined;
-    }
-    return () => {
-      const rest = job.readers.filter((r) => r !== reader);
-      job.readers = rest.length === 0 ? NO_READERS : rest;
-      if (rest.length === 0 && this.abandonMs !== Infinity && !isTerminal(job.state) && !this.disposed)
-        job.idle = this.idleDeadlines.schedule(job, this.abandonMs);
-    };
-  }
-
-  private attach(job: Job<T, P>, start: () => ObservableInput<T>): Subscription {
-    let done = false;
-    let subscription: Subscription | undefined;
-    const finish = (state: 'completed' | 'failed', error: string | undefined): void => {
-      done = true;
-      job.producer = undefined;
-      job.abort = undefined;
-      if (!isTerminal(job.state) && !this.disposed) this.transition(job, state, error);
-    };
-    try {
-      subscription = from(start()).subscribe({
-        next: (token) => this.produce(job, token),
-        error: (e: unknown) => finish('failed', messageOf(e)),
-        complete: () => finish('completed', undefined),
-      });
-    } catch (e) {
-      // The executor threw, or returned something that is not an ObservableInput.
-      finish('failed', messageOf(e));
-      return new Observable().subscribe();
-    }
-    if (done || isTerminal(job.state)) subscription.unsubscribe();
-    else job.producer = subscription;
-    return subscription;
-  }
-
-  private transition(job: Job<T, P>, to: JobState, error: string | undefined, write = true): void {
-    const from = job.state;
-    const at = Date.now();
-    const stored =
-      this.shared && write
-        ? (this.backend.stateChanged(job.id, from, to, error, at) as Promise<void> | undefined)
-        : undefined;
-    job.state = to;
-    job.error = error;
-    job.updatedAt = at;
-    const terminal = isTerminal(to);
-    if (terminal) this.settle(job, stored);
-    const status = job.status;
-    if (status !== undefined) {
-      status.next(this.statusOf(job));
-      if (terminal) {
-        job.status = undefined;
-        status.complete();
-      }
-    }
-    if (this.events.observed) {
-      const ev: RegistryEvent = { type: 'stateChanged', jobId: job.id, from, to, at: utc(at) };
-      if (error !== undefined) ev.error = error;
-      this.publish(ev);
-    }
-  }
-
-  // `stored` settles when a shared backend has the end (or has told this process the end it already
-  // had): token readers end only then, with what every process reports.
-  private settle(job: Job<T, P>, stored?: Promise<void>): void {
-    if (job.idle !== undefined) this.idleDeadlines.cancel(job.idle);
-    job.idle = undefined;
-    if (job.deadline !== undefined) this.deadlines.cancel(job.deadline);
-    job.deadline =
-      this.retentionMs === Infinity || this.disposed
-        ? undefined
-        : this.deadlines.schedule(job, this.retentionMs);
-    const producer = job.producer;
-    const abort = job.abort;
-    job.producer = undefined;
-    job.abort = undefined;
-    job.payload = undefined;
-    if (producer !== undefined) producer.unsubscribe();
-    if (abort !== undefined && !abort.signal.aborted)
-      abort.abort(this.endError(job) ?? new JobCancelledError(job.id, job.error ?? 'job ended'));
-    if (stored === undefined) this.endReaders(job);
-    else {
-      const ending = stored.then(() => {
-        if (job.ending === ending) job.ending = undefined;
-        this.endReaders(job);
-      });
-      job.ending = ending;
-    }
-  }
-
-  private abandon(job: Job<T, P>): void {
-    job.idle = undefined;
-    if (this.jobs.get(job.id) === job && !isTerminal(job.state) && job.readers.length === 0)
-      this.transition(job, 'cancelled', 'no reader came back before its abandonTimeout');
-  }
-
-  private expire(job: Job<T, P>): void {
-    job.deadline = undefined;
-    if (this.jobs.get(job.id) !== job) return;
-    if (isTerminal(job.state)) this.removeJob(job.id);
-    else if (job.state === 'queued')
-      this.transition(job, 'cancelled', 'no reader claimed the job before its claimTimeout');
-  }
-
-  private statusOf(job: Job<T, P>): JobStatus {
-    const status: JobStatus = { state: job.state, at: utc(job.updatedAt) };
-    if (job.error !== undefined) status.error = job.error;
-    return status;
-  }
-
-  private snapshot(job: Job<T, P>): JobSnapshot {
-    const snap: JobSnapshot = {
-      id: job.id,
-      state: job.state,
-      createdAt: utc(job.createdAt),
-      updatedAt: utc(job.updatedAt),
-      tokenCount: job.nextSeq,
-    };
-    if (job.error !== undefined) snap.error = job.error;
-    return snap;
-  }
-
-  private publish(ev: RegistryEvent): void {
-    if (this.dispatching) {
-      (this.eventQueue ??= []).push(ev);
-      return;
-    }
-    this.dispatching = true;
-    try {
-      this.events.next(ev);
-      const queue = this.eventQueue;
-      if (queue !== undefined) {
-        for (let next = queue.shift(); next !== undefined; next = queue.shift()) this.events.next(next);
-        this.eventQueue = undefined;
-      }
-    } finally {
-      this.dispatching = false;
-    }
-  }
 }
 
 /** The `after` of `tokens$` / `checkReadable`, checked: a whole number >= 0, or absent. */
@@ -915,17 +550,4 @@ function resumePoint(options: TokensOptions | undefined, method: string): number
       `${method} after must be a whole number >= 0 (a seq already seen), got ${String(after)}`,
     );
   return after;
-}
-
-function endReason(state: JobState, error: string | undefined): string | undefined {
-  if (state === 'failed') return error ?? 'job failed';
-  if (state === 'cancelled') return error ?? 'job was cancelled';
-  return undefined;
-}
-
-function describeMs(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
-  if (ms % 1000 === 0) return `${ms / 1000} s`;
-  return `${ms} ms`;
 }

@@ -7,6 +7,8 @@ export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelle
 export interface JobStatus {
   state: JobState;
   error?: string;
+  /** Set when `error` came from a producer's error not marked public: transports show `job failed`. */
+  errorPrivate?: true;
   at: DateTime;
 }
 
@@ -21,6 +23,10 @@ export interface JobSnapshot {
   id: string;
   state: JobState;
   error?: string;
+  /** Set when `error` came from a producer's error not marked public: transports show `job failed`. */
+  errorPrivate?: true;
+  /** The principal that created the job, when it was created with one. */
+  owner?: string;
   createdAt: DateTime;
   updatedAt: DateTime;
   tokenCount: number;
@@ -28,6 +34,14 @@ export interface JobSnapshot {
 
 /** What `events$` publishes: one event per create, state change and removal, in order. */
 export type RegistryEvent =
-  | { type: 'created'; jobId: string; at: DateTime }
-  | { type: 'stateChanged'; jobId: string; from: JobState; to: JobState; error?: string; at: DateTime }
+  | { type: 'created'; jobId: string; owner?: string; at: DateTime }
+  | {
+      type: 'stateChanged';
+      jobId: string;
+      from: JobState;
+      to: JobState;
+      error?: string;
+      errorPrivate?: true;
+      at: DateTime;
+    }
   | { type: 'removed'; jobId: string; at: DateTime };

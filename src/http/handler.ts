@@ -1,60 +1,23 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Subscription } from 'rxjs';
-import type { DurationInput } from '../core/duration.js';
-import { toMillis } from '../core/duration.js';
-import { InvalidArgumentError, RegistryDisposedError } from '../core/errors.js';
+import { JobFailedError, RegistryDisposedError } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
-import type { Executor, JobRegistry } from '../core/registry.js';
-import type { JobSnapshot, RegistryEvent } from '../core/types.js';
+import type { JobRegistry } from '../core/registry.js';
+import { isTerminal } from '../core/states.js';
+import type { JobSnapshot } from '../core/types.js';
+import { Access, type Caller } from './access.js';
 import { readJsonBody } from './body.js';
-import { comment, retryField, sseEvent } from './sse.js';
+import { StreamTracker } from './connections.js';
+import { preflight, setCors } from './cors.js';
+import { streamEvents } from './events.js';
+import { resolveHandlerOptions, type JobHandlerOptions } from './options.js';
+import { requestPath, requestQuery } from './route.js';
+import { retryField } from './sse.js';
 import { HttpError, toHttpError } from './status.js';
 import { TokenStream } from './stream.js';
-import { toWireEvent, toWireSnapshot } from './wire.js';
+import { toWireSnapshot, visibleError } from './wire.js';
 
-/** Cross-origin settings for frontends served from another origin. */
-export interface CorsOptions {
-  /** The allowed origin: `'*'`, one origin, or a list (the request's origin is echoed when listed). */
-  origin: string | readonly string[];
-  /** Seconds a preflight answer may be cached. Defaults to 600. */
-  maxAgeSeconds?: number;
-}
-
-/** Options of {@link createJobHandler}. */
-export interface JobHandlerOptions<T, P> {
-  /** Where the dual-call routes live. Defaults to `/v1/inference`. */
-  basePath?: string;
-  /** The job list route. Defaults to `/v1/jobs`. */
-  jobsPath?: string;
-  /** The registry event stream route. Defaults to `/v1/events`. */
-  eventsPath?: string;
-  /** Runs a POSTed payload. Without it, POST only stores the payload (`takePayload`) for a worker of yours. */
-  execute?: Executor<T, P>;
-  /** When `execute` starts: on `'create'` (the POST) or on the first `'stream'` (deferred). Defaults to `'create'`. */
-  startOn?: 'create' | 'stream';
-  /** Deferred jobs (`startOn: 'stream'`) nobody streams within this time are cancelled. Defaults to 60 s. */
-  claimTimeout?: DurationInput;
-  /** Checks and converts a POSTed JSON body into a payload; throw to answer 400 INVALID_PAYLOAD. Defaults to identity. */
-  parsePayload?: (body: unknown) => P;
-  /** Token to SSE `data`. Defaults to `JSON.stringify`. */
-  serialize?: (token: T) => string;
-  /** Largest POST body. Defaults to 1 MiB. */
-  maxBodyBytes?: number;
-  /** How long a POST body may take to arrive. Defaults to 10 s. */
-  bodyTimeoutMs?: number;
-  /** Interval of `: ping` comments on idle streams. Defaults to 15 s; 0 turns them off. */
-  heartbeatMs?: number;
-  /** The `retry:` hint sent at the start of each stream, in ms. Defaults to 1000. */
-  retryMs?: number;
-  /**
-   * Unsent bytes per connection before backpressure: a token stream pauses reading its job until the
-   * socket drains; an `/v1/events` stream is closed (its client reconnects to a fresh snapshot).
-   * Defaults to 1 MiB.
-   */
-  maxBufferedBytes?: number;
-  /** Cross-origin headers; off by default. */
-  cors?: CorsOptions;
-}
+export type { CorsOptions, JobHandlerOptions } from './options.js';
+export { eventsAfterSnapshot } from './events.js';
 
 /** A request handler for `http.createServer`, Express or Connect, plus `close()` for shutdown. */
 export interface JobHandler {
@@ -65,12 +28,9 @@ export interface JobHandler {
   readonly connections: number;
 }
 
-const RESUME_POINT = /^\d{1,15}$/;
+type RouteKind = 'submit' | 'job' | 'stream' | 'list' | 'events';
 
-interface Closable {
-  writeRaw(chunk: string): void;
-  close(): void;
-}
+const RESUME_POINT = /^\d{1,15}$/;
 
 /**
  * Creates the HTTP handler for the dual-call routes: `POST {base}`, `GET {base}/{id}`,
@@ -85,90 +45,34 @@ export function createJobHandler<T, P = unknown>(
   registry: JobRegistry<T, P>,
   options: JobHandlerOptions<T, P> = {},
 ): JobHandler {
-  const base = normalizePath(options.basePath ?? '/v1/inference', 'basePath');
-  const jobsPath = normalizePath(options.jobsPath ?? '/v1/jobs', 'jobsPath');
-  const eventsPath = normalizePath(options.eventsPath ?? '/v1/events', 'eventsPath');
-  const startOn = options.startOn ?? 'create';
-  if (startOn !== 'create' && startOn !== 'stream')
-    throw new InvalidArgumentError(`startOn must be 'create' or 'stream'`);
-  const execute = options.execute;
-  const claimTimeout = toMillis(options.claimTimeout ?? 60_000, 'claimTimeout');
-  const serialize = options.serialize ?? ((t: T) => JSON.stringify(t) ?? 'null');
-  const parsePayload = options.parsePayload ?? ((b: unknown) => b as P);
-  const maxBodyBytes = positive(options.maxBodyBytes ?? 1024 * 1024, 'maxBodyBytes');
-  const bodyTimeoutMs = positive(options.bodyTimeoutMs ?? 10_000, 'bodyTimeoutMs');
-  const heartbeatMs = nonNegative(options.heartbeatMs ?? 15_000, 'heartbeatMs');
-  const retryMs = nonNegative(options.retryMs ?? 1000, 'retryMs');
-  const maxBufferedBytes = positive(options.maxBufferedBytes ?? 1024 * 1024, 'maxBufferedBytes');
-  const cors = options.cors;
-
-  const open = new Set<Closable>();
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
-  const track = (c: Closable): void => {
-    open.add(c);
-    if (heartbeat === undefined && heartbeatMs > 0) {
-      heartbeat = setInterval(() => {
-        for (const conn of open) conn.writeRaw(comment('ping'));
-      }, heartbeatMs);
-      heartbeat.unref();
-    }
-  };
-  const untrack = (c: Closable): void => {
-    open.delete(c);
-    if (open.size === 0 && heartbeat !== undefined) {
-      clearInterval(heartbeat);
-      heartbeat = undefined;
-    }
-  };
-
-  const setCors = (req: IncomingMessage, res: ServerResponse): void => {
-    if (cors === undefined) return;
-    const origin = req.headers.origin;
-    const allowed =
-      typeof cors.origin === 'string'
-        ? cors.origin
-        : origin !== undefined && cors.origin.includes(origin)
-          ? origin
-          : undefined;
-    if (allowed === undefined) return;
-    res.setHeader('Access-Control-Allow-Origin', allowed);
-    if (allowed !== '*') res.setHeader('Vary', 'Origin');
-    res.setHeader('Access-Control-Expose-Headers', 'Location');
-  };
+  const o = resolveHandlerOptions(options);
+  const { base, execute } = o;
+  const access = new Access<IncomingMessage>(options);
+  const tracker = new StreamTracker(o);
 
   const handle = async (
     req: IncomingMessage,
     res: ServerResponse,
     next?: (err?: unknown) => void,
   ): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path =
-      url.pathname.length > 1 && url.pathname.endsWith('/') ? url.pathname.slice(0, -1) : url.pathname;
+    const target = req.url ?? '/';
+    const raw = requestPath(target);
+    const path = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
     const method = req.method ?? 'GET';
     const route = matchRoute(path);
     if (route === undefined) {
       if (next !== undefined) return next();
       throw new HttpError(404, 'NOT_FOUND', `job-registry: no route ${path.slice(0, 200)}`);
     }
-    setCors(req, res);
-    if (method === 'OPTIONS' && cors !== undefined) {
-      res.writeHead(204, {
-        'Access-Control-Allow-Methods': route.allow.join(', '),
-        'Access-Control-Allow-Headers': 'Content-Type, Last-Event-ID',
-        'Access-Control-Max-Age': String(cors.maxAgeSeconds ?? 600),
-      });
-      res.end();
-      return;
-    }
+    const corsAllowed = setCors(o.cors, req, res);
+    if (method === 'OPTIONS' && o.cors !== undefined) return preflight(o.cors, corsAllowed, route.allow, res);
     const allowed = method === 'HEAD' && route.allow.includes('GET') ? 'GET' : method;
     if (!route.allow.includes(allowed))
       throw new HttpError(
         405,
         'METHOD_NOT_ALLOWED',
         `job-registry: ${method} is not allowed here; use ${route.allow.join(' or ')}`,
-        {
-          Allow: route.allow.join(', '),
-        },
+        { Allow: route.allow.join(', ') },
       );
     if (route.id !== undefined && !isValidJobId(route.id))
       throw new HttpError(
@@ -176,28 +80,29 @@ export function createJobHandler<T, P = unknown>(
         'INVALID_JOB_ID',
         'job-registry: malformed job id; ids are 1-200 letters, digits, ".", "_", ":" or "-"',
       );
-
+    if (route.kind === 'stream') return streamJob(req, res, route.id!, target);
+    const caller = await access.identify(req);
     switch (route.kind) {
       case 'submit':
-        return submit(req, res);
+        return submit(req, res, caller);
       case 'job':
-        if (method === 'DELETE') return cancelJob(res, route.id!);
-        return sendJson(res, 200, toWireSnapshot(await found(route.id!)));
-      case 'stream':
-        return streamJob(req, res, route.id!, url);
+        if (method === 'DELETE') return cancelJob(res, route.id!, caller);
+        return sendJson(
+          res,
+          200,
+          toWireSnapshot(await visibleJob(route.id!, caller, 'read'), o.exposeErrors),
+        );
       case 'list':
-        return sendJson(res, 200, (await registry.listJobs()).map(toWireSnapshot));
+        return listJobs(res, caller);
       case 'events':
-        return streamEvents(res);
+        return openEvents(res, caller);
     }
   };
 
-  function matchRoute(
-    path: string,
-  ): { kind: 'submit' | 'job' | 'stream' | 'list' | 'events'; allow: string[]; id?: string } | undefined {
+  function matchRoute(path: string): { kind: RouteKind; allow: string[]; id?: string } | undefined {
     if (path === base) return { kind: 'submit', allow: ['POST'] };
-    if (path === jobsPath) return { kind: 'list', allow: ['GET'] };
-    if (path === eventsPath) return { kind: 'events', allow: ['GET'] };
+    if (path === o.jobsPath) return { kind: 'list', allow: ['GET'] };
+    if (path === o.eventsPath) return { kind: 'events', allow: ['GET'] };
     if (!path.startsWith(base + '/')) return undefined;
     const rest = path.slice(base.length + 1).split('/');
     let id: string;
@@ -211,18 +116,33 @@ export function createJobHandler<T, P = unknown>(
     throw new HttpError(404, 'NOT_FOUND', `job-registry: no route ${path.slice(0, 200)}`);
   }
 
-  async function found(id: string): Promise<JobSnapshot> {
+  function notFound(id: string): HttpError {
+    return new HttpError(404, 'JOB_NOT_FOUND', `job-registry: no job '${id}' (it may have expired)`);
+  }
+
+  /** The job's snapshot when it exists and the caller may see it; else 404, as for an unknown id. */
+  async function visibleJob(
+    id: string,
+    caller: Caller,
+    action: 'read' | 'cancel' | 'stream',
+  ): Promise<JobSnapshot> {
     const snap = await registry.findJob(id);
-    if (snap === undefined)
-      throw new HttpError(404, 'JOB_NOT_FOUND', `job-registry: no job '${id}' (it may have expired)`);
+    if (snap === undefined || !(await access.may(caller, action, snap))) throw notFound(id);
     return snap;
   }
 
-  async function submit(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJsonBody(req, { maxBytes: maxBodyBytes, timeoutMs: bodyTimeoutMs });
+  function tooMany(what: string, max: number): HttpError {
+    return new HttpError(429, 'CAPACITY', `job-registry: ${what} (${max}) reached; retry later`, {
+      'Retry-After': String(o.retryAfterSeconds),
+    });
+  }
+
+  async function submit(req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
+    if (!(await access.may(caller, 'create'))) throw notFound('new');
+    const body = await readJsonBody(req, { maxBytes: o.maxBodyBytes, timeoutMs: o.bodyTimeoutMs });
     let payload: P;
     try {
-      payload = parsePayload(body);
+      payload = o.parsePayload(body);
     } catch (e) {
       throw new HttpError(
         400,
@@ -230,9 +150,16 @@ export function createJobHandler<T, P = unknown>(
         `job-registry: ${(e as Error)?.message ?? 'invalid payload'}`,
       );
     }
-    const deferred = execute !== undefined && startOn === 'stream';
-    const id = registry.createJob(deferred ? { payload, claimTimeout } : { payload });
-    if (execute !== undefined && startOn === 'create') registry.executeAndStream(id, execute);
+    const owner = caller.principal?.id;
+    if (owner !== undefined && registry.liveJobsOf(owner) >= o.maxJobsPerPrincipal)
+      throw tooMany('live jobs of this principal (maxJobsPerPrincipal)', o.maxJobsPerPrincipal);
+    const deferred = execute !== undefined && o.startOn === 'stream';
+    const id = registry.createJob({
+      payload,
+      ...(deferred ? { claimTimeout: o.claimTimeout } : {}),
+      ...(owner !== undefined ? { owner } : {}),
+    });
+    if (execute !== undefined && o.startOn === 'create') registry.executeAndStream(id, execute);
     // Other processes must see the job before the client can ask them for it. When the backend cannot
     // store it, the client gets 503 and nothing runs on: the job is removed (its executor aborted).
     try {
@@ -241,32 +168,72 @@ export function createJobHandler<T, P = unknown>(
       registry.removeJob(id);
       throw e;
     }
-    const sseUrl = `${base}/${id}/stream`;
+    const sseUrl = await access.streamUrl(`${base}/${id}/stream`, id, caller);
     res.setHeader('Location', `${base}/${id}`);
     sendJson(res, 202, { job_id: id, sse_url: sseUrl });
   }
 
-  async function cancelJob(res: ServerResponse, id: string): Promise<void> {
+  async function cancelJob(res: ServerResponse, id: string, caller: Caller): Promise<void> {
+    await visibleJob(id, caller, 'cancel');
     let moved: boolean;
     try {
       moved = await registry.cancel(id, 'cancelled by request');
     } catch (e) {
-      if ((e as { code?: string }).code === 'JOB_NOT_FOUND')
-        throw new HttpError(404, 'JOB_NOT_FOUND', (e as Error).message);
+      if ((e as { code?: string }).code === 'JOB_NOT_FOUND') throw notFound(id);
       throw e;
     }
-    const snap = await found(id);
+    const snap = await registry.findJob(id);
+    if (snap === undefined) throw notFound(id);
     if (!moved)
       throw new HttpError(409, 'JOB_TERMINAL', `job-registry: job '${id}' already ended as ${snap.state}`);
-    sendJson(res, 200, toWireSnapshot(snap));
+    sendJson(res, 200, toWireSnapshot(snap, o.exposeErrors));
   }
 
-  async function streamJob(req: IncomingMessage, res: ServerResponse, id: string, url: URL): Promise<void> {
+  async function listJobs(res: ServerResponse, caller: Caller): Promise<void> {
+    if (!(await access.may(caller, 'list'))) return sendJson(res, 200, []);
+    const jobs = await registry.listJobs();
+    const shown: JobSnapshot[] = [];
+    for (const job of jobs) if (await access.may(caller, 'list', job)) shown.push(job);
+    sendJson(
+      res,
+      200,
+      shown.map((j) => toWireSnapshot(j, o.exposeErrors)),
+    );
+  }
+
+  async function openEvents(res: ServerResponse, caller: Caller): Promise<void> {
+    if (!(await access.may(caller, 'events')))
+      throw new HttpError(404, 'NOT_FOUND', 'job-registry: no route');
+    const ticket = tracker.admit(undefined, caller.principal?.id);
+    openEventStream(res, o.retryMs);
+    streamEvents(res, {
+      registry: registry as JobRegistry<unknown, unknown>,
+      access,
+      caller,
+      exposeErrors: o.exposeErrors,
+      maxBufferedBytes: o.maxBufferedBytes,
+      track: (c) => tracker.track(c),
+      onClose: (c) => {
+        tracker.untrack(c);
+        tracker.release(ticket);
+      },
+    });
+  }
+
+  async function streamJob(
+    req: IncomingMessage,
+    res: ServerResponse,
+    id: string,
+    target: string,
+  ): Promise<void> {
+    const query = requestQuery(target);
+    const caller = await access.identifyStream(req, id, query.get('token'));
+    // An empty Last-Event-ID counts as absent, so ?after applies.
     const header = req.headers['last-event-id'];
-    const query = url.searchParams.get('after');
-    const raw = header !== undefined ? String(header).trim() : query;
+    const fromHeader = header === undefined ? '' : String(header).trim();
+    const raw = fromHeader !== '' ? fromHeader : query.get('after');
     let after: number | undefined;
-    if (raw !== null && raw !== undefined && raw !== '') {
+    if (raw !== null && raw !== '') {
       if (!RESUME_POINT.test(raw))
         throw new HttpError(
           400,
@@ -275,94 +242,68 @@ export function createJobHandler<T, P = unknown>(
         );
       after = Number(raw);
     }
-    await registry.checkReadable(id, after === undefined ? {} : { after });
+    // Who may see the job is settled before anything about it (410, 400, 204) is told.
+    if (!access.open && !caller.byToken) await visibleJob(id, caller, 'stream');
+    const snap = await registry.checkReadable(id, after === undefined ? {} : { after });
     if (res.destroyed) return;
-    openEventStream(res, retryMs);
-    if (req.method === 'HEAD') return void res.end();
+    // The client already saw the end (the terminal event's id is the token count): nothing to send, and
+    // a browser EventSource stops reconnecting on 204.
+    if (after !== undefined && isTerminal(snap.state) && after === snap.tokenCount) {
+      res.writeHead(204);
+      return void res.end();
+    }
+    const ticket = tracker.admit(id, caller.principal?.id);
+    openEventStream(res, o.retryMs);
+    if (req.method === 'HEAD') {
+      tracker.release(ticket);
+      return void res.end();
+    }
     res.socket?.setNoDelay(true);
+    // A slow reader keeps a terminal job past its retention (bounded by retentionGrace) until it caught up.
+    const release = registry.holdForReader(id);
     const stream: TokenStream<T> = new TokenStream<T>(
       res,
       {
-        serialize,
-        maxBufferedBytes,
+        serialize: o.serialize,
+        maxBufferedBytes: o.maxBufferedBytes,
+        errorText: (e) =>
+          e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
         tokens: (from) => {
-          if (execute !== undefined && startOn === 'stream' && registry.hasJob(id)) {
+          if (execute !== undefined && o.startOn === 'stream' && registry.hasJob(id))
             registry.executeAndStream(id, execute);
-          }
           return registry.tokens$(id, from === undefined ? {} : { after: from });
         },
-        finalState: () => {
-          let snap: JobSnapshot | undefined;
-          try {
-            snap = registry.getJob(id);
-          } catch (e) {
-            // Disposed: the stream of a job held elsewhere ended with this registry.
-            if (e instanceof RegistryDisposedError) return 'closing';
-            throw e;
-          }
-          if (snap !== undefined) return { state: snap.state, error: snap.error };
-          // A job held elsewhere whose stream ended because this registry is shutting down: no terminal
-          // event (the client resumes on another process).
-          return registry.isDisposed ? 'closing' : undefined;
+        finalState: () => finalState(id),
+        onClose: () => {
+          release();
+          tracker.untrack(stream);
+          tracker.release(ticket);
         },
-        onClose: () => untrack(stream),
       },
       after,
     );
-    track(stream);
+    tracker.track(stream);
     stream.start();
   }
 
-  function streamEvents(res: ServerResponse): void {
-    openEventStream(res, retryMs);
-    let subscription: Subscription | undefined;
-    let closed = false;
-    let buffered: RegistryEvent[] | undefined = [];
-    // Events of one tick go out in one write. A dashboard that reads slower than events arrive is
-    // disconnected past maxBufferedBytes: its EventSource reconnects and starts from a fresh snapshot.
-    let pending = '';
-    const flush = (): void => {
-      if (closed || pending === '') return;
-      const chunk = pending;
-      pending = '';
-      res.write(chunk);
-      if (res.writableLength > maxBufferedBytes) conn.close();
-    };
-    const conn: Closable = {
-      writeRaw: (chunk) => {
-        if (closed) return;
-        if (pending === '') queueMicrotask(flush);
-        pending += chunk;
-      },
-      close: () => {
-        if (closed) return;
-        closed = true;
-        subscription?.unsubscribe();
-        untrack(conn);
-        res.end(pending);
-        pending = '';
-      },
-    };
-    const write = (e: RegistryEvent): void => conn.writeRaw(sseEvent(e.type, JSON.stringify(toWireEvent(e))));
-    // The snapshot is taken before the subscription starts buffering, so events after it are not lost.
-    const snapshot = registry.listJobs();
-    subscription = registry.events$.subscribe({
-      next: (e) => (buffered !== undefined ? buffered.push(e) : write(e)),
-      complete: () => conn.close(),
-      error: () => conn.close(),
-    });
-    res.on('close', () => conn.close());
-    track(conn);
-    snapshot.then(
-      (jobs) => {
-        if (closed) return;
-        conn.writeRaw(sseEvent('snapshot', JSON.stringify(jobs.map(toWireSnapshot))));
-        const early = buffered ?? [];
-        buffered = undefined;
-        for (const e of eventsAfterSnapshot(jobs, early)) write(e);
-      },
-      () => conn.close(),
-    );
+  function finalState(id: string): { state: string; error?: string | undefined } | 'closing' | undefined {
+    let snap: JobSnapshot | undefined;
+    try {
+      snap = registry.getJob(id);
+    } catch (e) {
+      // Disposed: the stream of a job held elsewhere ended with this registry.
+      if (e instanceof RegistryDisposedError) return 'closing';
+      throw e;
+    }
+    if (snap !== undefined)
+      return {
+        state: snap.state,
+        error:
+          snap.error === undefined ? undefined : visibleError(snap.error, snap.errorPrivate, o.exposeErrors),
+      };
+    // A job held elsewhere whose stream ended because this registry is shutting down: no terminal
+    // event (the client resumes on another process).
+    return registry.isDisposed ? 'closing' : undefined;
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => {
@@ -372,52 +313,30 @@ export function createJobHandler<T, P = unknown>(
         res.destroy();
         return;
       }
-      const closeAfter = err.status === 413 || err.status === 408;
-      res.writeHead(err.status, {
+      const headers: Record<string, string> = {
         'Content-Type': 'application/json; charset=utf-8',
         ...err.headers,
-        ...(closeAfter ? { Connection: 'close' } : {}),
-      });
+      };
+      if (err.status === 429 && headers['Retry-After'] === undefined)
+        headers['Retry-After'] = String(o.retryAfterSeconds);
+      if (err.status === 413 || err.status === 408) headers.Connection = 'close';
+      res.writeHead(err.status, headers);
       res.end(JSON.stringify({ error: { code: err.code, message: err.message } }));
     });
   }) as JobHandler;
-  handler.close = () => {
-    for (const c of [...open]) c.close();
-    if (heartbeat !== undefined) clearInterval(heartbeat);
-    heartbeat = undefined;
-  };
-  Object.defineProperty(handler, 'connections', { get: () => open.size });
+  handler.close = () => tracker.closeAll();
+  Object.defineProperty(handler, 'connections', { get: () => tracker.size });
   return handler;
 }
 
+// No `Connection` header: Node keeps the connection alive, or closes it when the request asked so.
 function openEventStream(res: ServerResponse, retryMs: number): void {
   res.writeHead(200, {
     'Content-Type': 'text/event-stream; charset=utf-8',
     'Cache-Control': 'no-cache, no-transform',
-    Connection: 'keep-alive',
     'X-Accel-Buffering': 'no',
   });
   res.write(retryField(retryMs));
-}
-
-/**
- * The events that arrived while a snapshot was read, less those it already shows (events from other
- * processes may race it). A job created after the snapshot keeps every later event, its removal too.
- */
-export function eventsAfterSnapshot(snapshot: JobSnapshot[], early: RegistryEvent[]): RegistryEvent[] {
-  const byId = new Map(snapshot.map((j) => [j.id, j]));
-  const createdSince = new Set<string>();
-  return early.filter((e) => {
-    if (e.type === 'created') {
-      if (byId.has(e.jobId)) return false;
-      createdSince.add(e.jobId);
-      return true;
-    }
-    if (createdSince.has(e.jobId)) return true;
-    const snap = byId.get(e.jobId);
-    if (e.type === 'removed') return snap !== undefined;
-    return !(snap !== undefined && snap.updatedAt.toMillis() >= e.at.toMillis() && snap.state === e.to);
-  });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -427,22 +346,4 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
     'Content-Length': Buffer.byteLength(text),
   });
   res.end(text);
-}
-
-function normalizePath(p: string, name: string): string {
-  if (typeof p !== 'string' || !p.startsWith('/'))
-    throw new InvalidArgumentError(`${name} must be a path starting with '/'`);
-  return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
-}
-
-function positive(n: number, name: string): number {
-  if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n))
-    throw new InvalidArgumentError(`${name} must be a number > 0`);
-  return n;
-}
-
-function nonNegative(n: number, name: string): number {
-  if (typeof n !== 'number' || !(n >= 0) || !Number.isFinite(n))
-    throw new InvalidArgumentError(`${name} must be a number >= 0`);
-  return n;
 }

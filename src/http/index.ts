@@ -1,8 +1,14 @@
 export { createJobHandler } from './handler.js';
 export type { JobHandler, JobHandlerOptions, CorsOptions } from './handler.js';
+export { eventsAfterSnapshot } from './events.js';
+export { Access, ownJobsOnly } from './access.js';
+export type { Principal, JobAction, JobRef, Authenticate, Authorize, AccessOptions } from './access.js';
+export { streamTokenSigner } from './stream-token.js';
+export type { StreamTokenOptions, StreamTokenSigner } from './stream-token.js';
+export { requestPath, requestQuery } from './route.js';
 export { dataLines, sseEvent, tokenEvent, retryField, comment } from './sse.js';
 export { HttpError, STATUS_BY_CODE, toHttpError } from './status.js';
 export type { HttpErrorCode } from './status.js';
 export { readJsonBody, isJsonContentType } from './body.js';
-export { toWireSnapshot, toWireEvent } from './wire.js';
+export { toWireSnapshot, toWireEvent, visibleError, REDACTED_ERROR } from './wire.js';
 export type { WireSnapshot, WireEvent } from './wire.js';

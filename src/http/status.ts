@@ -12,6 +12,9 @@ export type HttpErrorCode =
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'REQUEST_TIMEOUT'
   | 'JOB_TERMINAL'
+  | 'INVALID_PATH'
+  | 'UNAUTHENTICATED'
+  | 'CAPACITY'
   | 'INTERNAL';
 
 /** An error answered over HTTP with a status and a JSON body `{"error":{"code","message"}}`. */
@@ -46,6 +49,11 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   JOB_CLOSED: 409,
   JOB_BUSY: 409,
   REPLAY_EXPIRED: 410,
+  INVALID_PATH: 400,
+  RESUME_AHEAD: 400,
+  UNAUTHENTICATED: 401,
+  CAPACITY: 429,
+  LIMIT_EXCEEDED: 409,
   REGISTRY_DISPOSED: 503,
   BACKEND_ERROR: 503,
 });

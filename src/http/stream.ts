@@ -11,6 +11,8 @@ export interface TokenStreamOptions<T> {
   maxBufferedBytes: number;
   /** Reads the job's tokens after a seq (or from the start of what is kept). */
   tokens: (after: number | undefined) => Observable<TokenEvent<T>>;
+  /** The text a client sees of a job's failure or cancel (a private failure is redacted). */
+  errorText: (e: JobFailedError | JobCancelledError) => string;
   /** The terminal status of a job whose token stream completed (dispose() completes streams of cancelled jobs). */
   finalState: () => { state: string; error?: string | undefined } | 'closing' | undefined;
   onClose: () => void;
@@ -88,19 +90,26 @@ export class TokenStream<T> {
     this.schedule();
   }
 
+  // The terminal event's id is the job's token count (last seq + 1): a client that resumes from it has
+  // seen the end, and gets 204.
+  private endId(): number {
+    return this.lastSeq === undefined ? 0 : this.lastSeq + 1;
+  }
+
   private onComplete(): void {
     const final = this.options.finalState();
     if (final === 'closing') this.end('');
     else if (final !== undefined && final.state !== 'completed') {
-      this.end(sseEvent('error', JSON.stringify({ state: final.state, error: final.error ?? final.state })));
-    } else this.end(sseEvent('done', JSON.stringify({ state: 'completed' })));
+      const data = JSON.stringify({ state: final.state, error: final.error ?? final.state });
+      this.end(sseEvent('error', data, this.endId()));
+    } else this.end(sseEvent('done', JSON.stringify({ state: 'completed' }), this.endId()));
   }
 
   private onError(e: unknown): void {
-    if (e instanceof JobFailedError)
-      this.end(sseEvent('error', JSON.stringify({ state: 'failed', error: e.message })));
-    else if (e instanceof JobCancelledError)
-      this.end(sseEvent('error', JSON.stringify({ state: 'cancelled', error: e.message })));
+    if (e instanceof JobFailedError || e instanceof JobCancelledError) {
+      const state = e instanceof JobFailedError ? 'failed' : 'cancelled';
+      this.end(sseEvent('error', JSON.stringify({ state, error: this.options.errorText(e) }), this.endId()));
+    }
     // Anything else (the replay point expired, the backend failed) is not the job's end: close without
     // a terminal event, so the client resumes and gets the real answer (410, 404, 503).
     else this.end('');

@@ -5,6 +5,8 @@ export interface WireSnapshot {
   job_id: string;
   state: string;
   error?: string;
+  /** The principal that created the job, when it has one. */
+  owner?: string;
   created_at: string;
   updated_at: string;
   token_count: number;
@@ -16,11 +18,23 @@ export interface WireEvent {
   from?: string;
   to?: string;
   error?: string;
+  owner?: string;
   at: string;
 }
 
-/** The wire form of a snapshot. */
-export function toWireSnapshot(s: JobSnapshot): WireSnapshot {
+/** What clients see of a producer's error that was not marked public (see `exposeErrors`). */
+export const REDACTED_ERROR = 'job failed';
+
+/**
+ * The error text a client may see: a private one (a producer's error not marked public) is replaced by
+ * {@link REDACTED_ERROR} unless `expose` is set.
+ */
+export function visibleError(error: string, errorPrivate: boolean | undefined, expose = false): string {
+  return errorPrivate === true && !expose ? REDACTED_ERROR : error;
+}
+
+/** The wire form of a snapshot; `exposeErrors` shows private errors verbatim. */
+export function toWireSnapshot(s: JobSnapshot, exposeErrors = false): WireSnapshot {
   const w: WireSnapshot = {
     job_id: s.id,
     state: s.state,
@@ -28,17 +42,18 @@ export function toWireSnapshot(s: JobSnapshot): WireSnapshot {
     updated_at: s.updatedAt.toISO()!,
     token_count: s.tokenCount,
   };
-  if (s.error !== undefined) w.error = s.error;
+  if (s.error !== undefined) w.error = visibleError(s.error, s.errorPrivate, exposeErrors);
+  if (s.owner !== undefined) w.owner = s.owner;
   return w;
 }
 
-/** The wire form of a registry event. */
-export function toWireEvent(e: RegistryEvent): WireEvent {
+/** The wire form of a registry event; `exposeErrors` shows private errors verbatim. */
+export function toWireEvent(e: RegistryEvent, exposeErrors = false): WireEvent {
   const w: WireEvent = { job_id: e.jobId, at: e.at.toISO()! };
   if (e.type === 'stateChanged') {
     w.from = e.from;
     w.to = e.to;
-    if (e.error !== undefined) w.error = e.error;
-  }
+    if (e.error !== undefined) w.error = visibleError(e.error, e.errorPrivate, exposeErrors);
+  } else if (e.type === 'created' && e.owner !== undefined) w.owner = e.owner;
   return w;
 }

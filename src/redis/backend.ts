@@ -102,7 +102,7 @@ class RedisBackend implements RegistryBackend {
       this.outages,
       {
         missing: (id) => this.repair.lost(id),
-        endedElsewhere: (id, state, error) => this.repair.adopt(id, state, error),
+        endedElsewhere: (id, state, error, priv) => this.repair.adopt(id, state, error, priv),
         tokenRefused: (id, seq) => void this.repair.checkRefused(id, seq),
         tokensLost: (ids, e) => {
           for (const id of ids)
@@ -175,7 +175,7 @@ class RedisBackend implements RegistryBackend {
   // ---- writes ----
 
   jobCreated(job: StoredJob): void {
-    this.writer!.created(job.id, job.createdAt);
+    this.writer!.created(job.id, job.createdAt, job.owner ?? '');
   }
 
   tokenAppended(jobId: string, seq: number, token: unknown): void {
@@ -188,10 +188,12 @@ class RedisBackend implements RegistryBackend {
     to: JobState,
     error: string | undefined,
     at: number,
+    errorPrivate = false,
   ): Promise<void> | undefined {
     if (this.closed) return undefined;
     const count = isTerminal(to) ? (this.host?.describe(jobId)?.tokenCount ?? -1) : -1;
-    return this.writer!.state(jobId, to, error ?? '', at, count, this.requests.get(jobId) ?? '');
+    const request = this.requests.get(jobId) ?? '';
+    return this.writer!.state(jobId, to, error ?? '', at, count, request, errorPrivate);
   }
 
   jobRemoved(jobId: string): void {

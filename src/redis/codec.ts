@@ -19,10 +19,16 @@ export function decodeEvent(fields: string[]): StreamEvent | undefined {
       : { kind: 'cancel', jobId: f.job, origin: f.origin, request: f.req, reason: f.error ?? '' };
   const when = DateTime.fromMillis(at, { zone: 'utc' });
   let event: RegistryEvent;
-  if (f.type === 'created' || f.type === 'removed') event = { type: f.type, jobId: f.job, at: when };
+  if (f.type === 'created') {
+    event = { type: 'created', jobId: f.job, at: when };
+    if (f.principal !== undefined && f.principal !== '') event.owner = f.principal;
+  } else if (f.type === 'removed') event = { type: 'removed', jobId: f.job, at: when };
   else if (f.type === 'stateChanged' && isJobState(f.from) && isJobState(f.to)) {
     event = { type: 'stateChanged', jobId: f.job, from: f.from, to: f.to, at: when };
-    if (f.error !== undefined && f.error !== '') event.error = f.error;
+    if (f.error !== undefined && f.error !== '') {
+      event.error = f.error;
+      if (f.private === '1') event.errorPrivate = true;
+    }
   } else return undefined;
   const out: StreamEvent = { kind: 'event', event, origin: f.origin };
   if (f.req !== undefined) out.request = f.req;
@@ -65,7 +71,11 @@ export function decodeSnapshot(
     updatedAt: DateTime.fromMillis(updated, { zone: 'utc' }),
     tokenCount: count,
   };
-  if (meta.error !== undefined && meta.error !== '') snap.error = meta.error;
+  if (meta.error !== undefined && meta.error !== '') {
+    snap.error = meta.error;
+    if (meta.error_private === '1') snap.errorPrivate = true;
+  }
+  if (meta.principal !== undefined && meta.principal !== '') snap.owner = meta.principal;
   return snap;
 }
 

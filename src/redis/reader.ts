@@ -6,6 +6,7 @@ import {
   JobNotFoundError,
   JobRegistryError,
   ReplayExpiredError,
+  ResumeAheadError,
   messageOf,
 } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
@@ -87,11 +88,13 @@ export function remoteTokens(
         if (f.end !== undefined) {
           // Tokens before the end that never arrived (lost with Redis's data) are a gap, not an end.
           const count = f.count === undefined ? NaN : Number(f.count);
-          if (lastSeq !== undefined && lastSeq + 1 < count)
+          // A resume point past the end (the end event's own id is the count: resuming there just ends).
+          if (after !== undefined && after > count) end(new ResumeAheadError(jobId, after, count, true));
+          else if (lastSeq !== undefined && lastSeq + 1 < count)
             end(new ReplayExpiredError(jobId, lastSeq, count));
           else if (f.end === 'completed') end();
           else if (f.end === 'cancelled') end(new JobCancelledError(jobId, f.error || 'job was cancelled'));
-          else end(new JobFailedError(jobId, f.error || 'job failed'));
+          else end(new JobFailedError(jobId, f.error || 'job failed', f.private !== '1'));
           return true;
         }
         ctx.log.warn(`job-registry: skipping a foreign entry ${entryId} in ${key}`);

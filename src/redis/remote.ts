@@ -78,7 +78,12 @@ export function remoteStatus(c: RemoteContext, jobId: string): Observable<JobSta
         if (s.kind !== 'event' || s.event.jobId !== jobId) return;
         const ev = s.event;
         if (ev.type === 'stateChanged')
-          emit({ state: ev.to, at: ev.at, ...(ev.error !== undefined ? { error: ev.error } : {}) });
+          emit({
+            state: ev.to,
+            at: ev.at,
+            ...(ev.error !== undefined ? { error: ev.error } : {}),
+            ...(ev.errorPrivate ? { errorPrivate: true as const } : {}),
+          });
         else if (ev.type === 'removed') sub.complete();
       },
       complete: () => sub.complete(),
@@ -94,6 +99,7 @@ export function remoteStatus(c: RemoteContext, jobId: string): Observable<JobSta
             state: snap.state,
             at: snap.updatedAt,
             ...(snap.error !== undefined ? { error: snap.error } : {}),
+            ...(snap.errorPrivate ? { errorPrivate: true as const } : {}),
           });
       },
       (e: unknown) => sub.error(e), // findJob fails with BackendError already

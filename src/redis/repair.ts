@@ -40,17 +40,19 @@ export class Repair {
       now.tokenCount,
       now.createdAt,
       held.state,
+      now.errorPrivate === true,
+      now.owner ?? '',
     );
   }
 
-  adopt(jobId: string, state: string, error: string): void {
+  adopt(jobId: string, state: string, error: string, errorPrivate = false): void {
     if (state !== 'completed' && state !== 'failed' && state !== 'cancelled') return;
     const held = this.host?.describe(jobId);
     if (held !== undefined && isTerminal(held.state) && held.state !== state)
       this.log.warn(
         `job-registry: job '${jobId}' ended here as ${held.state}, but Redis already had it ${state}; every process now reports ${state}`,
       );
-    this.host?.adoptEnd(jobId, state, error === '' ? undefined : error);
+    this.host?.adoptEnd(jobId, state, error === '' ? undefined : error, errorPrivate);
   }
 
   /** Redis refused a token: find out why from the stream itself, not from the error's text. */
@@ -63,9 +65,14 @@ export class Repair {
       if (lastSeq !== undefined && lastSeq >= seq) return; // a write resent after a reconnect: stored once
       if (lastSeq === undefined) {
         // The stream ended: another process ended the job. Take its end.
-        const [state, error] = await this.conn.cmd.hmget(this.keys.meta(jobId, shard), 'state', 'error');
+        const [state, error, priv] = await this.conn.cmd.hmget(
+          this.keys.meta(jobId, shard),
+          'state',
+          'error',
+          'error_private',
+        );
         if (state === null) return this.lost(jobId);
-        return this.adopt(jobId, state, error ?? '');
+        return this.adopt(jobId, state, error ?? '', priv === '1');
       }
       this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${seq} of job '${jobId}'`);
     } catch (e) {

@@ -21,13 +21,19 @@ local function terminal(s) return s == 'completed' or s == 'failed' or s == 'can
  *
  * KEYS[1] job hash, KEYS[2] shard events, KEYS[3] shard job index, KEYS[4] shard live hash
  * ARGV[1] created at (ms), ARGV[2] live TTL ms of the job hash, ARGV[3] the owner's replayLimit ('inf'
- * for all), then the shared tail (ARGV[4..7]).
+ * for all), ARGV[4] the principal that created it ('' for none), then the shared tail (ARGV[5..8]).
+ * (The hash's `owner` is the process that holds the job; `principal` is who created it.)
  */
 export const CREATE = `${EVENT}
-local id, origin, maxlen, ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local id, origin, maxlen, ttl = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'created_at', ARGV[1], 'updated_at', ARGV[1], 'owner', origin,
   'limit', ARGV[3])
+local created = {'type', 'created', 'job', id, 'at', ARGV[1], 'origin', origin}
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'principal', ARGV[4])
+  table.insert(created, 'principal'); table.insert(created, ARGV[4])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[1], id)
 redis.call('HSET', KEYS[4], id, origin)
@@ -35,7 +41,7 @@ if ttl >= 0 then
   redis.call('PEXPIRE', KEYS[3], ttl)
   redis.call('PEXPIRE', KEYS[4], ttl)
 end
-event(KEYS[2], maxlen, ttl, {'type', 'created', 'job', id, 'at', ARGV[1], 'origin', origin})
+event(KEYS[2], maxlen, ttl, created)
 return 1
 `;
 
@@ -46,24 +52,25 @@ return 1
  *
  * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
  * ARGV[1] target state, ARGV[2] error ('' for none), ARGV[3] time (ms), ARGV[4] retention ms (-1: keep),
- * ARGV[5] token count (-1: leave as is), ARGV[6] cancel request id ('' for none), then the shared tail.
- * Returns {'moved', previous state} | {'same'} | {'missing'} | {'ended', state, error}.
+ * ARGV[5] token count (-1: leave as is), ARGV[6] cancel request id ('' for none), ARGV[7] '1' when the
+ * error is private (a producer's, not marked public) else '', then the shared tail (ARGV[8..11]).
+ * Returns {'moved', previous state} | {'same'} | {'missing'} | {'ended', state, error, private}.
  */
 export const TRANSITION = `${EVENT}
-local id, origin, maxlen, ttl = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
-local state, err = unpack(redis.call('HMGET', KEYS[1], 'state', 'error'))
+local id, origin, maxlen, ttl = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+local state, err, priv = unpack(redis.call('HMGET', KEYS[1], 'state', 'error', 'error_private'))
 if not state then return {'missing'} end
-if terminal(state) then return {'ended', state, err or ''} end
+if terminal(state) then return {'ended', state, err or '', priv or ''} end
 if state == ARGV[1] then return {'same'} end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[3])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'error_private', '1') end
 if tonumber(ARGV[5]) >= 0 then redis.call('HSET', KEYS[1], 'token_count', ARGV[5]) end
 if terminal(ARGV[1]) then
-  if tonumber(ARGV[5]) >= 0 then
-    redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2], 'count', ARGV[5])
-  else
-    redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2])
-  end
+  local ending = {'end', ARGV[1], 'error', ARGV[2]}
+  if tonumber(ARGV[5]) >= 0 then table.insert(ending, 'count'); table.insert(ending, ARGV[5]) end
+  if ARGV[7] ~= '' then table.insert(ending, 'private'); table.insert(ending, '1') end
+  redis.call('XADD', KEYS[2], '*', unpack(ending))
   redis.call('HDEL', KEYS[4], id)
   local keep = tonumber(ARGV[4])
   if keep >= 0 then
@@ -77,6 +84,7 @@ end
 local fields = {'type', 'stateChanged', 'job', id, 'from', state, 'to', ARGV[1], 'at', ARGV[3], 'origin', origin}
 if ARGV[2] ~= '' then table.insert(fields, 'error'); table.insert(fields, ARGV[2]) end
 if ARGV[6] ~= '' then table.insert(fields, 'req'); table.insert(fields, ARGV[6]) end
+if ARGV[7] ~= '' then table.insert(fields, 'private'); table.insert(fields, '1') end
 event(KEYS[3], maxlen, ttl, fields)
 return {'moved', state}
 `;
@@ -89,24 +97,33 @@ return {'moved', state}
  * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
  * ARGV[1] end state, ARGV[2] error, ARGV[3] time (ms), ARGV[4] retention ms (-1: keep), ARGV[5] token
  * count, ARGV[6] created at (ms), ARGV[7] the state it left, ARGV[8] the owner's replayLimit ('inf' for
- * all), then the shared tail.
+ * all), ARGV[9] '1' when the error is private else '', ARGV[10] the principal ('' for none), then the
+ * shared tail (ARGV[11..14]).
  * Returns 1 when it wrote the job, 0 when the hash already had a state.
  */
 export const RESTORE_ENDED = `${EVENT}
-local id, origin, maxlen, ttl = ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
+local id, origin, maxlen, ttl = ARGV[11], ARGV[12], ARGV[13], tonumber(ARGV[14])
 if redis.call('HEXISTS', KEYS[1], 'state') == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2], 'created_at', ARGV[6], 'updated_at', ARGV[3],
   'token_count', ARGV[5], 'owner', origin, 'limit', ARGV[8])
-redis.call('XADD', KEYS[2], '*', 'end', ARGV[1], 'error', ARGV[2], 'count', ARGV[5])
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'principal', ARGV[10]) end
+local ending = {'end', ARGV[1], 'error', ARGV[2], 'count', ARGV[5]}
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'error_private', '1')
+  table.insert(ending, 'private'); table.insert(ending, '1')
+end
+redis.call('XADD', KEYS[2], '*', unpack(ending))
 redis.call('HDEL', KEYS[4], id)
 local keep = tonumber(ARGV[4])
 if keep >= 0 then
   redis.call('PEXPIRE', KEYS[1], keep)
   redis.call('PEXPIRE', KEYS[2], keep)
 end
-event(KEYS[3], maxlen, ttl, {'type', 'stateChanged', 'job', id, 'from', ARGV[7], 'to', ARGV[1], 'at', ARGV[3],
-  'origin', origin, 'error', ARGV[2]})
+local fields = {'type', 'stateChanged', 'job', id, 'from', ARGV[7], 'to', ARGV[1], 'at', ARGV[3],
+  'origin', origin, 'error', ARGV[2]}
+if ARGV[9] ~= '' then table.insert(fields, 'private'); table.insert(fields, '1') end
+event(KEYS[3], maxlen, ttl, fields)
 return 1
 `;
 

@@ -10,7 +10,7 @@ export interface WriterHooks {
   /** A transition found the job's hash gone: Redis lost the job's data, or it was removed. */
   missing(jobId: string): void;
   /** A transition found the job already ended in Redis, in another state than this one. */
-  endedElsewhere(jobId: string, state: string, error: string): void;
+  endedElsewhere(jobId: string, state: string, error: string, errorPrivate: boolean): void;
   /** Redis refused a token write (the stream moved past it, or holds another type): check the stream. */
   tokenRefused(jobId: string, seq: number): void;
   /** A whole batch failed to reach Redis: these jobs' tokens are lost. */
@@ -72,7 +72,7 @@ export class Writer {
     if (replayLimit === 0) this.counts = new Map();
   }
 
-  created(jobId: string, at: number): void {
+  created(jobId: string, at: number, principal: string): void {
     this.refuseWhenFull();
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
@@ -84,6 +84,7 @@ export class Writer {
       at,
       this.ttls.live,
       this.limit,
+      principal,
       ...this.tail(jobId),
     );
     this.count(b, 1);
@@ -127,12 +128,15 @@ export class Writer {
     at: number,
     count: number,
     request: string,
+    errorPrivate: boolean,
   ): Promise<void> | undefined {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
     this.counts?.delete(jobId);
     b.transitions.push([b.size, jobId, to]);
-    b.pipe.jrTransition(...this.transitionArgs(jobId, to, error, at, count, request, this.owner));
+    b.pipe.jrTransition(
+      ...this.transitionArgs(jobId, to, error, at, count, request, this.owner, errorPrivate),
+    );
     this.count(b, 1);
     if (to !== 'completed' && to !== 'failed' && to !== 'cancelled') return undefined;
     return new Promise<void>((resolve) => (b.ends ??= []).push(resolve));
@@ -166,6 +170,7 @@ export class Writer {
     count: number,
     request: string,
     origin: string,
+    errorPrivate = false,
   ): Array<string | number> {
     return [
       ...this.keys.ofJob(jobId),
@@ -175,6 +180,7 @@ export class Writer {
       this.ttls.retention,
       count,
       request,
+      errorPrivate ? '1' : '',
       jobId,
       origin,
       this.eventsMaxLen,
@@ -218,6 +224,8 @@ export class Writer {
     tokenCount: number,
     createdAt: number,
     from: JobState,
+    errorPrivate: boolean,
+    principal: string,
   ): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
@@ -231,6 +239,8 @@ export class Writer {
       createdAt,
       from,
       this.limit,
+      errorPrivate ? '1' : '',
+      principal,
       ...this.tail(jobId),
     );
     this.count(b, 1);
@@ -344,9 +354,10 @@ export class Writer {
     for (const [index, jobId, to] of b.transitions) {
       const [err, reply] = results[index] ?? [null, null];
       if (err !== null) continue; // reported below with the other command errors
-      const [code, state, error] = reply as [string, string?, string?];
+      const [code, state, error, priv] = reply as [string, string?, string?, string?];
       if (code === 'missing') this.hooks.missing(jobId);
-      else if (code === 'ended' && state !== to) this.hooks.endedElsewhere(jobId, state!, error ?? '');
+      else if (code === 'ended' && state !== to)
+        this.hooks.endedElsewhere(jobId, state!, error ?? '', priv === '1');
     }
     let refused: Set<string> | undefined;
     for (let i = 0; i < results.length; i++) {

@@ -39,6 +39,7 @@ test.each([Infinity, 8])(
           sub: { unsubscribe(): void };
           cut: boolean;
           expired: boolean;
+          ahead: boolean;
         }> = [];
         for (const s of steps) {
           if (s.kind === 'emit' && ended === undefined) r.emit(id, emitted++ * 10);
@@ -53,6 +54,8 @@ test.each([Infinity, 8])(
               seen: [] as TokenEvent<number>[],
               cut: false,
               expired: false,
+              // Past a live job's last seq, or past a terminal job's end event (id = token count).
+              ahead: after !== undefined && after >= emitted && !(ended !== undefined && after === emitted),
               end: undefined as string | undefined,
               sub: { unsubscribe() {} },
             };
@@ -72,6 +75,11 @@ test.each([Infinity, 8])(
         for (const reader of readers) {
           if (reader.expired) {
             expect(reader.end).toBe('REPLAY_EXPIRED');
+            expect(reader.seen).toEqual([]);
+            continue;
+          }
+          if (reader.ahead) {
+            expect(reader.end).toBe('RESUME_AHEAD');
             expect(reader.seen).toEqual([]);
             continue;
           }

@@ -65,17 +65,18 @@ describe('POST and GET', () => {
     const body = raw.slice(raw.indexOf('\r\n\r\n') + 4);
     const dechunked = body.replace(/(^|\r\n)[0-9a-f]+\r\n/g, '$1').replace(/\r\n/g, '');
     expect(dechunked).toBe(
-      'retry: 1000\n\nid: 0\nevent: token\ndata: "x"\n\nid: 1\nevent: token\ndata: "y\\nz"\n\nevent: done\ndata: {"state":"completed"}\n\n',
+      'retry: 1000\n\nid: 0\nevent: token\ndata: "x"\n\nid: 1\nevent: token\ndata: "y\\nz"\n\nid: 2\nevent: done\ndata: {"state":"completed"}\n\n',
     );
   });
 
-  test('a failing job ends with one error event', async () => {
+  test('a failing job ends with one error event, its id the token count, the executor error redacted', async () => {
     const { sse_url } = JSON.parse(
       (await postJson(`${srv.url}/v1/inference`, { words: ['a'], fail: true })).body,
     );
     const events = parseSse((await http(srv.url + sse_url)).body);
     expect(events.map((e) => e.event)).toEqual(['token', 'error']);
-    expect(JSON.parse(events[1]!.data)).toEqual({ state: 'failed', error: 'model exploded' });
+    expect(events[1]!.id).toBe('1');
+    expect(JSON.parse(events[1]!.data)).toEqual({ state: 'failed', error: 'job failed' });
   });
 
   test('Last-Event-ID or ?after resumes after seq N; Last-Event-ID wins', async () => {
@@ -102,6 +103,7 @@ describe('POST and GET', () => {
     expect(JSON.parse(del.body)).toMatchObject({ job_id, state: 'cancelled', error: 'cancelled by request' });
     const events = parseSse((await streaming).body);
     expect(events.at(-1)).toEqual({
+      id: String(events.length - 1),
       event: 'error',
       data: JSON.stringify({ state: 'cancelled', error: 'cancelled by request' }),
     });
@@ -269,7 +271,8 @@ describe('bad input: contract status, JSON error, no job created', () => {
     for (const bad of ['a'.repeat(5000), 'job%20x', 'job*', '%7Bjob%7D', '%E0%A4%A']) {
       const r = await http(`${srv.url}/v1/inference/${bad}/stream`);
       expect(r.status).toBe(400);
-      expect(JSON.parse(r.body).error.code).toMatch(/INVALID_JOB_ID/);
+      // A malformed percent escape is refused by the path check before the id check.
+      expect(JSON.parse(r.body).error.code).toMatch(/^(INVALID_JOB_ID|INVALID_PATH)$/);
     }
   });
 
@@ -291,7 +294,7 @@ describe('bad input: contract status, JSON error, no job created', () => {
     srv.registry.updateState(id, 'completed');
     // An empty Last-Event-ID means "no resume point": the kept tokens are replayed.
     const blank = await http(`${srv.url}/v1/inference/${id}/stream`, { headers: { 'Last-Event-ID': ' ' } });
-    expect(parseSse(blank.body).map((e) => e.id ?? e.event)).toEqual(['2', '3', 'done']);
+    expect(parseSse(blank.body).map((e) => `${e.event}:${e.id}`)).toEqual(['token:2', 'token:3', 'done:4']);
     expect((await http(`${srv.url}/v1/inference/${id}/stream?after=x`)).status).toBe(400);
     const gone = await http(`${srv.url}/v1/inference/${id}/stream?after=0`);
     expect(gone.status).toBe(410);

@@ -37,6 +37,7 @@ test('the example server logs its URL, serves the dashboard, and shuts down clea
     await waitFor(() => ended, 5000, 'stream end');
     const events = parseSse(body);
     expect(events.at(-1)).toEqual({
+      id: String(events.filter((e) => e.event === 'token').length),
       event: 'error',
       data: JSON.stringify({ state: 'cancelled', error: 'registry disposed' }),
     });

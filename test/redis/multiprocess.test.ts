@@ -38,7 +38,7 @@ describeIf(available)('several example servers share one registry through Redis'
     expect(tokens.map((e) => JSON.parse(e.data))).toEqual(
       Array.from({ length: 40 }, (_, i) => 'abcde'[i % 5]),
     );
-    expect(events.at(-1)).toEqual({ event: 'done', data: '{"state":"completed"}' });
+    expect(events.at(-1)).toEqual({ id: '40', event: 'done', data: '{"state":"completed"}' });
   });
 
   test('DELETE on B stops the producer on A', async () => {

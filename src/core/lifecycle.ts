@@ -1,0 +1,327 @@
+import { Observable, Subject, from } from 'rxjs';
+import type { ObservableInput, Subscriber, Subscription } from 'rxjs';
+import type { BackendHost, HeldJob, RegistryBackend } from './backend.js';
+import { CapacityError, LimitExceededError, ResumeAheadError, isPublicError, messageOf } from './errors.js';
+import { Job } from './job.js';
+import { ExecutorLine } from './line.js';
+import type { Settings } from './options.js';
+import { Serial } from './serial.js';
+import { isTerminal } from './states.js';
+import { utc } from './time.js';
+import { JobTimers } from './timers.js';
+import type { JobState, RegistryEvent, TokenEvent } from './types.js';
+
+/** How often a terminal job past its retention checks whether its held readers are done. */
+const HOLD_RECHECK_MS = 1000;
+
+/** The registry's event stream: publishes in order, also when a subscriber acts from its callback. */
+export class EventQueue extends Serial<RegistryEvent> {
+  readonly subject = new Subject<RegistryEvent>();
+  publish(ev: RegistryEvent): void {
+    this.dispatch(ev);
+  }
+  protected handle(ev: RegistryEvent): void {
+    this.subject.next(ev);
+  }
+}
+
+/**
+ * The jobs this process holds and their state machine: transitions and what an end sets off (deadlines,
+ * producer, executor slot, owner count, token channel), producers and the executor line, retention and
+ * capacity. `JobRegistry` is the public face over it; this is internal.
+ */
+export class Lifecycle<T, P> {
+  readonly jobs = new Map<string, Job<T, P>>();
+  readonly events = new EventQueue();
+  readonly timers: JobTimers<Job<T, P>>;
+  readonly line: ExecutorLine<Job<T, P>>;
+  readonly liveByOwner = new Map<string, number>();
+  readonly shared: boolean;
+  disposed = false;
+  private startingQueued = false;
+
+  constructor(
+    readonly settings: Settings,
+    readonly backend: RegistryBackend,
+  ) {
+    this.shared = backend.shared;
+    this.line = new ExecutorLine(settings.concurrency);
+    this.timers = new JobTimers<Job<T, P>>({
+      claimExpired: (job) => {
+        if (this.jobs.get(job.id) === job && job.state === 'queued')
+          this.transition(job, 'cancelled', 'no reader claimed the job before its claimTimeout');
+      },
+      retentionExpired: (job) => this.retentionExpired(job),
+      idleExpired: (job) => {
+        if (this.jobs.get(job.id) === job && !isTerminal(job.state) && job.readers.length === 0)
+          this.transition(job, 'cancelled', 'no reader came back before its abandonTimeout');
+      },
+    });
+  }
+
+  /** Removes a job (cancelled first when live) and publishes `removed`. */
+  remove(job: Job<T, P>): void {
+    if (!isTerminal(job.state)) this.transition(job, 'cancelled', 'job was removed');
+    this.timers.stopAll(job);
+    job.payload = undefined;
+    this.jobs.delete(job.id);
+    if (this.shared) this.backend.jobRemoved(job.id);
+    if (this.events.subject.observed)
+      this.events.publish({ type: 'removed', jobId: job.id, at: utc(Date.now()) });
+  }
+
+  host(): BackendHost {
+    return {
+      replayLimit: this.settings.replayLimit,
+      retentionMs: this.settings.retentionMs,
+      holds: (jobId) => this.jobs.has(jobId),
+      liveJobs: () => {
+        const ids: string[] = [];
+        for (const job of this.jobs.values()) if (!isTerminal(job.state)) ids.push(job.id);
+        return ids;
+      },
+      describe: (jobId) => {
+        const job = this.jobs.get(jobId);
+        if (job === undefined) return undefined;
+        const held: HeldJob = { state: job.state, createdAt: job.createdAt, tokenCount: job.nextSeq };
+        if (job.error !== undefined) held.error = job.error;
+        if (job.errorPrivate) held.errorPrivate = true;
+        if (job.owner !== undefined) held.owner = job.owner;
+        return held;
+      },
+      adoptEnd: (jobId, state, error, errorPrivate) => {
+        const job = this.jobs.get(jobId);
+        if (job === undefined || job.state === state) return;
+        const reason = endReason(state, error);
+        if (!isTerminal(job.state)) this.transition(job, state, reason, errorPrivate === true, false);
+        else {
+          // Readers here already saw this process's end; the record now says what every process says.
+          job.state = state;
+          job.error = reason;
+          job.errorPrivate = errorPrivate === true;
+        }
+      },
+      end: (jobId, state, error) => {
+        const job = this.jobs.get(jobId);
+        if (job === undefined || isTerminal(job.state)) return false;
+        this.transition(job, state, error);
+        return true;
+      },
+    };
+  }
+
+  // When full, the oldest terminal job no reader holds makes room; otherwise the registry is at capacity.
+  makeRoom(): void {
+    for (const job of this.jobs.values()) {
+      if (isTerminal(job.state) && job.ending === undefined && job.holds === 0 && job.readers.length === 0) {
+        this.remove(job);
+        return;
+      }
+    }
+    throw new CapacityError('maxJobs', this.settings.maxJobs, 'every job held is live or being read');
+  }
+
+  // A token from a producer (executor, token source or sender). A write the backend refuses cannot be
+  // thrown back into the producer's Observable (it would surface as an uncaught error and leave the job
+  // running with tokens missing): the job fails instead, with the backend's reason.
+  produce(job: Job<T, P>, token: T): void {
+    if (isTerminal(job.state) || this.disposed) return;
+    if (job.state === 'queued') this.transition(job, 'running', undefined);
+    try {
+      this.push(job, token);
+    } catch (e) {
+      if (!isTerminal(job.state)) this.transition(job, 'failed', messageOf(e));
+    }
+  }
+
+  producerEnded(job: Job<T, P>, state: 'completed' | 'failed', e: unknown): void {
+    if (isTerminal(job.state) || this.disposed) return;
+    if (state === 'completed') this.transition(job, 'completed', undefined);
+    else this.transition(job, 'failed', messageOf(e), !isPublicError(e));
+  }
+
+  push(job: Job<T, P>, token: T): number {
+    if (job.nextSeq >= this.settings.maxTokens) {
+      const error = new LimitExceededError(job.id, 'maxTokensPerJob', this.settings.maxTokens);
+      if (!isTerminal(job.state)) this.transition(job, 'failed', error.message);
+      throw error;
+    }
+    // The backend write goes first: when it refuses (BackendError), nothing has changed here.
+    if (this.shared) this.backend.tokenAppended(job.id, job.nextSeq, token);
+    return job.append(token);
+  }
+
+  read(job: Job<T, P>, sub: Subscriber<TokenEvent<T>>, after: number | undefined): (() => void) | undefined {
+    this.timers.stopClaim(job);
+    const ahead = aheadError(job.id, after, job.nextSeq, isTerminal(job.state));
+    if (ahead !== undefined) {
+      sub.error(ahead);
+      return undefined;
+    }
+    const reader = job.read(sub, after);
+    if (reader === undefined) return undefined;
+    this.timers.stopIdle(job);
+    return () => {
+      if (
+        job.detach(reader) &&
+        this.settings.abandonMs !== Infinity &&
+        !isTerminal(job.state) &&
+        !this.disposed
+      )
+        this.timers.startIdle(job, this.settings.abandonMs);
+    };
+  }
+
+  startExecutor(job: Job<T, P>, start: () => ObservableInput<T>): void {
+    job.holdsSlot = true;
+    if (job.state === 'queued') this.transition(job, 'running', undefined);
+    if (isTerminal(job.state)) return;
+    this.attach(job, start);
+  }
+
+  // Starts the executors waiting in line while slots are free. A loop, not recursion: an executor that
+  // ends at once frees its slot for the next one here.
+  startWaiting(): void {
+    if (this.startingQueued || this.disposed) return;
+    this.startingQueued = true;
+    try {
+      for (let job = this.line.next(); job !== undefined; job = this.line.next()) {
+        const start = job.queuedStart!;
+        job.queuedStart = undefined;
+        this.startExecutor(job, start);
+      }
+    } finally {
+      this.startingQueued = false;
+    }
+  }
+
+  releaseSlot(job: Job<T, P>): void {
+    if (!job.holdsSlot) return;
+    job.holdsSlot = false;
+    this.line.release();
+    this.startWaiting();
+  }
+
+  attach(job: Job<T, P>, start: () => ObservableInput<T>): Subscription {
+    let done = false;
+    let subscription: Subscription | undefined;
+    const finish = (state: 'completed' | 'failed', e: unknown): void => {
+      done = true;
+      job.producer = undefined;
+      job.abort = undefined;
+      this.producerEnded(job, state, e);
+      this.releaseSlot(job);
+    };
+    try {
+      subscription = from(start()).subscribe({
+        next: (token) => this.produce(job, token),
+        error: (e: unknown) => finish('failed', e),
+        complete: () => finish('completed', undefined),
+      });
+    } catch (e) {
+      // The executor threw, or returned something that is not an ObservableInput.
+      finish('failed', e);
+      return new Observable().subscribe();
+    }
+    if (done || isTerminal(job.state)) subscription.unsubscribe();
+    else job.producer = subscription;
+    return subscription;
+  }
+
+  transition(
+    job: Job<T, P>,
+    to: JobState,
+    error: string | undefined,
+    errorPrivate = false,
+    write = true,
+  ): void {
+    const from = job.state;
+    const at = Date.now();
+    const stored =
+      this.shared && write
+        ? (this.backend.stateChanged(job.id, from, to, error, at, errorPrivate) as Promise<void> | undefined)
+        : undefined;
+    job.state = to;
+    job.error = error;
+    job.errorPrivate = errorPrivate && error !== undefined;
+    job.updatedAt = at;
+    const terminal = isTerminal(to);
+    if (terminal) this.settle(job, isTerminal(from), stored);
+    const status = job.status;
+    if (status !== undefined) {
+      status.next(job.currentStatus());
+      if (terminal) {
+        job.status = undefined;
+        status.complete();
+      }
+    }
+    if (this.events.subject.observed) {
+      const ev: RegistryEvent = { type: 'stateChanged', jobId: job.id, from, to, at: utc(at) };
+      if (error !== undefined) ev.error = error;
+      if (job.errorPrivate) ev.errorPrivate = true;
+      this.events.publish(ev);
+    }
+  }
+
+  // A job reached its end: its deadlines, producer, slot and owner count go; its token channel closes
+  // once `stored` (a shared backend has the end, or told this process the end it already had) settles.
+  settle(job: Job<T, P>, wasTerminal: boolean, stored?: Promise<void>): void {
+    this.timers.stopAll(job);
+    if (this.settings.retentionMs !== Infinity && !this.disposed)
+      this.timers.startRetention(job, this.settings.retentionMs);
+    if (!wasTerminal && job.owner !== undefined) {
+      const left = (this.liveByOwner.get(job.owner) ?? 1) - 1;
+      if (left <= 0) this.liveByOwner.delete(job.owner);
+      else this.liveByOwner.set(job.owner, left);
+    }
+    if (job.queuedStart !== undefined) {
+      job.queuedStart = undefined;
+      this.line.leave(job);
+    }
+    const producer = job.producer;
+    const abort = job.abort;
+    job.producer = undefined;
+    job.abort = undefined;
+    job.payload = undefined;
+    if (producer !== undefined) producer.unsubscribe();
+    if (abort !== undefined && !abort.signal.aborted) abort.abort(job.abortReason());
+    this.releaseSlot(job);
+    if (stored === undefined) job.close();
+    else {
+      const ending = stored.then(() => {
+        if (job.ending === ending) job.ending = undefined;
+        job.close();
+      });
+      job.ending = ending;
+    }
+  }
+
+  retentionExpired(job: Job<T, P>): void {
+    if (this.jobs.get(job.id) !== job || !isTerminal(job.state)) return;
+    const busy = job.holds > 0 || job.readers.length > 0 || job.ending !== undefined;
+    const graceEnds = job.updatedAt + this.settings.retentionMs + this.settings.graceMs;
+    if (busy && Date.now() < graceEnds) this.timers.startRetention(job, HOLD_RECHECK_MS);
+    else this.remove(job);
+  }
+}
+
+/**
+ * A resume point past what the job has: ahead of a live job's last seq, or past a terminal job's end
+ * event (whose id is its token count; resuming at that id just ends).
+ */
+export function aheadError(
+  id: string,
+  after: number | undefined,
+  count: number,
+  terminal: boolean,
+): ResumeAheadError | undefined {
+  if (after === undefined || after < count) return undefined;
+  if (terminal && after === count) return undefined;
+  return new ResumeAheadError(id, after, count, terminal);
+}
+
+export function endReason(state: JobState, error: string | undefined): string | undefined {
+  if (state === 'failed') return error ?? 'job failed';
+  if (state === 'cancelled') return error ?? 'job was cancelled';
+  return undefined;
+}

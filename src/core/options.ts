@@ -1,0 +1,122 @@
+import { memoryBackend, type RegistryBackend } from './backend.js';
+import { toMillis, type DurationInput } from './duration.js';
+import { InvalidArgumentError } from './errors.js';
+import { isValidJobId } from './ids.js';
+
+/** Options of `JobRegistry`. Every field is optional. */
+export interface JobRegistryOptions {
+  /**
+   * Prefix of generated ids (letters, digits, `.`, `_`, `:`, `-`).
+   * @defaultValue `'job-'`
+   */
+  idPrefix?: string;
+  /**
+   * Tokens kept per job for replay to late or resuming readers.
+   * @defaultValue `Infinity` (all)
+   */
+  replayLimit?: number;
+  /**
+   * How long a job stays after reaching a terminal state before it removes itself; `Infinity` keeps it
+   * until `removeJob`.
+   * @defaultValue 10 minutes
+   */
+  retention?: DurationInput;
+  /**
+   * How much longer than `retention` a terminal job is kept while a reader still catches up on it (a
+   * stream paused by backpressure holds it, see `holdForReader`).
+   * @defaultValue 5 minutes
+   */
+  retentionGrace?: DurationInput;
+  /**
+   * A queued job that nobody claims (no reader subscribes to its tokens, no producer is attached, no token
+   * is emitted) within this time is cancelled, then removed by `retention`. This stops the leak of a client
+   * that POSTs and never GETs; `createJob` can set it per job.
+   * @defaultValue none (jobs wait forever)
+   */
+  claimTimeout?: DurationInput;
+  /**
+   * A live job that had readers and has had none (in this process) for this long is cancelled: the
+   * client went away for good. Readers that resume within the time keep it alive. With a shared backend,
+   * readers on other processes are not counted, so leave it off there.
+   * @defaultValue none
+   */
+  abandonTimeout?: DurationInput;
+  /**
+   * Jobs this process holds at once, terminal ones kept for `retention` included. When it is full,
+   * `createJob` first removes the oldest terminal job that no reader holds; when none is, it throws
+   * `CapacityError`.
+   * @defaultValue `Infinity`
+   */
+  maxJobs?: number;
+  /**
+   * Executors (`executeAndStream`) running at once in this process. Jobs beyond it wait in `queued`, first
+   * in first out, and start as slots free; a job is `running` from the moment its executor starts.
+   * @defaultValue `Infinity`
+   */
+  concurrency?: number;
+  /**
+   * Tokens one job may have; the next one fails the job (`LIMIT_EXCEEDED`), and `emit` throws
+   * `LimitExceededError`.
+   * @defaultValue `Infinity`
+   */
+  maxTokensPerJob?: number;
+  /** Where jobs are shared between processes. @defaultValue `memoryBackend()` (this process only) */
+  backend?: RegistryBackend;
+}
+
+/** The options, checked, as numbers (ms, counts; `Infinity` for none). */
+export interface Settings {
+  prefix: string;
+  replayLimit: number;
+  retentionMs: number;
+  graceMs: number;
+  claimMs: number;
+  abandonMs: number;
+  maxJobs: number;
+  concurrency: number;
+  maxTokens: number;
+  backend: RegistryBackend;
+}
+
+const DEFAULT_RETENTION_MS = 10 * 60_000;
+const DEFAULT_GRACE_MS = 5 * 60_000;
+
+/** @throws InvalidArgumentError naming the malformed option and what it accepts. */
+export function resolveOptions(options: JobRegistryOptions): Settings {
+  if (options === null || typeof options !== 'object')
+    throw new InvalidArgumentError('options must be an object');
+  const prefix = options.idPrefix ?? 'job-';
+  if (typeof prefix !== 'string' || (prefix !== '' && !isValidJobId(prefix)) || prefix.length > 64)
+    throw new InvalidArgumentError(
+      `idPrefix must be up to 64 letters, digits, '.', '_', ':' or '-', got ${JSON.stringify(prefix)}`,
+    );
+  const backend = options.backend ?? memoryBackend();
+  if (backend === null || typeof backend !== 'object' || typeof backend.open !== 'function')
+    throw new InvalidArgumentError('backend must be a RegistryBackend, e.g. redisBackend({ url })');
+  return {
+    prefix,
+    replayLimit: count(options.replayLimit, 'replayLimit', 0),
+    retentionMs: duration(options.retention, 'retention', DEFAULT_RETENTION_MS),
+    graceMs: duration(options.retentionGrace, 'retentionGrace', DEFAULT_GRACE_MS),
+    claimMs: duration(options.claimTimeout, 'claimTimeout', Infinity),
+    abandonMs: duration(options.abandonTimeout, 'abandonTimeout', Infinity),
+    maxJobs: count(options.maxJobs, 'maxJobs', 1),
+    concurrency: count(options.concurrency, 'concurrency', 1),
+    maxTokens: count(options.maxTokensPerJob, 'maxTokensPerJob', 1),
+    backend,
+  };
+}
+
+/** A whole number >= min, or Infinity (the default). */
+function count(value: number | undefined, name: string, min: number): number {
+  if (value === undefined) return Infinity;
+  if (typeof value !== 'number' || !(value === Infinity || (Number.isInteger(value) && value >= min)))
+    throw new InvalidArgumentError(
+      `${name} must be a whole number >= ${min} or Infinity, got ${String(value)}`,
+    );
+  return value;
+}
+
+function duration(value: DurationInput | undefined, name: string, fallback: number): number {
+  return value === undefined ? fallback : toMillis(value, name);
+}

@@ -1,0 +1,165 @@
+import type { IncomingMessage } from 'node:http';
+import type { DurationInput } from '../core/duration.js';
+import { toMillis } from '../core/duration.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { Executor } from '../core/registry.js';
+import type { AccessOptions } from './access.js';
+
+/** Cross-origin settings for frontends served from another origin. */
+export interface CorsOptions {
+  /**
+   * The allowed origins: `'*'` (any, but never with `credentials`), one origin, or a list; a listed
+   * origin is echoed back. The opaque origin `null` (sandboxed frames, `file:`) is allowed only when
+   * listed as `'null'`, never by `'*'`.
+   */
+  origin: string | readonly string[];
+  /** Allow cookies and `Authorization` from the listed origins. @defaultValue false */
+  credentials?: boolean;
+  /** Seconds a preflight answer may be cached. @defaultValue 600 */
+  maxAgeSeconds?: number;
+}
+
+/** Options of `createJobHandler`. */
+export interface JobHandlerOptions<T, P> extends AccessOptions<IncomingMessage> {
+  /** Where the dual-call routes live. @defaultValue `/v1/inference` */
+  basePath?: string;
+  /** The job list route. @defaultValue `/v1/jobs` */
+  jobsPath?: string;
+  /** The registry event stream route. @defaultValue `/v1/events` */
+  eventsPath?: string;
+  /** Runs a POSTed payload. Without it, POST only stores the payload (`takePayload`) for a worker of yours. */
+  execute?: Executor<T, P>;
+  /** When `execute` starts: on `'create'` (the POST) or on the first `'stream'` (deferred). @defaultValue `'create'` */
+  startOn?: 'create' | 'stream';
+  /** Deferred jobs (`startOn: 'stream'`) nobody streams within this time are cancelled. @defaultValue 60 s */
+  claimTimeout?: DurationInput;
+  /** Checks and converts a POSTed JSON body into a payload; throw to answer 400 INVALID_PAYLOAD. @defaultValue identity */
+  parsePayload?: (body: unknown) => P;
+  /** Token to SSE `data`. @defaultValue `JSON.stringify` */
+  serialize?: (token: T) => string;
+  /** Largest POST body, in bytes. @defaultValue 1 MiB */
+  maxBodyBytes?: number;
+  /** How long a POST body may take to arrive, in ms. @defaultValue 10 000 */
+  bodyTimeoutMs?: number;
+  /** Interval of `: ping` comments on idle streams, in ms; 0 turns them off. @defaultValue 15 000 */
+  heartbeatMs?: number;
+  /** The `retry:` hint sent at the start of each stream, in ms. @defaultValue 1000 */
+  retryMs?: number;
+  /**
+   * Unsent bytes per connection before backpressure: a token stream pauses reading its job until the
+   * socket drains; an `/v1/events` stream is closed (its client reconnects to a fresh snapshot).
+   * @defaultValue 1 MiB
+   */
+  maxBufferedBytes?: number;
+  /** Cross-origin headers. @defaultValue off (same origin only) */
+  cors?: CorsOptions;
+  /**
+   * Show producers' error messages to clients verbatim. Off, an error not marked public (`expose: true`,
+   * `PublicError`) reaches clients as `job failed`; the full text stays in the registry.
+   * @defaultValue false
+   */
+  exposeErrors?: boolean;
+  /** Live jobs one principal may hold in this process; more answer `429 CAPACITY`. @defaultValue Infinity */
+  maxJobsPerPrincipal?: number;
+  /** Open token streams of one job in this handler; more answer `429 CAPACITY`. @defaultValue Infinity */
+  maxStreamsPerJob?: number;
+  /** Open streams (token and event) of one principal in this handler. @defaultValue Infinity */
+  maxStreamsPerPrincipal?: number;
+  /** Open streams (token and event) in this handler; more answer `429 CAPACITY`. @defaultValue Infinity */
+  maxConnections?: number;
+  /** `Retry-After` of a `429`, in seconds. @defaultValue 5 */
+  retryAfterSeconds?: number;
+}
+
+/** The options, checked. */
+export interface HandlerSettings<T, P> {
+  base: string;
+  jobsPath: string;
+  eventsPath: string;
+  startOn: 'create' | 'stream';
+  execute: Executor<T, P> | undefined;
+  claimTimeout: number;
+  serialize: (token: T) => string;
+  parsePayload: (body: unknown) => P;
+  maxBodyBytes: number;
+  bodyTimeoutMs: number;
+  heartbeatMs: number;
+  retryMs: number;
+  maxBufferedBytes: number;
+  cors: CorsOptions | undefined;
+  exposeErrors: boolean;
+  maxJobsPerPrincipal: number;
+  maxStreamsPerJob: number;
+  maxStreamsPerPrincipal: number;
+  maxConnections: number;
+  retryAfterSeconds: number;
+}
+
+/** @throws InvalidArgumentError naming the malformed option. */
+export function resolveHandlerOptions<T, P>(options: JobHandlerOptions<T, P>): HandlerSettings<T, P> {
+  if (options === null || typeof options !== 'object')
+    throw new InvalidArgumentError('createJobHandler options must be an object');
+  const startOn = options.startOn ?? 'create';
+  if (startOn !== 'create' && startOn !== 'stream')
+    throw new InvalidArgumentError(`startOn must be 'create' or 'stream'`);
+  for (const name of ['execute', 'parsePayload', 'serialize', 'authenticate', 'authorize'] as const)
+    if (options[name] !== undefined && typeof options[name] !== 'function')
+      throw new InvalidArgumentError(`${name} must be a function`);
+  const cors = options.cors;
+  if (cors !== undefined) {
+    const origins = typeof cors.origin === 'string' ? [cors.origin] : cors.origin;
+    if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string' || o === ''))
+      throw new InvalidArgumentError(`cors.origin must be '*', an origin, or a list of origins`);
+    if (cors.credentials === true && origins.includes('*'))
+      throw new InvalidArgumentError(
+        `cors.credentials needs listed origins; '*' is never allowed with credentials`,
+      );
+  }
+  return {
+    base: normalizePath(options.basePath ?? '/v1/inference', 'basePath'),
+    jobsPath: normalizePath(options.jobsPath ?? '/v1/jobs', 'jobsPath'),
+    eventsPath: normalizePath(options.eventsPath ?? '/v1/events', 'eventsPath'),
+    startOn,
+    execute: options.execute,
+    claimTimeout: toMillis(options.claimTimeout ?? 60_000, 'claimTimeout'),
+    serialize: options.serialize ?? ((t: T) => JSON.stringify(t) ?? 'null'),
+    parsePayload: options.parsePayload ?? ((b: unknown) => b as P),
+    maxBodyBytes: positive(options.maxBodyBytes ?? 1024 * 1024, 'maxBodyBytes'),
+    bodyTimeoutMs: positive(options.bodyTimeoutMs ?? 10_000, 'bodyTimeoutMs'),
+    heartbeatMs: nonNegative(options.heartbeatMs ?? 15_000, 'heartbeatMs'),
+    retryMs: nonNegative(options.retryMs ?? 1000, 'retryMs'),
+    maxBufferedBytes: positive(options.maxBufferedBytes ?? 1024 * 1024, 'maxBufferedBytes'),
+    cors,
+    exposeErrors: options.exposeErrors === true,
+    maxJobsPerPrincipal: limit(options.maxJobsPerPrincipal, 'maxJobsPerPrincipal'),
+    maxStreamsPerJob: limit(options.maxStreamsPerJob, 'maxStreamsPerJob'),
+    maxStreamsPerPrincipal: limit(options.maxStreamsPerPrincipal, 'maxStreamsPerPrincipal'),
+    maxConnections: limit(options.maxConnections, 'maxConnections'),
+    retryAfterSeconds: positive(options.retryAfterSeconds ?? 5, 'retryAfterSeconds'),
+  };
+}
+
+function normalizePath(p: string, name: string): string {
+  if (typeof p !== 'string' || !p.startsWith('/'))
+    throw new InvalidArgumentError(`${name} must be a path starting with '/'`);
+  return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
+}
+
+function positive(n: number, name: string): number {
+  if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n))
+    throw new InvalidArgumentError(`${name} must be a number > 0`);
+  return n;
+}
+
+function nonNegative(n: number, name: string): number {
+  if (typeof n !== 'number' || !(n >= 0) || !Number.isFinite(n))
+    throw new InvalidArgumentError(`${name} must be a number >= 0`);
+  return n;
+}
+
+function limit(n: number | undefined, name: string): number {
+  if (n === undefined || n === Infinity) return Infinity;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError(`${name} must be a whole number >= 1 or Infinity, got ${String(n)}`);
+  return n;
+}
