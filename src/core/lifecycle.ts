@@ -9,7 +9,7 @@ import { Serial } from './serial.js';
 import { isTerminal } from './states.js';
 import { utc } from './time.js';
 import { JobTimers } from './timers.js';
-import type { JobState, RegistryEvent, TokenEvent } from './types.js';
+import type { Executor, JobState, RegistryEvent, TokenEvent } from './types.js';
 
 /** How often a terminal job past its retention checks whether its held readers are done. */
 const HOLD_RECHECK_MS = 1000;
@@ -57,6 +57,57 @@ export class Lifecycle<T, P> {
           this.transition(job, 'cancelled', 'no reader came back before its abandonTimeout');
       },
     });
+  }
+
+  /** Starts a job's executor once: at once, or when a slot frees (`concurrency`); later calls join. */
+  execute(job: Job<T, P>, executor: Executor<T, P>): void {
+    if (job.hasProducer || isTerminal(job.state)) return;
+    job.hasProducer = true;
+    this.timers.stopClaim(job);
+    const start = (): ObservableInput<T> => {
+      const payload = job.payload;
+      job.payload = undefined;
+      job.hasPayload = false;
+      const abort = new AbortController();
+      job.abort = abort;
+      return executor(payload, { jobId: job.id, signal: abort.signal });
+    };
+    if (this.line.take()) this.startExecutor(job, start);
+    else {
+      job.queuedStart = start;
+      this.line.wait(job);
+    }
+  }
+
+  /**
+   * Ends every job for `dispose()`: live ones as cancelled, every reader completed now, without waiting
+   * for a backend to store the end. Returns the first error a subscriber threw (the others still end).
+   */
+  endAll(): unknown {
+    this.line.clear();
+    let failure: unknown;
+    for (const job of this.jobs.values()) {
+      try {
+        job.endQuietly = true;
+        if (!isTerminal(job.state)) this.transition(job, 'cancelled', 'registry disposed');
+        if (job.ending !== undefined) {
+          job.ending = undefined;
+          job.close();
+        }
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    return failure;
+  }
+
+  /** Forgets every job, timer and count, and completes `events$`. */
+  clear(): void {
+    this.disposed = true;
+    this.timers.clear();
+    this.jobs.clear();
+    this.liveByOwner.clear();
+    this.events.subject.complete();
   }
 
   /** Removes a job (cancelled first when live) and publishes `removed`. */

@@ -3,6 +3,22 @@ import { toMillis, type DurationInput } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import { isValidJobId } from './ids.js';
 
+/** What `createJob` accepts. */
+export interface CreateJobInit<P> {
+  /** Payload for deferred execution; read back once with `takePayload`, or handed to the executor. */
+  payload?: P;
+  /** Overrides the registry's `claimTimeout` for this job. */
+  claimTimeout?: DurationInput;
+  /** The principal that creates the job (1-256 characters); kept in snapshots, events and backends. */
+  owner?: string;
+}
+
+/** Options of `tokens$`. */
+export interface TokensOptions {
+  /** Deliver only tokens with `seq > after` (a resume point). Defaults to all tokens kept. */
+  after?: number;
+}
+
 /** Options of `JobRegistry`. Every field is optional. */
 export interface JobRegistryOptions {
   /**

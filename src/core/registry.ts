@@ -2,7 +2,6 @@ import { BehaviorSubject, Observable, Subject, merge, takeUntil } from 'rxjs';
 import type { ObservableInput, Observer, Subscriber, Subscription } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
 import type { RegistryBackend } from './backend.js';
-import type { DurationInput } from './duration.js';
 import { toMillis } from './duration.js';
 import {
   InvalidArgumentError,
@@ -17,38 +16,19 @@ import {
 import { isValidJobId } from './ids.js';
 import { Job } from './job.js';
 import { Lifecycle, aheadError, endReason } from './lifecycle.js';
-import { resolveOptions, type JobRegistryOptions, type Settings } from './options.js';
+import {
+  resolveOptions,
+  type CreateJobInit,
+  type JobRegistryOptions,
+  type Settings,
+  type TokensOptions,
+} from './options.js';
 import { canTransition, isJobState, isTerminal } from './states.js';
 import { describeMs, utc } from './time.js';
-import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
+import type { Executor, JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
 
-export type { JobRegistryOptions } from './options.js';
-
-/** What `createJob` accepts. */
-export interface CreateJobInit<P> {
-  /** Payload for deferred execution; read back once with `takePayload`, or handed to the executor. */
-  payload?: P;
-  /** Overrides the registry's `claimTimeout` for this job. */
-  claimTimeout?: DurationInput;
-  /** The principal that creates the job (1-256 characters); kept in snapshots, events and backends. */
-  owner?: string;
-}
-
-/** The second argument of an {@link Executor}. */
-export interface ExecutionContext {
-  jobId: string;
-  /** Aborts when the job is cancelled, removed, or ended by someone else while the executor still runs. */
-  signal: AbortSignal;
-}
-
-/** Produces a job's tokens from its payload: an Observable, a Promise, an (async) iterable or an array. */
-export type Executor<T, P> = (payload: P | undefined, context: ExecutionContext) => ObservableInput<T>;
-
-/** Options of `tokens$`. */
-export interface TokensOptions {
-  /** Deliver only tokens with `seq > after` (a resume point). Defaults to all tokens kept. */
-  after?: number;
-}
+export type { JobRegistryOptions, CreateJobInit, TokensOptions } from './options.js';
+export type { ExecutionContext, Executor } from './types.js';
 
 const REMOTE = Symbol('remote');
 /**
@@ -297,24 +277,7 @@ export class JobRegistry<T = unknown, P = unknown> {
   executeAndStream(id: string, executor: Executor<T, P>): Observable<TokenEvent<T>> {
     if (typeof executor !== 'function')
       throw new InvalidArgumentError('executeAndStream needs an executor function');
-    const job = this.require(id, 'executeAndStream');
-    if (!job.hasProducer && !isTerminal(job.state)) {
-      job.hasProducer = true;
-      this.life.timers.stopClaim(job);
-      const start = (): ObservableInput<T> => {
-        const payload = job.payload;
-        job.payload = undefined;
-        job.hasPayload = false;
-        const abort = new AbortController();
-        job.abort = abort;
-        return executor(payload, { jobId: id, signal: abort.signal });
-      };
-      if (this.life.line.take()) this.life.startExecutor(job, start);
-      else {
-        job.queuedStart = start;
-        this.life.line.wait(job);
-      }
-    }
+    this.life.execute(this.require(id, 'executeAndStream'), executor);
     return this.tokens$(id);
   }
 
@@ -472,28 +435,9 @@ export class JobRegistry<T = unknown, P = unknown> {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.closing = true;
-    this.life.line.clear();
-    let failure: unknown;
-    for (const job of this.jobs.values()) {
-      try {
-        job.endQuietly = true;
-        if (!isTerminal(job.state)) this.life.transition(job, 'cancelled', 'registry disposed');
-        // dispose() completes every stream now, without waiting for the backend to store the end.
-        if (job.ending !== undefined) {
-          job.ending = undefined;
-          job.close();
-        }
-      } catch (e) {
-        // A subscriber threw; every other job still ends and the backend still closes. Rethrown below.
-        failure ??= e;
-      }
-    }
+    const failure = this.life.endAll();
     this.disposed = true;
-    this.life.disposed = true;
-    this.life.timers.clear();
-    this.jobs.clear();
-    this.life.liveByOwner.clear();
-    this.life.events.subject.complete();
+    this.life.clear();
     this.destroy$.next();
     this.destroy$.complete();
     // A backend's close() sends (or gives up on, after a bounded wait) the writes still pending.

@@ -1,4 +1,5 @@
 import type { DateTime } from 'luxon';
+import type { ObservableInput } from 'rxjs';
 
 /** The five states of a job. `completed`, `failed` and `cancelled` are terminal. */
 export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
@@ -45,3 +46,13 @@ export type RegistryEvent =
       at: DateTime;
     }
   | { type: 'removed'; jobId: string; at: DateTime };
+
+/** The second argument of an {@link Executor}. */
+export interface ExecutionContext {
+  jobId: string;
+  /** Aborts when the job is cancelled, removed, or ended by someone else while the executor still runs. */
+  signal: AbortSignal;
+}
+
+/** Produces a job's tokens from its payload: an Observable, a Promise, an (async) iterable or an array. */
+export type Executor<T, P> = (payload: P | undefined, context: ExecutionContext) => ObservableInput<T>;
