@@ -18,6 +18,8 @@ export interface BackendHost {
   /** The registry's options, as numbers: tokens kept per job, ms a terminal job is kept. */
   readonly replayLimit: number;
   readonly retentionMs: number;
+  /** How much longer than retention a terminal job is kept while a paused reader catches up (ms). */
+  readonly graceMs: number;
   /** Whether this process holds the job (its events are then published by the registry itself). */
   holds(jobId: string): boolean;
   /** Ids of the jobs this process holds that are not terminal. */
@@ -84,6 +86,11 @@ export interface RegistryBackend {
     errorPrivate?: boolean,
   ): void | Promise<void>;
   jobRemoved(jobId: string): void;
+  /**
+   * Keeps a job held elsewhere from expiring while a paused reader here still has to catch up on it
+   * (bounded by the host's `graceMs`). Returns the release. Optional: without it, retention is not held.
+   */
+  holdForReader?(jobId: string): () => void;
   /** Resolves when every write made so far is stored. */
   flush(): Promise<void>;
   findJob(jobId: string): Promise<JobSnapshot | undefined>;

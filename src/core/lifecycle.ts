@@ -125,6 +125,7 @@ export class Lifecycle<T, P> {
     return {
       replayLimit: this.settings.replayLimit,
       retentionMs: this.settings.retentionMs,
+      graceMs: this.settings.graceMs,
       holds: (jobId) => this.jobs.has(jobId),
       liveJobs: () => {
         const ids: string[] = [];

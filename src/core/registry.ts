@@ -283,12 +283,16 @@ export class JobRegistry<T = unknown, P = unknown> {
 
   /**
    * Holds a terminal job past its retention while a reader (an HTTP stream paused by backpressure) still
-   * catches up on it, at most `retentionGrace` longer. Returns the release (idempotent). A job held
-   * elsewhere or unknown gives a release that does nothing.
+   * catches up on it, at most `retentionGrace` longer. Returns the release (idempotent). A job held by
+   * another process is held in the shared backend (Redis pushes its keys' expiry out); an unknown id gives
+   * a release that does nothing.
    */
   holdForReader(id: string): () => void {
     const job = this.jobs.get(id);
-    if (job === undefined) return () => undefined;
+    if (job === undefined)
+      return this.shared && isValidJobId(id) && this.backend.holdForReader !== undefined
+        ? this.backend.holdForReader(id)
+        : () => undefined;
     job.holds++;
     let held = true;
     return () => {

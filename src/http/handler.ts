@@ -259,8 +259,6 @@ export function createJobHandler<T, P = unknown>(
       return void res.end();
     }
     res.socket?.setNoDelay(true);
-    // A slow reader keeps a terminal job past its retention (bounded by retentionGrace) until it caught up.
-    const release = registry.holdForReader(id);
     const stream: TokenStream<T> = new TokenStream<T>(
       res,
       {
@@ -274,8 +272,9 @@ export function createJobHandler<T, P = unknown>(
           return registry.tokens$(id, from === undefined ? {} : { after: from });
         },
         finalState: () => finalState(id),
+        // A slow reader keeps a terminal job past its retention (bounded by retentionGrace).
+        hold: () => registry.holdForReader(id),
         onClose: () => {
-          release();
           tracker.untrack(stream);
           tracker.release(ticket);
         },

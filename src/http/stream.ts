@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { Observable, Subscription } from 'rxjs';
+import { Subscription, type Observable, type Observer } from 'rxjs';
 import { JobCancelledError, JobFailedError, messageOf } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
 import { sseEvent, tokenEvent } from './sse.js';
@@ -15,6 +15,8 @@ export interface TokenStreamOptions<T> {
   errorText: (e: JobFailedError | JobCancelledError) => string;
   /** The terminal status of a job whose token stream completed (dispose() completes streams of cancelled jobs). */
   finalState: () => { state: string; error?: string | undefined } | 'closing' | undefined;
+  /** Holds the job against retention while this stream is paused; returns the release. */
+  hold: () => () => void;
   onClose: () => void;
 }
 
@@ -29,6 +31,7 @@ export class TokenStream<T> {
   private scheduled = false;
   private lastSeq: number | undefined;
   private paused = false;
+  private release: (() => void) | undefined;
   private closed = false;
   private readonly flushNow = (): void => this.flush();
 
@@ -56,28 +59,25 @@ export class TokenStream<T> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.unhold();
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.options.onClose();
   }
 
   private subscribe(): void {
-    let sub: Subscription | undefined;
+    // Held before the subscription starts: a replay can pause it (too much unsent) from inside itself.
+    const sub = new Reading<T>(this);
+    this.subscription = sub;
     try {
-      sub = this.options.tokens(this.lastSeq).subscribe({
-        next: (ev) => this.onToken(ev),
-        error: (e: unknown) => this.onError(e),
-        complete: () => this.onComplete(),
-      });
+      this.options.tokens(this.lastSeq).subscribe(sub);
     } catch (e) {
       this.onError(e);
-      return;
     }
-    if (this.closed || this.paused) sub.unsubscribe();
-    else this.subscription = sub;
   }
 
-  private onToken(ev: TokenEvent<T>): void {
+  /** @internal */
+  onToken(ev: TokenEvent<T>): void {
     if (this.closed) return;
     let data: string;
     try {
@@ -88,6 +88,8 @@ export class TokenStream<T> {
     this.pending += tokenEvent(ev.seq, typeof data === 'string' ? data : String(data));
     this.lastSeq = ev.seq;
     this.schedule();
+    // A long replay stops here, not at the end of the job: it goes on once this much is written out.
+    if (this.pending.length > this.options.maxBufferedBytes) this.pause();
   }
 
   // The terminal event's id is the job's token count (last seq + 1): a client that resumes from it has
@@ -96,7 +98,8 @@ export class TokenStream<T> {
     return this.lastSeq === undefined ? 0 : this.lastSeq + 1;
   }
 
-  private onComplete(): void {
+  /** @internal */
+  onComplete(): void {
     const final = this.options.finalState();
     if (final === 'closing') this.end('');
     else if (final !== undefined && final.state !== 'completed') {
@@ -105,7 +108,8 @@ export class TokenStream<T> {
     } else this.end(sseEvent('done', JSON.stringify({ state: 'completed' }), this.endId()));
   }
 
-  private onError(e: unknown): void {
+  /** @internal */
+  onError(e: unknown): void {
     if (e instanceof JobFailedError || e instanceof JobCancelledError) {
       const state = e instanceof JobFailedError ? 'failed' : 'cancelled';
       this.end(sseEvent('error', JSON.stringify({ state, error: this.options.errorText(e) }), this.endId()));
@@ -120,6 +124,7 @@ export class TokenStream<T> {
     const chunk = this.pending + last;
     this.pending = '';
     this.closed = true;
+    this.unhold();
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.res.end(chunk);
@@ -138,16 +143,55 @@ export class TokenStream<T> {
     const chunk = this.pending;
     this.pending = '';
     this.res.write(chunk);
-    if (!this.paused && this.res.writableLength > this.options.maxBufferedBytes) {
-      this.paused = true;
-      this.subscription?.unsubscribe();
-      this.subscription = undefined;
-    }
+    if (this.res.writableLength > this.options.maxBufferedBytes) this.pause();
+    // Paused by a long replay, but the socket took it: read on ('drain' will not come).
+    else if (this.paused) this.resume();
+  }
+
+  private pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    // A paused reader keeps its job past retention (up to its grace) until it caught up.
+    this.release ??= this.options.hold();
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
   }
 
   private resume(): void {
     if (!this.paused || this.closed) return;
     this.paused = false;
     this.subscribe();
+    // The hold goes once the reader is subscribed again (a local job's reader then holds it itself).
+    this.unhold();
+  }
+
+  private unhold(): void {
+    const release = this.release;
+    this.release = undefined;
+    release?.();
+  }
+}
+
+/**
+ * The stream's subscriber: a Subscription that is also an Observer, so the stream holds it before the
+ * source starts and can stop a synchronous replay from inside it. It unsubscribes itself once the source
+ * ends, so the source's teardown runs.
+ */
+class Reading<T> extends Subscription implements Observer<TokenEvent<T>> {
+  constructor(private readonly stream: TokenStream<T>) {
+    super();
+  }
+  next(ev: TokenEvent<T>): void {
+    if (!this.closed) this.stream.onToken(ev);
+  }
+  error(e: unknown): void {
+    if (this.closed) return;
+    this.unsubscribe();
+    this.stream.onError(e);
+  }
+  complete(): void {
+    if (this.closed) return;
+    this.unsubscribe();
+    this.stream.onComplete();
   }
 }

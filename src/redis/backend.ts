@@ -12,6 +12,7 @@ import { Leases } from './leases.js';
 import { Repair } from './repair.js';
 import { firstKept, indexedIds, readSnapshots } from './lookups.js';
 import { resolveOptions, type RedisBackendOptions, type ResolvedOptions } from './options.js';
+import { ReaderHolds } from './holds.js';
 import { Outages } from './outage.js';
 import { remoteTokens, type ReaderContext } from './reader.js';
 import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
@@ -59,6 +60,7 @@ class RedisBackend implements RegistryBackend {
   /** Cancel requests being carried out here: the job's end event names the request. */
   private readonly requests = new Map<string, string>();
   private context: (ReaderContext & RemoteContext) | undefined;
+  private holds: ReaderHolds | undefined;
 
   constructor(options: RedisBackendOptions) {
     this.o = resolveOptions(options);
@@ -82,6 +84,7 @@ class RedisBackend implements RegistryBackend {
 
   open(host: BackendHost): void {
     this.host = host;
+    this.holds = new ReaderHolds(() => this.conn.cmd, this.keys, host.graceMs, this.outages);
     const retention = host.retentionMs === Infinity ? -1 : host.retentionMs;
     const liveTtl = Math.max(60_000, this.o.leaseMs * 12);
     // Shard keys (events, index, live hash) are refreshed on every write and by every sweep (each leaseMs / 4)
@@ -203,6 +206,10 @@ class RedisBackend implements RegistryBackend {
 
   flush(): Promise<void> {
     return this.writer!.flush();
+  }
+
+  holdForReader(jobId: string): () => void {
+    return this.closed || this.holds === undefined ? () => undefined : this.holds.hold(jobId);
   }
 
   // ---- what the writer and the lease keeper found ----
@@ -376,6 +383,7 @@ class RedisBackend implements RegistryBackend {
     const starting = this.started;
     this.closed = true;
     this.leases?.close();
+    this.holds?.close();
     if (starting !== undefined) await starting.then(ok, ok);
     // The last writes get a bounded wait: a Redis that does not answer must not keep dispose() (and the
     // process) from ending.

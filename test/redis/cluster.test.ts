@@ -95,7 +95,7 @@ describeIf(cluster !== undefined)('redis backend on Redis Cluster', () => {
       );
       expect(events.at(-1)?.event).toBe('done');
       const slow = JSON.parse(
-        (await postJson(`${A.url}/v1/inference`, { prompt: 'x', max_tokens: 100_000, delay_ms: 5 })).body,
+        (await postJson(`${A.url}/v1/inference`, { prompt: 'x', max_tokens: 5000, delay_ms: 5 })).body,
       );
       const del = await http(`${B.url}/v1/inference/${slow.job_id}`, { method: 'DELETE' });
       expect(del.status).toBe(200);
