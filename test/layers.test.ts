@@ -31,6 +31,7 @@ const allowed: Record<string, string[]> = {
   http: ['core', 'http'],
   client: ['core', 'client'],
   redis: ['core', 'redis'],
+  fetch: ['core', 'http', 'fetch'],
 };
 
 test('layers: each entry point imports only the layers above it, and nothing heavy it must not', () => {
@@ -48,6 +49,8 @@ test('layers: each entry point imports only the layers above it, and nothing hea
       if (layer === 'client' && !['rxjs'].includes(i.spec))
         bad.push(`client ${relative(SRC, i.from)} imports ${i.spec}`);
       if (layer === 'http' && i.spec === 'ioredis') bad.push(`${relative(SRC, i.from)} imports ioredis`);
+      if (layer === 'fetch' && (i.spec.startsWith('node:') || i.spec === 'ioredis'))
+        bad.push(`${relative(SRC, i.from)} imports ${i.spec}`);
     }
   }
   expect(imports.length).toBeGreaterThan(20);

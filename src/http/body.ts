@@ -1,45 +1,42 @@
 import type { IncomingMessage } from 'node:http';
+import {
+  isJsonContentType,
+  notJson,
+  parseJsonText,
+  tooLarge,
+  tooSlow,
+  unreadable,
+  type BodyLimits,
+} from './json.js';
 import { HttpError } from './status.js';
 
-/** Limits for {@link readJsonBody}. */
-export interface BodyLimits {
-  maxBytes: number;
-  timeoutMs: number;
-}
-
-/** Whether a Content-Type names JSON (`application/json`, `application/*+json`, any parameters). */
-export function isJsonContentType(value: string | undefined): boolean {
-  if (value === undefined) return false;
-  const type = value.split(';', 1)[0]!.trim().toLowerCase();
-  return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
-}
+export { isJsonContentType, type BodyLimits } from './json.js';
 
 /**
- * Reads and parses a JSON request body. Refuses a declared length over the limit before reading, stops
- * reading as soon as the limit is passed, and gives up on a body that has not arrived within the timeout.
+ * Reads and parses a JSON request body from a Node request. Refuses a declared length over the limit
+ * before reading, stops reading as soon as the limit is passed, and gives up on a body that has not
+ * arrived within the timeout. A body a framework already parsed (Express `express.json()`, or Fastify's
+ * `request.body` set on the raw request) is used as it is.
  *
  * @throws HttpError 415, 413, 408 or 400.
  */
 export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<unknown> {
-  if (!isJsonContentType(req.headers['content-type']))
+  if (!isJsonContentType(req.headers['content-type'])) return Promise.reject(notJson());
+  const parsed = (req as IncomingMessage & { body?: unknown }).body;
+  if (parsed !== undefined && (req.readableEnded || req.complete)) return Promise.resolve(parsed);
+  // A framework read the body and kept it elsewhere: waiting for it would only end in a 408.
+  if (req.readableEnded)
     return Promise.reject(
       new HttpError(
-        415,
-        'UNSUPPORTED_MEDIA_TYPE',
-        `job-registry: send the payload as JSON with Content-Type: application/json`,
+        500,
+        'INTERNAL',
+        'job-registry: the request body was already read by a framework; set req.body to the parsed JSON ' +
+          '(Fastify: request.raw.body = request.body) before calling the handler',
       ),
     );
-  // A framework body parser (e.g. express.json()) may have read the body already: use what it parsed.
-  const parsed = (req as IncomingMessage & { body?: unknown }).body;
-  if (parsed !== undefined && req.readableEnded) return Promise.resolve(parsed);
-  const tooLarge = () =>
-    new HttpError(
-      413,
-      'PAYLOAD_TOO_LARGE',
-      `job-registry: the body is over the limit of ${limits.maxBytes} bytes (maxBodyBytes)`,
-    );
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limits.maxBytes) return Promise.reject(tooLarge());
+  if (declared !== undefined && Number(declared) > limits.maxBytes)
+    return Promise.reject(tooLarge(limits.maxBytes));
   return new Promise<unknown>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -51,7 +48,7 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
-      req.off('aborted', onAborted);
+      req.off('aborted', onError);
       if (error !== undefined) {
         // Stop the transfer: what is left of the body is never buffered.
         req.pause();
@@ -60,44 +57,21 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (size > limits.maxBytes) return finish(tooLarge());
+      if (size > limits.maxBytes) return finish(tooLarge(limits.maxBytes));
       chunks.push(chunk);
     };
     const onEnd = (): void => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '')
-        return finish(
-          new HttpError(400, 'INVALID_JSON', 'job-registry: the body is empty; send a JSON payload'),
-        );
       try {
-        finish(undefined, JSON.parse(text));
+        finish(undefined, parseJsonText(Buffer.concat(chunks).toString('utf8')));
       } catch (e) {
-        finish(
-          new HttpError(
-            400,
-            'INVALID_JSON',
-            `job-registry: the body is not valid JSON (${(e as Error).message})`,
-          ),
-        );
+        finish(e as HttpError);
       }
     };
-    const onError = (): void =>
-      finish(new HttpError(400, 'INVALID_JSON', 'job-registry: the request body could not be read'));
-    const onAborted = onError;
-    const timer = setTimeout(
-      () =>
-        finish(
-          new HttpError(
-            408,
-            'REQUEST_TIMEOUT',
-            `job-registry: the body did not arrive within ${limits.timeoutMs} ms`,
-          ),
-        ),
-      limits.timeoutMs,
-    );
+    const onError = (): void => finish(unreadable());
+    const timer = setTimeout(() => finish(tooSlow(limits.timeoutMs)), limits.timeoutMs);
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
-    req.on('aborted', onAborted);
+    req.on('aborted', onError);
   });
 }

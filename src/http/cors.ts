@@ -1,4 +1,3 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CorsOptions } from './options.js';
 
 /** Headers a cross-origin request may send. */
@@ -14,32 +13,33 @@ export function allowedOrigin(cors: CorsOptions, origin: string | undefined): st
   return undefined;
 }
 
-/** Sets the CORS headers of an answer; returns whether the origin is allowed. */
-export function setCors(cors: CorsOptions | undefined, req: IncomingMessage, res: ServerResponse): boolean {
-  if (cors === undefined) return false;
-  const origin = req.headers.origin;
+/** The CORS headers of an answer to a request from `origin`, and whether that origin is allowed. */
+export function corsHeaders(
+  cors: CorsOptions | undefined,
+  origin: string | undefined,
+): { headers: Record<string, string>; allowed: boolean } {
+  if (cors === undefined) return { headers: {}, allowed: false };
   const allowed = allowedOrigin(cors, origin);
-  res.setHeader('Vary', 'Origin');
-  if (allowed === undefined) return false;
-  res.setHeader('Access-Control-Allow-Origin', allowed);
-  if (cors.credentials === true) res.setHeader('Access-Control-Allow-Credentials', 'true');
-  res.setHeader('Access-Control-Expose-Headers', 'Location, Retry-After');
-  return true;
+  if (allowed === undefined) return { headers: { Vary: 'Origin' }, allowed: false };
+  const headers: Record<string, string> = {
+    Vary: 'Origin',
+    'Access-Control-Allow-Origin': allowed,
+    'Access-Control-Expose-Headers': 'Location, Retry-After',
+  };
+  if (cors.credentials === true) headers['Access-Control-Allow-Credentials'] = 'true';
+  return { headers, allowed: true };
 }
 
-/** Answers a preflight: the methods and headers only for an allowed origin, nothing for another. */
-export function preflight(
+/** The headers of a preflight answer: the methods and headers only for an allowed origin. */
+export function preflightHeaders(
   cors: CorsOptions,
   allowed: boolean,
   methods: readonly string[],
-  res: ServerResponse,
-): void {
-  if (allowed)
-    res.writeHead(204, {
-      'Access-Control-Allow-Methods': methods.join(', '),
-      'Access-Control-Allow-Headers': ALLOWED_HEADERS,
-      'Access-Control-Max-Age': String(cors.maxAgeSeconds ?? 600),
-    });
-  else res.writeHead(204);
-  res.end();
+): Record<string, string> {
+  if (!allowed) return {};
+  return {
+    'Access-Control-Allow-Methods': methods.join(', '),
+    'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+    'Access-Control-Max-Age': String(cors.maxAgeSeconds ?? 600),
+  };
 }

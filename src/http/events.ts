@@ -1,9 +1,9 @@
-import type { ServerResponse } from 'node:http';
 import type { Subscription } from 'rxjs';
 import type { JobRegistry } from '../core/registry.js';
 import type { JobSnapshot, RegistryEvent } from '../core/types.js';
 import type { Access, Caller } from './access.js';
 import type { Closable } from './connections.js';
+import type { SseSink } from './sink.js';
 import { sseEvent } from './sse.js';
 import { toWireEvent, toWireSnapshot } from './wire.js';
 
@@ -24,7 +24,7 @@ export interface EventStreamContext<Req> {
  * one write; a client that reads slower than events arrive is closed past `maxBufferedBytes` (its
  * EventSource reconnects to a fresh snapshot).
  */
-export function streamEvents<Req>(res: ServerResponse, ctx: EventStreamContext<Req>): void {
+export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): void {
   const { access, caller } = ctx;
   let subscription: Subscription | undefined;
   let closed = false;
@@ -35,7 +35,7 @@ export function streamEvents<Req>(res: ServerResponse, ctx: EventStreamContext<R
     const chunk = pending;
     pending = '';
     res.write(chunk);
-    if (res.writableLength > ctx.maxBufferedBytes) conn.close();
+    if (res.buffered > ctx.maxBufferedBytes) conn.close();
   };
   const conn: Closable = {
     writeRaw: (chunk) => {
@@ -106,7 +106,7 @@ export function streamEvents<Req>(res: ServerResponse, ctx: EventStreamContext<R
     complete: () => conn.close(),
     error: () => conn.close(),
   });
-  res.on('close', () => conn.close());
+  res.onClose(() => conn.close());
   ctx.track(conn);
   snapshot
     .then(async (jobs) => {

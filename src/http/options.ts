@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import type { DurationInput } from '../core/duration.js';
 import { toMillis } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
@@ -19,10 +18,19 @@ export interface CorsOptions {
   maxAgeSeconds?: number;
 }
 
-/** Options of `createJobHandler`. */
-export interface JobHandlerOptions<T, P> extends AccessOptions<IncomingMessage> {
+/**
+ * Options of both handlers (`createJobHandler`, `createFetchHandler`); `Req` is the request type
+ * `authenticate` receives (Node's `IncomingMessage`, or a fetch `Request`).
+ */
+export interface HandlerOptions<T, P, Req> extends AccessOptions<Req> {
   /** Where the dual-call routes live. @defaultValue `/v1/inference` */
   basePath?: string;
+  /**
+   * The path clients reach `basePath` under, for `sse_url` and `Location`, when a proxy or a framework
+   * mounts the handler under a prefix it strips. @defaultValue the mount path the framework reports
+   * (Express `req.baseUrl`) followed by `basePath`
+   */
+  publicBasePath?: string;
   /** The job list route. @defaultValue `/v1/jobs` */
   jobsPath?: string;
   /** The registry event stream route. @defaultValue `/v1/events` */
@@ -74,6 +82,7 @@ export interface JobHandlerOptions<T, P> extends AccessOptions<IncomingMessage> 
 /** The options, checked. */
 export interface HandlerSettings<T, P> {
   base: string;
+  publicBase: string | undefined;
   jobsPath: string;
   eventsPath: string;
   startOn: 'create' | 'stream';
@@ -96,7 +105,7 @@ export interface HandlerSettings<T, P> {
 }
 
 /** @throws InvalidArgumentError naming the malformed option. */
-export function resolveHandlerOptions<T, P>(options: JobHandlerOptions<T, P>): HandlerSettings<T, P> {
+export function resolveHandlerOptions<T, P, Req>(options: HandlerOptions<T, P, Req>): HandlerSettings<T, P> {
   if (options === null || typeof options !== 'object')
     throw new InvalidArgumentError('createJobHandler options must be an object');
   const startOn = options.startOn ?? 'create';
@@ -117,6 +126,10 @@ export function resolveHandlerOptions<T, P>(options: JobHandlerOptions<T, P>): H
   }
   return {
     base: normalizePath(options.basePath ?? '/v1/inference', 'basePath'),
+    publicBase:
+      options.publicBasePath === undefined
+        ? undefined
+        : normalizePath(options.publicBasePath, 'publicBasePath'),
     jobsPath: normalizePath(options.jobsPath ?? '/v1/jobs', 'jobsPath'),
     eventsPath: normalizePath(options.eventsPath ?? '/v1/events', 'eventsPath'),
     startOn,

@@ -1,7 +1,7 @@
-import type { ServerResponse } from 'node:http';
 import { Subscription, type Observable, type Observer } from 'rxjs';
 import { JobCancelledError, JobFailedError, messageOf } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
+import type { SseSink } from './sink.js';
 import { sseEvent, tokenEvent } from './sse.js';
 
 /** What a token stream needs from the handler. */
@@ -22,8 +22,8 @@ export interface TokenStreamOptions<T> {
 
 /**
  * One SSE response streaming one job. Tokens that arrive in the same tick go out in one `write`. When the
- * socket's unsent bytes pass `maxBufferedBytes` the stream unsubscribes from the job and resubscribes
- * after the last seq it wrote once the socket drains, so a slow reader costs the server a bounded buffer.
+ * response's unsent bytes pass `maxBufferedBytes` the stream unsubscribes from the job and resubscribes
+ * after the last seq it wrote once the client took them, so a slow reader costs the server a bounded buffer.
  */
 export class TokenStream<T> {
   private subscription: Subscription | undefined;
@@ -36,13 +36,13 @@ export class TokenStream<T> {
   private readonly flushNow = (): void => this.flush();
 
   constructor(
-    private readonly res: ServerResponse,
+    private readonly sink: SseSink,
     private readonly options: TokenStreamOptions<T>,
     after: number | undefined,
   ) {
     this.lastSeq = after;
-    res.on('close', () => this.close());
-    res.on('drain', () => this.resume());
+    sink.onClose(() => this.close());
+    sink.onDrain(() => this.resume());
   }
 
   start(): void {
@@ -127,7 +127,7 @@ export class TokenStream<T> {
     this.unhold();
     this.subscription?.unsubscribe();
     this.subscription = undefined;
-    this.res.end(chunk);
+    this.sink.end(chunk);
     this.options.onClose();
   }
 
@@ -142,8 +142,8 @@ export class TokenStream<T> {
     if (this.closed || this.pending === '') return;
     const chunk = this.pending;
     this.pending = '';
-    this.res.write(chunk);
-    if (this.res.writableLength > this.options.maxBufferedBytes) this.pause();
+    this.sink.write(chunk);
+    if (this.sink.buffered > this.options.maxBufferedBytes) this.pause();
     // Paused by a long replay, but the socket took it: read on ('drain' will not come).
     else if (this.paused) this.resume();
   }
@@ -160,9 +160,10 @@ export class TokenStream<T> {
   private resume(): void {
     if (!this.paused || this.closed) return;
     this.paused = false;
-    this.subscribe();
-    // The hold goes once the reader is subscribed again (a local job's reader then holds it itself).
+    // Released before the replay: a replay that pauses again takes a new hold (nothing can expire the
+    // job in between, as this runs to the end synchronously).
     this.unhold();
+    this.subscribe();
   }
 
   private unhold(): void {

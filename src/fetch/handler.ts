@@ -1,0 +1,184 @@
+/**
+ * The Web-standard handler: `(request: Request) => Promise<Response>` for Next.js route handlers, hono,
+ * Bun, Deno and Cloudflare Workers. Same routes, statuses, wire, options, auth, heartbeats and limits as
+ * the Node handler (both run one protocol); a stream's body is a pull-based `ReadableStream`, so a slow
+ * reader pauses its job's stream, and `request.signal` ends it. Imports no `node:` module.
+ */
+import type { JobRegistry } from '../core/registry.js';
+import {
+  isJsonContentType,
+  notJson,
+  parseJsonText,
+  tooLarge,
+  tooSlow,
+  unreadable,
+  type BodyLimits,
+} from '../http/json.js';
+import type { HandlerOptions } from '../http/options.js';
+import { createProtocol, type Answer, type HttpRequest } from '../http/protocol.js';
+import type { SseSink } from '../http/sink.js';
+import { HttpError } from '../http/status.js';
+
+/** Options of {@link createFetchHandler}: those of both handlers, with `authenticate` given the `Request`. */
+export type FetchHandlerOptions<T, P> = HandlerOptions<T, P, Request>;
+
+/** A fetch handler, plus `close()` for shutdown. */
+export interface FetchHandler {
+  (request: Request): Promise<Response>;
+  /** Ends every open stream and stops the heartbeat timer. */
+  close(): void;
+  /** Open SSE streams (token and event streams). */
+  readonly connections: number;
+}
+
+/** Bytes a stream's body queues before its job's stream pauses for the reader (see `maxBufferedBytes`). */
+const QUEUE_HIGH_WATER = 16 * 1024;
+
+/**
+ * Creates the fetch handler. A request outside its routes gets `404` (or pass `notFound` to chain
+ * another handler, as a framework's `next`).
+ *
+ * @example
+ * // app/v1/[...path]/route.ts (Next.js)
+ * const handler = createFetchHandler(registry, { execute: (p) => model.stream(p) });
+ * export const GET = handler, POST = handler, DELETE = handler, OPTIONS = handler;
+ * @throws InvalidArgumentError for a malformed option.
+ */
+export function createFetchHandler<T, P = unknown>(
+  registry: JobRegistry<T, P>,
+  options: FetchHandlerOptions<T, P> & { notFound?: (request: Request) => Response | Promise<Response> } = {},
+): FetchHandler {
+  const protocol = createProtocol<T, P, Request>(registry, options);
+  const notFound = options.notFound;
+  const handler = (async (request: Request): Promise<Response> => {
+    const req = toRequest(request);
+    try {
+      const reply = await protocol.handle(req);
+      if (reply.kind !== 'next') return respond(reply, request);
+      if (notFound !== undefined) return await notFound(request);
+      return respond(
+        protocol.errorReply(new HttpError(404, 'NOT_FOUND', 'job-registry: no route'), req),
+        request,
+      );
+    } catch (e) {
+      return respond(protocol.errorReply(e, req), request);
+    }
+  }) as FetchHandler;
+  handler.close = () => protocol.close();
+  Object.defineProperty(handler, 'connections', { get: () => protocol.connections });
+  return handler;
+}
+
+function toRequest(request: Request): HttpRequest<Request> {
+  return {
+    raw: request,
+    method: request.method,
+    // Absolute-form: routed by its path. The URL parser already resolved dot segments here.
+    target: request.url,
+    header: (name) => request.headers.get(name) ?? undefined,
+    readJson: (limits) => readJson(request, limits),
+    mountPath: '',
+  };
+}
+
+function respond(reply: Answer, request: Request): Response {
+  if (reply.kind === 'json')
+    return new Response(JSON.stringify(reply.body), {
+      status: reply.status,
+      headers: { ...reply.headers, 'Content-Type': 'application/json; charset=utf-8' },
+    });
+  if (reply.kind === 'empty') return new Response(null, { status: reply.status, headers: reply.headers });
+  const { body, sink } = sseBody(request.signal);
+  reply.start(sink);
+  return new Response(body, { status: 200, headers: reply.headers });
+}
+
+/**
+ * A pull-based body for one SSE stream. `buffered` is what the reader has not taken (the queue's bytes);
+ * each pull (the reader wants more) is a drain. Cancelling the body or aborting the request closes it.
+ */
+function sseBody(signal: AbortSignal | undefined): { body: ReadableStream<Uint8Array>; sink: SseSink } {
+  const encoder = new TextEncoder();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let closed = false;
+  const drains: Array<() => void> = [];
+  let closes: Array<() => void> = [];
+  const finish = (): void => {
+    if (closed) return;
+    closed = true;
+    signal?.removeEventListener('abort', finish);
+    const listeners = closes;
+    closes = [];
+    for (const l of listeners) l();
+  };
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start: (c) => void (controller = c),
+      pull: () => {
+        for (const d of drains) d();
+      },
+      cancel: finish,
+    },
+    { highWaterMark: QUEUE_HIGH_WATER, size: (chunk) => chunk.byteLength },
+  );
+  signal?.addEventListener('abort', finish, { once: true });
+  const sink: SseSink = {
+    write: (chunk) => {
+      if (!closed) controller.enqueue(encoder.encode(chunk));
+    },
+    end: (chunk) => {
+      if (closed) return;
+      if (chunk) controller.enqueue(encoder.encode(chunk));
+      controller.close();
+      finish();
+    },
+    get buffered() {
+      return QUEUE_HIGH_WATER - (controller.desiredSize ?? QUEUE_HIGH_WATER);
+    },
+    onDrain: (listener) => void drains.push(listener),
+    onClose: (listener) => {
+      if (closed || signal?.aborted === true) queueMicrotask(listener);
+      else closes.push(listener);
+    },
+  };
+  return { body, sink };
+}
+
+/** Reads a Request's JSON body within the limits. @throws HttpError 415, 413, 408 or 400. */
+async function readJson(request: Request, limits: BodyLimits): Promise<unknown> {
+  if (!isJsonContentType(request.headers.get('content-type'))) throw notJson();
+  const declared = request.headers.get('content-length');
+  if (declared !== null && Number(declared) > limits.maxBytes) throw tooLarge(limits.maxBytes);
+  if (request.body === null) return parseJsonText('');
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(tooSlow(limits.timeoutMs)), limits.timeoutMs);
+  });
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), timeout]).catch((e: unknown) => {
+        throw e instanceof HttpError ? e : unreadable();
+      });
+      if (done) break;
+      size += value.byteLength;
+      if (size > limits.maxBytes) throw tooLarge(limits.maxBytes);
+      chunks.push(value);
+    }
+  } catch (e) {
+    // Stop the transfer: what is left of the body is never buffered.
+    void reader.cancel().catch(() => undefined);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return parseJsonText(new TextDecoder().decode(all));
+}

@@ -1,0 +1,372 @@
+/**
+ * The dual-call protocol over a registry, once for both handlers: routing, auth, limits, resume rules,
+ * wire encoding and SSE streams. A handler turns its request into an {@link HttpRequest} and writes the
+ * {@link Reply} it gets back (the Node handler to a `ServerResponse`, the fetch handler into a
+ * `Response`). Imports no `node:` module.
+ */
+import { JobFailedError, RegistryDisposedError } from '../core/errors.js';
+import { isValidJobId } from '../core/ids.js';
+import type { JobRegistry } from '../core/registry.js';
+import { isTerminal } from '../core/states.js';
+import type { JobSnapshot } from '../core/types.js';
+import { Access, type Caller } from './access.js';
+import { StreamTracker } from './connections.js';
+import { corsHeaders, preflightHeaders } from './cors.js';
+import { streamEvents } from './events.js';
+import type { BodyLimits } from './json.js';
+import { resolveHandlerOptions, type HandlerOptions, type HandlerSettings } from './options.js';
+import { requestPath, requestQuery } from './route.js';
+import type { SseSink } from './sink.js';
+import { retryField } from './sse.js';
+import { HttpError, toHttpError } from './status.js';
+import { TokenStream } from './stream.js';
+import { toWireSnapshot, visibleError } from './wire.js';
+
+/** A request as the protocol sees it. `raw` is what `authenticate` receives. */
+export interface HttpRequest<Raw> {
+  raw: Raw;
+  method: string;
+  /** The raw request-target: path and query as sent (origin- or absolute-form). */
+  target: string;
+  header(name: string): string | undefined;
+  /** Reads and parses the JSON body within the limits (HttpError 415, 413, 408, 400). */
+  readJson(limits: BodyLimits): Promise<unknown>;
+  /** The path prefix a framework mounted the handler under and stripped from `target` ('' for none). */
+  mountPath: string;
+}
+
+/** What to answer. `next` means the path is not the handler's (a framework's `next()`, else 404). */
+export type Reply =
+  | { kind: 'json'; status: number; headers: Record<string, string>; body: unknown }
+  | { kind: 'empty'; status: number; headers: Record<string, string> }
+  | { kind: 'sse'; status: 200; headers: Record<string, string>; start(sink: SseSink): void }
+  | { kind: 'next' };
+
+/** A reply that answers the request (anything but `next`). */
+export type Answer = Exclude<Reply, { kind: 'next' }>;
+
+/** The protocol of one handler. */
+export interface Protocol<Raw> {
+  handle(req: HttpRequest<Raw>): Promise<Reply>;
+  /** The answer to anything thrown while handling. */
+  errorReply(e: unknown, req?: HttpRequest<Raw>): Answer;
+  /** Ends every open stream and stops the heartbeat timer. */
+  close(): void;
+  readonly connections: number;
+}
+
+type RouteKind = 'submit' | 'job' | 'stream' | 'list' | 'events';
+
+const RESUME_POINT = /^\d{1,15}$/;
+
+const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-transform',
+  'X-Accel-Buffering': 'no',
+});
+
+/** Builds the protocol for one handler. @throws InvalidArgumentError for a malformed option. */
+export function createProtocol<T, P, Raw>(
+  registry: JobRegistry<T, P>,
+  options: HandlerOptions<T, P, Raw>,
+): Protocol<Raw> {
+  const o: HandlerSettings<T, P> = resolveHandlerOptions(options);
+  const { base, execute } = o;
+  const access = new Access<Raw>(options);
+  const tracker = new StreamTracker(o);
+
+  async function handle(req: HttpRequest<Raw>): Promise<Reply> {
+    const raw = requestPath(req.target);
+    const path = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
+    const route = matchRoute(path);
+    if (route === undefined) return { kind: 'next' };
+    const cors = corsHeaders(o.cors, req.header('origin'));
+    if (req.method === 'OPTIONS' && o.cors !== undefined)
+      return {
+        kind: 'empty',
+        status: 204,
+        headers: { ...cors.headers, ...preflightHeaders(o.cors, cors.allowed, route.allow) },
+      };
+    const reply = await answer(req, route);
+    if (reply.kind !== 'next') Object.assign(reply.headers, cors.headers);
+    return reply;
+  }
+
+  async function answer(
+    req: HttpRequest<Raw>,
+    route: { kind: RouteKind; allow: string[]; id?: string },
+  ): Promise<Reply> {
+    const method = req.method;
+    const allowed = method === 'HEAD' && route.allow.includes('GET') ? 'GET' : method;
+    if (!route.allow.includes(allowed))
+      throw new HttpError(
+        405,
+        'METHOD_NOT_ALLOWED',
+        `job-registry: ${method} is not allowed here; use ${route.allow.join(' or ')}`,
+        {
+          Allow: route.allow.join(', '),
+        },
+      );
+    const id = route.id;
+    if (id !== undefined && !isValidJobId(id))
+      throw new HttpError(
+        400,
+        'INVALID_JOB_ID',
+        'job-registry: malformed job id; ids are 1-200 letters, digits, ".", "_", ":" or "-"',
+      );
+    if (route.kind === 'stream') return streamJob(req, id!);
+    const caller = await access.identify(req.raw);
+    switch (route.kind) {
+      case 'submit':
+        return submit(req, caller);
+      case 'job':
+        if (method === 'DELETE') return cancelJob(id!, caller);
+        return json(200, toWireSnapshot(await visibleJob(id!, caller, 'read'), o.exposeErrors));
+      case 'list':
+        return listJobs(caller);
+      case 'events':
+        return openEvents(req, caller);
+    }
+  }
+
+  function matchRoute(path: string): { kind: RouteKind; allow: string[]; id?: string } | undefined {
+    if (path === base) return { kind: 'submit', allow: ['POST'] };
+    if (path === o.jobsPath) return { kind: 'list', allow: ['GET'] };
+    if (path === o.eventsPath) return { kind: 'events', allow: ['GET'] };
+    if (!path.startsWith(base + '/')) return undefined;
+    const rest = path.slice(base.length + 1).split('/');
+    let id: string;
+    try {
+      id = decodeURIComponent(rest[0]!);
+    } catch {
+      throw new HttpError(400, 'INVALID_JOB_ID', 'job-registry: malformed job id');
+    }
+    if (rest.length === 1) return { kind: 'job', allow: ['GET', 'DELETE'], id };
+    if (rest.length === 2 && rest[1] === 'stream') return { kind: 'stream', allow: ['GET'], id };
+    throw new HttpError(404, 'NOT_FOUND', `job-registry: no route ${path.slice(0, 200)}`);
+  }
+
+  function notFound(id: string): HttpError {
+    return new HttpError(404, 'JOB_NOT_FOUND', `job-registry: no job '${id}' (it may have expired)`);
+  }
+
+  /** The job's snapshot when it exists and the caller may see it; else 404, as for an unknown id. */
+  async function visibleJob(
+    id: string,
+    caller: Caller,
+    action: 'read' | 'cancel' | 'stream',
+  ): Promise<JobSnapshot> {
+    const snap = await registry.findJob(id);
+    if (snap === undefined || !(await access.may(caller, action, snap))) throw notFound(id);
+    return snap;
+  }
+
+  function tooMany(what: string, max: number): HttpError {
+    return new HttpError(429, 'CAPACITY', `job-registry: ${what} (${max}) reached; retry later`, {
+      'Retry-After': String(o.retryAfterSeconds),
+    });
+  }
+
+  async function submit(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
+    if (!(await access.may(caller, 'create'))) throw notFound('new');
+    const body = await req.readJson({ maxBytes: o.maxBodyBytes, timeoutMs: o.bodyTimeoutMs });
+    let payload: P;
+    try {
+      payload = o.parsePayload(body);
+    } catch (e) {
+      throw new HttpError(
+        400,
+        'INVALID_PAYLOAD',
+        `job-registry: ${(e as Error)?.message ?? 'invalid payload'}`,
+      );
+    }
+    const owner = caller.principal?.id;
+    if (owner !== undefined && registry.liveJobsOf(owner) >= o.maxJobsPerPrincipal)
+      throw tooMany('live jobs of this principal (maxJobsPerPrincipal)', o.maxJobsPerPrincipal);
+    const deferred = execute !== undefined && o.startOn === 'stream';
+    const id = registry.createJob({
+      payload,
+      ...(deferred ? { claimTimeout: o.claimTimeout } : {}),
+      ...(owner !== undefined ? { owner } : {}),
+    });
+    if (execute !== undefined && o.startOn === 'create') registry.executeAndStream(id, execute);
+    // Other processes must see the job before the client can ask them for it. When the backend cannot
+    // store it, the client gets 503 and nothing runs on: the job is removed (its executor aborted).
+    try {
+      await registry.flush();
+    } catch (e) {
+      registry.removeJob(id);
+      throw e;
+    }
+    const where = `${o.publicBase ?? req.mountPath + base}/${id}`;
+    const sseUrl = await access.streamUrl(`${where}/stream`, id, caller);
+    return { kind: 'json', status: 202, headers: { Location: where }, body: { job_id: id, sse_url: sseUrl } };
+  }
+
+  async function cancelJob(id: string, caller: Caller): Promise<Reply> {
+    await visibleJob(id, caller, 'cancel');
+    let moved: boolean;
+    try {
+      moved = await registry.cancel(id, 'cancelled by request');
+    } catch (e) {
+      if ((e as { code?: string }).code === 'JOB_NOT_FOUND') throw notFound(id);
+      throw e;
+    }
+    const snap = await registry.findJob(id);
+    if (snap === undefined) throw notFound(id);
+    if (!moved)
+      throw new HttpError(409, 'JOB_TERMINAL', `job-registry: job '${id}' already ended as ${snap.state}`);
+    return json(200, toWireSnapshot(snap, o.exposeErrors));
+  }
+
+  async function listJobs(caller: Caller): Promise<Reply> {
+    if (!(await access.may(caller, 'list'))) return json(200, []);
+    const shown: JobSnapshot[] = [];
+    for (const job of await registry.listJobs()) if (await access.may(caller, 'list', job)) shown.push(job);
+    return json(
+      200,
+      shown.map((j) => toWireSnapshot(j, o.exposeErrors)),
+    );
+  }
+
+  async function openEvents(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
+    if (!(await access.may(caller, 'events')))
+      throw new HttpError(404, 'NOT_FOUND', 'job-registry: no route');
+    const ticket = tracker.admit(undefined, caller.principal?.id);
+    if (req.method === 'HEAD') {
+      tracker.release(ticket);
+      return { kind: 'empty', status: 200, headers: { ...SSE_HEADERS } };
+    }
+    return sse((sink) =>
+      streamEvents(sink, {
+        registry: registry as JobRegistry<unknown, unknown>,
+        access,
+        caller,
+        exposeErrors: o.exposeErrors,
+        maxBufferedBytes: o.maxBufferedBytes,
+        track: (c) => tracker.track(c),
+        onClose: (c) => {
+          tracker.untrack(c);
+          tracker.release(ticket);
+        },
+      }),
+    );
+  }
+
+  /** The resume point of a stream request: `Last-Event-ID` (unless empty), else `?after`. */
+  function resumePoint(req: HttpRequest<Raw>, query: URLSearchParams): number | undefined {
+    const fromHeader = (req.header('last-event-id') ?? '').trim();
+    const raw = fromHeader !== '' ? fromHeader : query.get('after');
+    if (raw === null || raw === '') return undefined;
+    if (!RESUME_POINT.test(raw))
+      throw new HttpError(
+        400,
+        'INVALID_RESUME_POINT',
+        'job-registry: Last-Event-ID / ?after must be a token seq (a whole number >= 0)',
+      );
+    return Number(raw);
+  }
+
+  async function streamJob(req: HttpRequest<Raw>, id: string): Promise<Reply> {
+    const query = requestQuery(req.target);
+    const caller = await access.identifyStream(req.raw, id, query.get('token'));
+    const after = resumePoint(req, query);
+    // Who may see the job is settled before anything about it (410, 400, 204) is told.
+    if (!access.open && !caller.byToken) await visibleJob(id, caller, 'stream');
+    const snap = await registry.checkReadable(id, after === undefined ? {} : { after });
+    // The client already saw the end (the terminal event's id is the token count): nothing to send, and
+    // a browser EventSource stops reconnecting on 204.
+    if (after !== undefined && isTerminal(snap.state) && after === snap.tokenCount)
+      return { kind: 'empty', status: 204, headers: {} };
+    const ticket = tracker.admit(id, caller.principal?.id);
+    if (req.method === 'HEAD') {
+      tracker.release(ticket);
+      return { kind: 'empty', status: 200, headers: { ...SSE_HEADERS } };
+    }
+    return sse((sink) => {
+      const stream: TokenStream<T> = new TokenStream<T>(
+        sink,
+        {
+          serialize: o.serialize,
+          maxBufferedBytes: o.maxBufferedBytes,
+          errorText: (e) =>
+            e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
+          tokens: (from) => {
+            if (execute !== undefined && o.startOn === 'stream' && registry.hasJob(id))
+              registry.executeAndStream(id, execute);
+            return registry.tokens$(id, from === undefined ? {} : { after: from });
+          },
+          finalState: () => finalState(id),
+          // A slow reader keeps a terminal job past its retention (bounded by retentionGrace).
+          hold: () => registry.holdForReader(id),
+          onClose: () => {
+            tracker.untrack(stream);
+            tracker.release(ticket);
+          },
+        },
+        after,
+      );
+      tracker.track(stream);
+      stream.start();
+    });
+  }
+
+  function finalState(id: string): { state: string; error?: string | undefined } | 'closing' | undefined {
+    let snap: JobSnapshot | undefined;
+    try {
+      snap = registry.getJob(id);
+    } catch (e) {
+      // Disposed: the stream of a job held elsewhere ended with this registry.
+      if (e instanceof RegistryDisposedError) return 'closing';
+      throw e;
+    }
+    if (snap !== undefined)
+      return {
+        state: snap.state,
+        error:
+          snap.error === undefined ? undefined : visibleError(snap.error, snap.errorPrivate, o.exposeErrors),
+      };
+    // A job held elsewhere whose stream ended because this registry is shutting down: no terminal
+    // event (the client resumes on another process).
+    return registry.isDisposed ? 'closing' : undefined;
+  }
+
+  function sse(open: (sink: SseSink) => void): Reply {
+    return {
+      kind: 'sse',
+      status: 200,
+      headers: { ...SSE_HEADERS },
+      start: (sink) => {
+        sink.write(retryField(o.retryMs));
+        open(sink);
+      },
+    };
+  }
+
+  function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
+    const err = toHttpError(e);
+    const headers: Record<string, string> = { ...err.headers };
+    if (err.status === 429 && headers['Retry-After'] === undefined)
+      headers['Retry-After'] = String(o.retryAfterSeconds);
+    if (req !== undefined) Object.assign(headers, corsHeaders(o.cors, req.header('origin')).headers);
+    return {
+      kind: 'json',
+      status: err.status,
+      headers,
+      body: { error: { code: err.code, message: err.message } },
+    };
+  }
+
+  return {
+    handle,
+    errorReply,
+    close: () => tracker.closeAll(),
+    get connections() {
+      return tracker.size;
+    },
+  };
+}
+
+function json(status: number, body: unknown): Reply {
+  return { kind: 'json', status, headers: {}, body };
+}
