@@ -1,6 +1,6 @@
 import { NEVER, throwError, type Observable } from 'rxjs';
 import { JobNotFoundError } from './errors.js';
-import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
+import type { JobProgress, JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
 
 /** A job this process holds, as a backend needs it to restore the job in a store that lost it. */
 export interface HeldJob {
@@ -105,6 +105,12 @@ export interface RegistryBackend {
   state$(jobId: string): Observable<JobStatus>;
   /** Registry events of other processes (never this one's own). */
   readonly events$: Observable<RegistryEvent>;
+  /** Whether the backend wants the token counts of live jobs held here (`progressed`). */
+  readonly wantsProgress?: boolean;
+  /** A live job's token count, coalesced by the registry's `progressInterval`. */
+  progressed?(jobId: string, tokenCount: number): void;
+  /** Token counts of live jobs held by other processes. */
+  readonly progress$?: Observable<JobProgress>;
   /** Sends the writes still pending (with a bounded wait), then releases everything. */
   close(): Promise<void>;
 }

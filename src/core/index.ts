@@ -6,7 +6,7 @@ export type {
   Executor,
   TokensOptions,
 } from './registry.js';
-export type { JobState, JobStatus, TokenEvent, JobSnapshot, RegistryEvent } from './types.js';
+export type { JobState, JobStatus, TokenEvent, JobSnapshot, RegistryEvent, JobProgress } from './types.js';
 export {
   JobRegistryError,
   JobNotFoundError,

@@ -33,6 +33,8 @@ export class Job<T, P> extends TokenChannel<T> implements Timed {
   holds = 0;
   /** Set while a shared backend stores this job's end; its token channel closes when it settles. */
   ending: Promise<void> | undefined = undefined;
+  /** Waits in the progress feed's next batch. */
+  progressQueued = false;
   /** `dispose()` ends readers by completing them, whatever the state. */
   endQuietly = false;
 

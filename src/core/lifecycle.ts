@@ -4,6 +4,7 @@ import type { BackendHost, HeldJob, RegistryBackend } from './backend.js';
 import { CapacityError, LimitExceededError, ResumeAheadError, isPublicError, messageOf } from './errors.js';
 import { Job } from './job.js';
 import { ExecutorLine } from './line.js';
+import { ProgressFeed } from './progress.js';
 import type { Settings } from './options.js';
 import { Serial } from './serial.js';
 import { isTerminal } from './states.js';
@@ -36,6 +37,7 @@ export class Lifecycle<T, P> {
   readonly timers: JobTimers<Job<T, P>>;
   readonly line: ExecutorLine<Job<T, P>>;
   readonly liveByOwner = new Map<string, number>();
+  readonly progress: ProgressFeed<Job<T, P>>;
   readonly shared: boolean;
   disposed = false;
   private startingQueued = false;
@@ -46,6 +48,12 @@ export class Lifecycle<T, P> {
   ) {
     this.shared = backend.shared;
     this.line = new ExecutorLine(settings.concurrency);
+    this.progress = new ProgressFeed(
+      settings.progressMs,
+      backend.wantsProgress === true && backend.progressed !== undefined
+        ? (id, count) => backend.progressed!(id, count)
+        : undefined,
+    );
     this.timers = new JobTimers<Job<T, P>>({
       claimExpired: (job) => {
         if (this.jobs.get(job.id) === job && job.state === 'queued')
@@ -107,6 +115,7 @@ export class Lifecycle<T, P> {
     this.timers.clear();
     this.jobs.clear();
     this.liveByOwner.clear();
+    this.progress.close();
     this.events.subject.complete();
   }
 
@@ -200,7 +209,9 @@ export class Lifecycle<T, P> {
     }
     // The backend write goes first: when it refuses (BackendError), nothing has changed here.
     if (this.shared) this.backend.tokenAppended(job.id, job.nextSeq, token);
-    return job.append(token);
+    const seq = job.append(token);
+    if (this.progress.watched) this.progress.moved(job);
+    return seq;
   }
 
   read(job: Job<T, P>, sub: Subscriber<TokenEvent<T>>, after: number | undefined): (() => void) | undefined {
@@ -298,7 +309,10 @@ export class Lifecycle<T, P> {
     job.errorPrivate = errorPrivate && error !== undefined;
     job.updatedAt = at;
     const terminal = isTerminal(to);
-    if (terminal) this.settle(job, isTerminal(from), stored);
+    if (terminal) {
+      this.progress.settle(job);
+      this.settle(job, isTerminal(from), stored);
+    }
     const status = job.status;
     if (status !== undefined) {
       status.next(job.currentStatus());

@@ -76,6 +76,11 @@ export interface JobRegistryOptions {
    * @defaultValue `Infinity`
    */
   maxTokensPerJob?: number;
+  /**
+   * How often `progress$` (and `/v1/events`) sends a live job's token count, at most, per job.
+   * @defaultValue 250 ms
+   */
+  progressInterval?: DurationInput;
   /** Where jobs are shared between processes. @defaultValue `memoryBackend()` (this process only) */
   backend?: RegistryBackend;
 }
@@ -91,6 +96,7 @@ export interface Settings {
   maxJobs: number;
   concurrency: number;
   maxTokens: number;
+  progressMs: number;
   backend: RegistryBackend;
 }
 
@@ -119,6 +125,7 @@ export function resolveOptions(options: JobRegistryOptions): Settings {
     maxJobs: count(options.maxJobs, 'maxJobs', 1),
     concurrency: count(options.concurrency, 'concurrency', 1),
     maxTokens: count(options.maxTokensPerJob, 'maxTokensPerJob', 1),
+    progressMs: duration(options.progressInterval, 'progressInterval', 250),
     backend,
   };
 }

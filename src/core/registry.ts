@@ -25,7 +25,15 @@ import {
 } from './options.js';
 import { canTransition, isJobState, isTerminal } from './states.js';
 import { describeMs, utc } from './time.js';
-import type { Executor, JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
+import type {
+  Executor,
+  JobProgress,
+  JobSnapshot,
+  JobState,
+  JobStatus,
+  RegistryEvent,
+  TokenEvent,
+} from './types.js';
 
 export type { JobRegistryOptions, CreateJobInit, TokensOptions } from './options.js';
 export type { ExecutionContext, Executor } from './types.js';
@@ -47,6 +55,11 @@ const REMOTE = Symbol('remote');
 export class JobRegistry<T = unknown, P = unknown> {
   /** Every create, state change and removal, in order (hot: subscribe before acting). With a shared backend, other processes' events too. */
   readonly events$: Observable<RegistryEvent>;
+  /**
+   * Token counts of live jobs this process holds, coalesced to at most one per job per
+   * `progressInterval` (and the exact count just before a job's end). Hot; costs nothing while unwatched.
+   */
+  readonly progress$: Observable<JobProgress>;
 
   private readonly life: Lifecycle<T, P>;
   private readonly jobs: Map<string, Job<T, P>>;
@@ -71,6 +84,11 @@ export class JobRegistry<T = unknown, P = unknown> {
         ? 'it was never created here or was removed'
         : `it may have expired; retention is ${describeMs(settings.retentionMs)}`;
     this.backend.open(this.life.host());
+    const progress = this.life.progress.progress$;
+    this.progress$ =
+      this.shared && this.backend.progress$ !== undefined
+        ? merge(progress, this.backend.progress$.pipe(takeUntil(this.destroy$)))
+        : progress;
     const own = this.life.events.subject.asObservable();
     this.events$ = this.shared ? merge(own, this.backend.events$.pipe(takeUntil(this.destroy$))) : own;
   }

@@ -56,3 +56,10 @@ export interface ExecutionContext {
 
 /** Produces a job's tokens from its payload: an Observable, a Promise, an (async) iterable or an array. */
 export type Executor<T, P> = (payload: P | undefined, context: ExecutionContext) => ObservableInput<T>;
+
+/** A live job's token count, as `progress$` publishes it (coalesced, a few per second per job at most). */
+export interface JobProgress {
+  jobId: string;
+  tokenCount: number;
+  at: DateTime;
+}

@@ -1,11 +1,14 @@
 import type { Subscription } from 'rxjs';
 import type { JobRegistry } from '../core/registry.js';
-import type { JobSnapshot, RegistryEvent } from '../core/types.js';
+import type { JobProgress, JobSnapshot, RegistryEvent } from '../core/types.js';
 import type { Access, Caller } from './access.js';
 import type { Closable } from './connections.js';
 import type { SseSink } from './sink.js';
 import { sseEvent } from './sse.js';
-import { toWireEvent, toWireSnapshot } from './wire.js';
+import { toWireEvent, toWireProgress, toWireSnapshot } from './wire.js';
+
+/** What one `/v1/events` stream sends after its snapshot. */
+type Item = RegistryEvent | ({ type: 'progress' } & JobProgress);
 
 /** What one `/v1/events` stream needs from its handler. */
 export interface EventStreamContext<Req> {
@@ -20,13 +23,15 @@ export interface EventStreamContext<Req> {
 
 /**
  * Streams the registry's events to one client: a snapshot of the jobs it may see, then every later
- * event of those jobs and of jobs created since that it may see, in order. Events of one tick go out in
+ * event of those jobs and of jobs created since that it may see, in order, with `progress` events
+ * (token counts, coalesced) between them. Events of one tick go out in
  * one write; a client that reads slower than events arrive is closed past `maxBufferedBytes` (its
  * EventSource reconnects to a fresh snapshot).
  */
 export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): void {
   const { access, caller } = ctx;
   let subscription: Subscription | undefined;
+  let progress: Subscription | undefined;
   let closed = false;
   let early: RegistryEvent[] | undefined = [];
   let pending = '';
@@ -47,20 +52,25 @@ export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): v
       if (closed) return;
       closed = true;
       subscription?.unsubscribe();
+      progress?.unsubscribe();
       ctx.onClose(conn);
       res.end(pending);
       pending = '';
     },
   };
-  const write = (e: RegistryEvent): void =>
-    conn.writeRaw(sseEvent(e.type, JSON.stringify(toWireEvent(e, ctx.exposeErrors))));
+  const write = (e: Item): void =>
+    conn.writeRaw(
+      e.type === 'progress'
+        ? sseEvent('progress', JSON.stringify(toWireProgress(e)))
+        : sseEvent(e.type, JSON.stringify(toWireEvent(e, ctx.exposeErrors))),
+    );
 
   // Jobs this client may see (undefined: every job). A job enters with its snapshot or its `created`
   // event, when `authorize` allows it, and leaves with its `removed` event.
   const visible = access.open ? undefined : new Set<string>();
   // Events that wait behind an asynchronous `authorize` answer, so the order holds.
-  let waiting: RegistryEvent[] | undefined;
-  const process = (e: RegistryEvent): Promise<void> | undefined => {
+  let waiting: Item[] | undefined;
+  const process = (e: Item): Promise<void> | undefined => {
     if (visible === undefined) {
       write(e);
       return undefined;
@@ -89,7 +99,7 @@ export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): v
     }
     waiting = undefined;
   };
-  const handle = (e: RegistryEvent): void => {
+  const handle = (e: Item): void => {
     if (closed) return;
     if (waiting !== undefined) return void waiting.push(e);
     const later = process(e);
@@ -105,6 +115,10 @@ export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): v
     next: (e) => (early !== undefined ? early.push(e) : handle(e)),
     complete: () => conn.close(),
     error: () => conn.close(),
+  });
+  // Token counts of live jobs, coalesced by the registry; the snapshot already has the counts before it.
+  progress = ctx.registry.progress$.subscribe((p) => {
+    if (early === undefined) handle({ type: 'progress', ...p });
   });
   res.onClose(() => conn.close());
   ctx.track(conn);

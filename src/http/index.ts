@@ -10,5 +10,5 @@ export { dataLines, sseEvent, tokenEvent, retryField, comment } from './sse.js';
 export { HttpError, STATUS_BY_CODE, toHttpError } from './status.js';
 export type { HttpErrorCode } from './status.js';
 export { readJsonBody, isJsonContentType } from './body.js';
-export { toWireSnapshot, toWireEvent, visibleError, REDACTED_ERROR } from './wire.js';
-export type { WireSnapshot, WireEvent } from './wire.js';
+export { toWireSnapshot, toWireEvent, toWireProgress, visibleError, REDACTED_ERROR } from './wire.js';
+export type { WireSnapshot, WireEvent, WireProgress } from './wire.js';

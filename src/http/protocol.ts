@@ -161,6 +161,11 @@ export function createProtocol<T, P, Raw>(
     return snap;
   }
 
+  // Not about a job (which would answer 404): the caller may not do this at all.
+  function forbidden(what: string): HttpError {
+    return new HttpError(403, 'FORBIDDEN', `job-registry: this principal may not ${what}`);
+  }
+
   function tooMany(what: string, max: number): HttpError {
     return new HttpError(429, 'CAPACITY', `job-registry: ${what} (${max}) reached; retry later`, {
       'Retry-After': String(o.retryAfterSeconds),
@@ -168,7 +173,7 @@ export function createProtocol<T, P, Raw>(
   }
 
   async function submit(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
-    if (!(await access.may(caller, 'create'))) throw notFound('new');
+    if (!(await access.may(caller, 'create'))) throw forbidden('create jobs');
     const body = await req.readJson({ maxBytes: o.maxBodyBytes, timeoutMs: o.bodyTimeoutMs });
     let payload: P;
     try {
@@ -199,7 +204,14 @@ export function createProtocol<T, P, Raw>(
       throw e;
     }
     const where = `${o.publicBase ?? req.mountPath + base}/${id}`;
-    const sseUrl = await access.streamUrl(`${where}/stream`, id, caller);
+    let sseUrl: string;
+    try {
+      sseUrl = await access.streamUrl(`${where}/stream`, id, caller);
+    } catch (e) {
+      // No job runs on for a client that never learns its stream URL.
+      registry.removeJob(id);
+      throw e;
+    }
     return { kind: 'json', status: 202, headers: { Location: where }, body: { job_id: id, sse_url: sseUrl } };
   }
 

@@ -14,6 +14,7 @@ export type HttpErrorCode =
   | 'JOB_TERMINAL'
   | 'INVALID_PATH'
   | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
   | 'CAPACITY'
   | 'INTERNAL';
 
@@ -52,6 +53,7 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   INVALID_PATH: 400,
   RESUME_AHEAD: 400,
   UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
   CAPACITY: 429,
   LIMIT_EXCEEDED: 409,
   REGISTRY_DISPOSED: 503,

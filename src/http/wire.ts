@@ -1,4 +1,4 @@
-import type { JobSnapshot, RegistryEvent } from '../core/types.js';
+import type { JobProgress, JobSnapshot, RegistryEvent } from '../core/types.js';
 
 /** A job snapshot as the HTTP API sends it (snake_case, ISO 8601 times). */
 export interface WireSnapshot {
@@ -56,4 +56,16 @@ export function toWireEvent(e: RegistryEvent, exposeErrors = false): WireEvent {
     if (e.error !== undefined) w.error = visibleError(e.error, e.errorPrivate, exposeErrors);
   } else if (e.type === 'created' && e.owner !== undefined) w.owner = e.owner;
   return w;
+}
+
+/** A `progress` event as `/v1/events` sends it. */
+export interface WireProgress {
+  job_id: string;
+  token_count: number;
+  at: string;
+}
+
+/** The wire form of a job's progress. */
+export function toWireProgress(p: JobProgress): WireProgress {
+  return { job_id: p.jobId, token_count: p.tokenCount, at: p.at.toISO()! };
 }

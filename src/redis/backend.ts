@@ -4,7 +4,14 @@ import type { BackendHost, RegistryBackend, StoredJob } from '../core/backend.js
 import { BackendError, JobRegistryError, messageOf } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import { isTerminal } from '../core/states.js';
-import type { JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from '../core/types.js';
+import type {
+  JobProgress,
+  JobSnapshot,
+  JobState,
+  JobStatus,
+  RegistryEvent,
+  TokenEvent,
+} from '../core/types.js';
 import { decodeEvent, isEnd, type StreamEvent } from './codec.js';
 import { Connection } from './connection.js';
 import { Keys } from './keys.js';
@@ -13,6 +20,7 @@ import { Repair } from './repair.js';
 import { firstKept, indexedIds, readSnapshots } from './lookups.js';
 import { resolveOptions, type RedisBackendOptions, type ResolvedOptions } from './options.js';
 import { ReaderHolds } from './holds.js';
+import { SharedProgress } from './progress.js';
 import { Outages } from './outage.js';
 import { remoteTokens, type ReaderContext } from './reader.js';
 import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
@@ -61,6 +69,8 @@ class RedisBackend implements RegistryBackend {
   private readonly requests = new Map<string, string>();
   private context: (ReaderContext & RemoteContext) | undefined;
   private holds: ReaderHolds | undefined;
+  private readonly counts: SharedProgress;
+  readonly progress$: Observable<JobProgress>;
 
   constructor(options: RedisBackendOptions) {
     this.o = resolveOptions(options);
@@ -73,6 +83,11 @@ class RedisBackend implements RegistryBackend {
       (e) => this.outages.fail('connection', `a connection to Redis failed`, e),
       () => this.outages.ok('connection'),
     );
+    this.counts = new SharedProgress(this.o.progressMs, (id, count, at) => {
+      const held = this.host?.describe(id);
+      if (held !== undefined && !isTerminal(held.state)) this.writer!.progress(id, count, at);
+    });
+    this.progress$ = this.counts.progress$;
     this.events$ = this.stream.pipe(
       filter(
         (s): s is Extract<StreamEvent, { kind: 'event' }> =>
@@ -208,6 +223,14 @@ class RedisBackend implements RegistryBackend {
     return this.writer!.flush();
   }
 
+  get wantsProgress(): boolean {
+    return this.o.progressMs > 0;
+  }
+
+  progressed(jobId: string, tokenCount: number): void {
+    if (!this.closed && this.o.progressMs > 0) this.counts.progressed(jobId, tokenCount);
+  }
+
   holdForReader(jobId: string): () => void {
     return this.closed || this.holds === undefined ? () => undefined : this.holds.hold(jobId);
   }
@@ -251,13 +274,17 @@ class RedisBackend implements RegistryBackend {
         this.onCancelRequest(s.jobId, s.reason, s.request);
         continue;
       }
+      if (s.kind === 'progress') {
+        if (s.origin !== this.owner) this.counts.received(s.jobId, s.tokenCount, s.at);
+        continue;
+      }
       const ev = s.event;
       const mark =
         ev.type === 'stateChanged' ? (isTerminal(ev.to) ? `${ev.jobId}:end` : '') : `${ev.jobId}:${ev.type}`;
       if (mark !== '' && !this.seen.first(mark)) continue;
       // Another process ended a job this one runs (its lease check took this process for dead): take it.
       if (isEnd(ev) && !s.origin.startsWith(this.owner) && this.host?.holds(ev.jobId))
-        this.repair.adopt(ev.jobId, ev.to, ev.error ?? '');
+        this.repair.adopt(ev.jobId, ev.to, ev.error ?? '', ev.errorPrivate === true);
       if (ev.type === 'removed' && !(this.host?.holds(ev.jobId) ?? false)) this.watchers.vanish(ev.jobId);
       this.stream.next(s);
     }
@@ -384,6 +411,7 @@ class RedisBackend implements RegistryBackend {
     this.closed = true;
     this.leases?.close();
     this.holds?.close();
+    this.counts.close();
     if (starting !== undefined) await starting.then(ok, ok);
     // The last writes get a bounded wait: a Redis that does not answer must not keep dispose() (and the
     // process) from ending.

@@ -6,7 +6,8 @@ import type { JobSnapshot, RegistryEvent } from '../core/types.js';
 /** One entry of a shard's event stream, decoded. */
 export type StreamEvent =
   | { kind: 'event'; event: RegistryEvent; origin: string; request?: string }
-  | { kind: 'cancel'; jobId: string; origin: string; request: string; reason: string };
+  | { kind: 'cancel'; jobId: string; origin: string; request: string; reason: string }
+  | { kind: 'progress'; jobId: string; origin: string; tokenCount: number; at: number };
 
 /** Decodes an event stream entry; `undefined` for an entry this backend did not write. */
 export function decodeEvent(fields: string[]): StreamEvent | undefined {
@@ -17,6 +18,12 @@ export function decodeEvent(fields: string[]): StreamEvent | undefined {
     return f.req === undefined
       ? undefined
       : { kind: 'cancel', jobId: f.job, origin: f.origin, request: f.req, reason: f.error ?? '' };
+  if (f.type === 'progress') {
+    const count = Number(f.count);
+    return Number.isSafeInteger(count) && count >= 0
+      ? { kind: 'progress', jobId: f.job, origin: f.origin, tokenCount: count, at }
+      : undefined;
+  }
   const when = DateTime.fromMillis(at, { zone: 'utc' });
   let event: RegistryEvent;
   if (f.type === 'created') {

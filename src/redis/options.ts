@@ -32,6 +32,11 @@ export interface RedisBackendOptions {
   blockMs?: number;
   /** Registry events kept per shard's event stream (approximate trim). Defaults to 10,000. */
   eventsMaxLen?: number;
+  /**
+   * How often a live job's token count is published for other processes' `progress$` (and dashboards),
+   * at most, per job, in ms; 0 turns it off. Defaults to 1000.
+   */
+  progressIntervalMs?: number;
   /** Writes waiting to reach Redis (e.g. while it is down) past which new jobs and tokens are refused with `BackendError`. Defaults to 100,000. */
   maxPendingWrites?: number;
   logger?: BackendLogger;
@@ -43,6 +48,7 @@ export interface ResolvedOptions {
   leaseMs: number;
   blockMs: number;
   eventsMaxLen: number;
+  progressMs: number;
   maxPending: number;
   log: BackendLogger;
 }
@@ -55,6 +61,7 @@ const KNOWN = new Set([
   'leaseMs',
   'blockMs',
   'eventsMaxLen',
+  'progressIntervalMs',
   'maxPendingWrites',
   'logger',
 ]);
@@ -89,6 +96,10 @@ export function resolveOptions(options: RedisBackendOptions): ResolvedOptions {
     leaseMs: positive(options.leaseMs ?? 10_000, 'leaseMs'),
     blockMs: positive(options.blockMs ?? 5_000, 'blockMs'),
     eventsMaxLen: positive(options.eventsMaxLen ?? 10_000, 'eventsMaxLen'),
+    progressMs:
+      options.progressIntervalMs === 0
+        ? 0
+        : positive(options.progressIntervalMs ?? 1000, 'progressIntervalMs'),
     maxPending: positive(options.maxPendingWrites ?? 100_000, 'maxPendingWrites'),
     log: logger ?? console,
   };

@@ -188,6 +188,30 @@ export class Writer {
     ];
   }
 
+  /** Publishes a live job's token count on its shard's event stream (for other processes' dashboards). */
+  progress(jobId: string, count: number, at: number): void {
+    const shard = this.keys.shardOf(jobId);
+    const b = this.batch(shard);
+    b.pipe.xadd(
+      this.keys.events(shard),
+      'MAXLEN',
+      '~',
+      this.eventsMaxLen,
+      '*',
+      'type',
+      'progress',
+      'job',
+      jobId,
+      'count',
+      String(count),
+      'at',
+      String(at),
+      'origin',
+      this.owner,
+    );
+    this.count(b, 1);
+  }
+
   /** Asks the owner of a job (through the shard's event stream) to cancel it. */
   cancelRequest(jobId: string, reason: string, request: string, at: number): void {
     const shard = this.keys.shardOf(jobId);
