@@ -15,7 +15,8 @@ import {
   type BodyLimits,
 } from '../http/json.js';
 import type { HandlerOptions } from '../http/options.js';
-import { createProtocol, type Answer, type HttpRequest } from '../http/protocol.js';
+import { createProtocol, type Answer, type HttpRequest, type Protocol } from '../http/protocol.js';
+import { createResponsesProtocol, type ResponsesOptions } from '../http/responses.js';
 import type { SseSink } from '../http/sink.js';
 import { HttpError } from '../http/status.js';
 
@@ -48,8 +49,28 @@ export function createFetchHandler<T, P = unknown>(
   registry: JobRegistry<T, P>,
   options: FetchHandlerOptions<T, P> & { notFound?: (request: Request) => Response | Promise<Response> } = {},
 ): FetchHandler {
-  const protocol = createProtocol<T, P, Request>(registry, options);
-  const notFound = options.notFound;
+  return fetchHandler(createProtocol<T, P, Request>(registry, options), options.notFound);
+}
+
+/**
+ * The OpenAI-compatible background responses preset as a fetch handler (see `createResponsesHandler`).
+ *
+ * @throws InvalidArgumentError for a malformed option.
+ */
+export function createFetchResponsesHandler<T, P = unknown>(
+  registry: JobRegistry<T, P>,
+  options: ResponsesOptions<T, P, Request> & {
+    notFound?: (request: Request) => Response | Promise<Response>;
+  },
+): FetchHandler {
+  return fetchHandler(createResponsesProtocol<T, P, Request>(registry, options), options.notFound);
+}
+
+/** Serves a protocol (the dual-call routes, or a preset such as the Responses API) as a fetch handler. */
+export function fetchHandler(
+  protocol: Protocol<Request>,
+  notFound?: (request: Request) => Response | Promise<Response>,
+): FetchHandler {
   const handler = (async (request: Request): Promise<Response> => {
     const req = toRequest(request);
     try {

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readJsonBody } from './body.js';
 import type { HandlerOptions } from './options.js';
-import { createProtocol, type Answer, type HttpRequest } from './protocol.js';
+import { createProtocol, type Answer, type HttpRequest, type Protocol } from './protocol.js';
+import { createResponsesProtocol, type ResponsesOptions } from './responses.js';
 import type { SseSink } from './sink.js';
 import { HttpError } from './status.js';
 import type { JobRegistry } from '../core/registry.js';
@@ -35,8 +36,30 @@ export function createJobHandler<T, P = unknown>(
   registry: JobRegistry<T, P>,
   options: JobHandlerOptions<T, P> = {},
 ): JobHandler {
-  const protocol = createProtocol<T, P, IncomingMessage>(registry, options);
+  return nodeHandler(createProtocol<T, P, IncomingMessage>(registry, options));
+}
 
+/**
+ * The OpenAI-compatible background responses preset as a Node handler: `POST /v1/responses`,
+ * `GET /v1/responses/{id}` (`?stream=true&starting_after=N` resumes), `POST /v1/responses/{id}/cancel`.
+ *
+ * @example
+ * const responses = createResponsesHandler(registry, {
+ *   execute: (p) => model.stream(p),
+ *   toPayload: (req) => ({ prompt: String(req.input) }),
+ * });
+ * http.createServer((req, res) => responses(req, res, () => jobs(req, res)));
+ * @throws InvalidArgumentError for a malformed option.
+ */
+export function createResponsesHandler<T, P = unknown>(
+  registry: JobRegistry<T, P>,
+  options: ResponsesOptions<T, P, IncomingMessage>,
+): JobHandler {
+  return nodeHandler(createResponsesProtocol<T, P, IncomingMessage>(registry, options));
+}
+
+/** Serves a protocol (the dual-call routes, or a preset such as the Responses API) as a Node handler. */
+export function nodeHandler(protocol: Protocol<IncomingMessage>): JobHandler {
   const handler = ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => {
     const request = toRequest(req);
     protocol

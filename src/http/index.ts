@@ -1,5 +1,12 @@
 export { createJobHandler } from './handler.js';
+export { createResponsesHandler, nodeHandler } from './handler.js';
 export type { JobHandler, JobHandlerOptions, CorsOptions } from './handler.js';
+export { createProtocol, sseEncoder } from './protocol.js';
+export type { HttpRequest, Reply, Answer, Protocol } from './protocol.js';
+export type { SseSink } from './sink.js';
+export type { StreamEncoder } from './stream.js';
+export { createResponsesProtocol } from './responses.js';
+export type { ResponsesOptions, ResponseCreate } from './responses.js';
 export { eventsAfterSnapshot } from './events.js';
 export { Access, ownJobsOnly } from './access.js';
 export type { Principal, JobAction, JobRef, Authenticate, Authorize, AccessOptions } from './access.js';

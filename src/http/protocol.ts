@@ -4,7 +4,7 @@
  * {@link Reply} it gets back (the Node handler to a `ServerResponse`, the fetch handler into a
  * `Response`). Imports no `node:` module.
  */
-import { JobFailedError, RegistryDisposedError } from '../core/errors.js';
+import { JobFailedError, RegistryDisposedError, messageOf } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
@@ -17,9 +17,9 @@ import type { BodyLimits } from './json.js';
 import { resolveHandlerOptions, type HandlerOptions, type HandlerSettings } from './options.js';
 import { requestPath, requestQuery } from './route.js';
 import type { SseSink } from './sink.js';
-import { retryField } from './sse.js';
+import { retryField, sseEvent, tokenEvent } from './sse.js';
 import { HttpError, toHttpError } from './status.js';
-import { TokenStream } from './stream.js';
+import { TokenStream, type StreamEncoder } from './stream.js';
 import { toWireSnapshot, visibleError } from './wire.js';
 
 /** A request as the protocol sees it. `raw` is what `authenticate` receives. */
@@ -74,6 +74,7 @@ export function createProtocol<T, P, Raw>(
   const { base, execute } = o;
   const access = new Access<Raw>(options);
   const tracker = new StreamTracker(o);
+  const encoder = sseEncoder(o.serialize);
 
   async function handle(req: HttpRequest<Raw>): Promise<Reply> {
     const raw = requestPath(req.target);
@@ -299,7 +300,7 @@ export function createProtocol<T, P, Raw>(
       const stream: TokenStream<T> = new TokenStream<T>(
         sink,
         {
-          serialize: o.serialize,
+          encoder,
           maxBufferedBytes: o.maxBufferedBytes,
           errorText: (e) =>
             e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
@@ -376,6 +377,25 @@ export function createProtocol<T, P, Raw>(
     get connections() {
       return tracker.size;
     },
+  };
+}
+
+/** The dual-call wire: `id: <seq>` `event: token` per token, then one `done` or `error` with id = count. */
+export function sseEncoder<T>(serialize: (token: T) => string): StreamEncoder<T> {
+  return {
+    token: (ev) => {
+      let data: string;
+      try {
+        data = serialize(ev.token);
+      } catch (e) {
+        data = JSON.stringify({ unserializable: messageOf(e) });
+      }
+      return tokenEvent(ev.seq, typeof data === 'string' ? data : String(data));
+    },
+    end: (state, error, count) =>
+      state === 'completed'
+        ? sseEvent('done', '{"state":"completed"}', count)
+        : sseEvent('error', JSON.stringify({ state, error: error ?? state }), count),
   };
 }
 

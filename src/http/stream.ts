@@ -1,12 +1,26 @@
 import { Subscription, type Observable, type Observer } from 'rxjs';
-import { JobCancelledError, JobFailedError, messageOf } from '../core/errors.js';
+import { JobCancelledError, JobFailedError } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
 import type { SseSink } from './sink.js';
-import { sseEvent, tokenEvent } from './sse.js';
+
+/** How a stream writes a job's tokens and its end (the dual-call SSE wire, or a preset's). */
+export interface StreamEncoder<T> {
+  /** One token's SSE event(s). */
+  token(ev: TokenEvent<T>): string;
+  /**
+   * The job's end: `count` is its token count (the terminal event's id). May be asynchronous (a preset
+   * that repeats the whole output at the end reads it first).
+   */
+  end(
+    state: 'completed' | 'failed' | 'cancelled',
+    error: string | undefined,
+    count: number,
+  ): string | Promise<string>;
+}
 
 /** What a token stream needs from the handler. */
 export interface TokenStreamOptions<T> {
-  serialize: (token: T) => string;
+  encoder: StreamEncoder<T>;
   /** Unsent bytes on one connection past which the stream stops reading from the job until the socket drains. */
   maxBufferedBytes: number;
   /** Reads the job's tokens after a seq (or from the start of what is kept). */
@@ -79,13 +93,7 @@ export class TokenStream<T> {
   /** @internal */
   onToken(ev: TokenEvent<T>): void {
     if (this.closed) return;
-    let data: string;
-    try {
-      data = this.options.serialize(ev.token);
-    } catch (e) {
-      data = JSON.stringify({ unserializable: messageOf(e) });
-    }
-    this.pending += tokenEvent(ev.seq, typeof data === 'string' ? data : String(data));
+    this.pending += this.options.encoder.token(ev);
     this.lastSeq = ev.seq;
     this.schedule();
     // A long replay stops here, not at the end of the job: it goes on once this much is written out.
@@ -102,21 +110,29 @@ export class TokenStream<T> {
   onComplete(): void {
     const final = this.options.finalState();
     if (final === 'closing') this.end('');
-    else if (final !== undefined && final.state !== 'completed') {
-      const data = JSON.stringify({ state: final.state, error: final.error ?? final.state });
-      this.end(sseEvent('error', data, this.endId()));
-    } else this.end(sseEvent('done', JSON.stringify({ state: 'completed' }), this.endId()));
+    else if (final !== undefined && final.state !== 'completed')
+      this.finish(final.state === 'failed' ? 'failed' : 'cancelled', final.error ?? final.state);
+    else this.finish('completed', undefined);
   }
 
   /** @internal */
   onError(e: unknown): void {
-    if (e instanceof JobFailedError || e instanceof JobCancelledError) {
-      const state = e instanceof JobFailedError ? 'failed' : 'cancelled';
-      this.end(sseEvent('error', JSON.stringify({ state, error: this.options.errorText(e) }), this.endId()));
-    }
+    if (e instanceof JobFailedError || e instanceof JobCancelledError)
+      this.finish(e instanceof JobFailedError ? 'failed' : 'cancelled', this.options.errorText(e));
     // Anything else (the replay point expired, the backend failed) is not the job's end: close without
     // a terminal event, so the client resumes and gets the real answer (410, 404, 503).
     else this.end('');
+  }
+
+  private finish(state: 'completed' | 'failed' | 'cancelled', error: string | undefined): void {
+    const last = this.options.encoder.end(state, error, this.endId());
+    if (typeof last === 'string') this.end(last);
+    // An end that cannot be encoded is not the job's end: the client resumes and asks again.
+    else
+      last.then(
+        (chunk) => this.end(chunk),
+        () => this.end(''),
+      );
   }
 
   private end(last: string): void {

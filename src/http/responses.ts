@@ -1,0 +1,375 @@
+/**
+ * OpenAI-compatible background responses over the registry: `POST {base}` (with `background` and/or
+ * `stream`), `GET {base}/{id}` (with `stream=true&starting_after=N` to resume), `POST {base}/{id}/cancel`.
+ * A response is a job (`resp_` + its job id); its tokens are the text deltas. A preset of both handlers:
+ * `createResponsesHandler` (Node) and `createFetchResponsesHandler` (`job-registry/fetch`). Imports no
+ * `node:` module.
+ */
+import { InvalidArgumentError, JobCancelledError, JobFailedError, isPublicError } from '../core/errors.js';
+import { isValidJobId } from '../core/ids.js';
+import type { JobRegistry } from '../core/registry.js';
+import { isTerminal } from '../core/states.js';
+import type { Executor, JobSnapshot } from '../core/types.js';
+import { Access, type AccessOptions, type Caller } from './access.js';
+import { StreamTracker } from './connections.js';
+import { corsHeaders, preflightHeaders } from './cors.js';
+import { resolveHandlerOptions, type HandlerOptions } from './options.js';
+import type { Answer, HttpRequest, Protocol, Reply } from './protocol.js';
+import { requestPath, requestQuery } from './route.js';
+import {
+  PRELUDE,
+  deltaEvent,
+  endEvents,
+  jobIdOf,
+  preludeEvents,
+  responseObject,
+  statusOf,
+  type ResponseInfo,
+} from './responses-wire.js';
+import { retryField } from './sse.js';
+import { HttpError, toHttpError } from './status.js';
+import { TokenStream } from './stream.js';
+import { visibleError } from './wire.js';
+
+/** The create request body, as the preset reads it. */
+export interface ResponseCreate {
+  model?: string;
+  input?: unknown;
+  instructions?: string;
+  background?: boolean;
+  stream?: boolean;
+  max_output_tokens?: number;
+  metadata?: Record<string, string>;
+}
+
+/** Options of the Responses preset. */
+export interface ResponsesOptions<T, P, Req>
+  extends
+    AccessOptions<Req>,
+    Pick<
+      HandlerOptions<T, P, Req>,
+      | 'maxBodyBytes'
+      | 'bodyTimeoutMs'
+      | 'heartbeatMs'
+      | 'retryMs'
+      | 'maxBufferedBytes'
+      | 'cors'
+      | 'exposeErrors'
+      | 'maxJobsPerPrincipal'
+      | 'maxStreamsPerJob'
+      | 'maxStreamsPerPrincipal'
+      | 'maxConnections'
+      | 'retryAfterSeconds'
+    > {
+  /** Where the routes live. @defaultValue `/v1/responses` */
+  basePath?: string;
+  /** Runs a response's payload. */
+  execute: Executor<T, P>;
+  /** Maps a create request to the executor's payload; throw (a `PublicError` to show why) to answer `400`. */
+  toPayload: (request: ResponseCreate) => P;
+  /** A token's text. @defaultValue `String(token)` */
+  text?: (token: T) => string;
+  /** The `model` reported for a response this process did not create (another process's). @defaultValue `'job-registry'` */
+  model?: string;
+}
+
+/** Builds the Responses protocol. @throws InvalidArgumentError for a malformed option. */
+export function createResponsesProtocol<T, P, Raw>(
+  registry: JobRegistry<T, P>,
+  options: ResponsesOptions<T, P, Raw>,
+): Protocol<Raw> {
+  if (typeof options?.execute !== 'function' || typeof options.toPayload !== 'function')
+    throw new InvalidArgumentError('the Responses preset needs execute and toPayload functions');
+  const o = resolveHandlerOptions<T, P, Raw>({ ...options, basePath: options.basePath ?? '/v1/responses' });
+  const base = o.base;
+  const access = new Access<Raw>(options);
+  const tracker = new StreamTracker(o);
+  const text = options.text ?? ((t: T) => String(t));
+  const defaultModel = options.model ?? 'job-registry';
+  // What each response was created with, for the objects that echo it (jobs of other processes get defaults).
+  const infos = new Map<string, ResponseInfo>();
+  registry.events$.subscribe((e) => {
+    if (e.type === 'removed') infos.delete(e.jobId);
+  });
+  const infoOf = (jobId: string): ResponseInfo =>
+    infos.get(jobId) ?? { model: defaultModel, metadata: {}, instructions: null, maxOutputTokens: null };
+
+  async function handle(req: HttpRequest<Raw>): Promise<Reply> {
+    const raw = requestPath(req.target);
+    const path = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
+    let route: { kind: 'create' | 'get' | 'cancel'; allow: string[]; id?: string };
+    if (path === base) route = { kind: 'create', allow: ['POST'] };
+    else if (path.startsWith(base + '/')) {
+      const [rid, action, ...more] = path.slice(base.length + 1).split('/');
+      const id = jobIdOf(rid ?? '');
+      if (
+        id === undefined ||
+        !isValidJobId(id) ||
+        more.length > 0 ||
+        (action !== undefined && action !== 'cancel')
+      )
+        throw new HttpError(404, 'NOT_FOUND', `job-registry: no route ${path.slice(0, 200)}`);
+      route =
+        action === 'cancel' ? { kind: 'cancel', allow: ['POST'], id } : { kind: 'get', allow: ['GET'], id };
+    } else return { kind: 'next' };
+    const cors = corsHeaders(o.cors, req.header('origin'));
+    if (req.method === 'OPTIONS' && o.cors !== undefined)
+      return {
+        kind: 'empty',
+        status: 204,
+        headers: { ...cors.headers, ...preflightHeaders(o.cors, cors.allowed, route.allow) },
+      };
+    const method = req.method === 'HEAD' && route.allow.includes('GET') ? 'GET' : req.method;
+    if (!route.allow.includes(method))
+      throw new HttpError(405, 'METHOD_NOT_ALLOWED', `job-registry: use ${route.allow.join(' or ')}`, {
+        Allow: route.allow.join(', '),
+      });
+    const caller = await access.identify(req.raw);
+    const reply =
+      route.kind === 'create'
+        ? await create(req, caller)
+        : route.kind === 'cancel'
+          ? await cancel(route.id!, caller)
+          : await retrieve(req, route.id!, caller);
+    if (reply.kind !== 'next') Object.assign(reply.headers, cors.headers);
+    return reply;
+  }
+
+  function notFound(id: string): HttpError {
+    return new HttpError(
+      404,
+      'JOB_NOT_FOUND',
+      `job-registry: no response 'resp_${id}' (it may have expired)`,
+    );
+  }
+
+  async function visible(
+    id: string,
+    caller: Caller,
+    action: 'read' | 'stream' | 'cancel',
+  ): Promise<JobSnapshot> {
+    const snap = await registry.findJob(id);
+    if (snap === undefined || !(await access.may(caller, action, snap))) throw notFound(id);
+    return snap;
+  }
+
+  async function create(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
+    if (!(await access.may(caller, 'create')))
+      throw new HttpError(403, 'FORBIDDEN', 'job-registry: this principal may not create responses');
+    const body = (await req.readJson({
+      maxBytes: o.maxBodyBytes,
+      timeoutMs: o.bodyTimeoutMs,
+    })) as ResponseCreate;
+    if (body === null || typeof body !== 'object' || Array.isArray(body))
+      throw new HttpError(400, 'INVALID_PAYLOAD', 'job-registry: the body must be a JSON object');
+    let payload: P;
+    try {
+      payload = options.toPayload(body);
+    } catch (e) {
+      throw new HttpError(
+        400,
+        'INVALID_PAYLOAD',
+        `job-registry: ${isPublicError(e) ? (e as Error).message : 'invalid request'}`,
+      );
+    }
+    const owner = caller.principal?.id;
+    if (owner !== undefined && registry.liveJobsOf(owner) >= o.maxJobsPerPrincipal)
+      throw new HttpError(
+        429,
+        'CAPACITY',
+        `job-registry: live responses of this principal (${o.maxJobsPerPrincipal}) reached`,
+        {
+          'Retry-After': String(o.retryAfterSeconds),
+        },
+      );
+    const id = registry.createJob({ payload, ...(owner !== undefined ? { owner } : {}) });
+    infos.set(id, {
+      model: typeof body.model === 'string' ? body.model : defaultModel,
+      metadata: body.metadata !== null && typeof body.metadata === 'object' ? body.metadata : {},
+      instructions: typeof body.instructions === 'string' ? body.instructions : null,
+      maxOutputTokens: typeof body.max_output_tokens === 'number' ? body.max_output_tokens : null,
+    });
+    registry.executeAndStream(id, options.execute);
+    try {
+      await registry.flush();
+    } catch (e) {
+      registry.removeJob(id);
+      throw e;
+    }
+    const snap = (await registry.findJob(id))!;
+    if (body.stream === true) return stream(req, snap, -1, caller);
+    if (body.background === true)
+      return json(200, responseObject(snap, statusOf(snap.state), infoOf(id), ''));
+    // Neither: answer once the response is done, as a plain create does.
+    return json(200, await objectOf(await settled(id)));
+  }
+
+  async function retrieve(req: HttpRequest<Raw>, id: string, caller: Caller): Promise<Reply> {
+    const query = requestQuery(req.target);
+    if (query.get('stream') !== 'true') return json(200, await objectOf(await visible(id, caller, 'read')));
+    const raw = query.get('starting_after');
+    let after = -1;
+    if (raw !== null && raw !== '') {
+      if (!/^\d{1,15}$/.test(raw))
+        throw new HttpError(
+          400,
+          'INVALID_RESUME_POINT',
+          'job-registry: starting_after must be a sequence number',
+        );
+      after = Number(raw);
+    }
+    return stream(req, await visible(id, caller, 'stream'), after, caller);
+  }
+
+  async function cancel(id: string, caller: Caller): Promise<Reply> {
+    await visible(id, caller, 'cancel');
+    await registry.cancel(id, 'cancelled by request');
+    return json(200, await objectOf(await visible(id, caller, 'read')));
+  }
+
+  /** The Response object of a job, with its output text so far. */
+  async function objectOf(snap: JobSnapshot): Promise<Record<string, unknown>> {
+    const error =
+      snap.error === undefined ? undefined : visibleError(snap.error, snap.errorPrivate, o.exposeErrors);
+    return responseObject(
+      snap,
+      statusOf(snap.state),
+      infoOf(snap.id),
+      await textOf(snap.id, snap.tokenCount),
+      error,
+    );
+  }
+
+  /** The text of a job's first `count` tokens (those still kept). */
+  function textOf(id: string, count: number): Promise<string> {
+    if (count === 0) return Promise.resolve('');
+    return new Promise<string>((resolve, reject) => {
+      let out = '';
+      let done = false;
+      const finish = (): void => {
+        done = true;
+        resolve(out);
+      };
+      const sub = registry.tokens$(id).subscribe({
+        next: (ev) => {
+          if (done) return;
+          out += text(ev.token);
+          if (ev.seq >= count - 1) finish();
+        },
+        // The job's end is not an error here: the text is what it made.
+        error: (e: unknown) =>
+          e instanceof JobFailedError || e instanceof JobCancelledError ? finish() : reject(e),
+        complete: finish,
+      });
+      if (done) sub.unsubscribe();
+    });
+  }
+
+  /** Resolves with the job's snapshot once it ended. */
+  function settled(id: string): Promise<JobSnapshot> {
+    return new Promise<JobSnapshot>((resolve, reject) => {
+      registry.state$(id).subscribe({
+        error: reject,
+        complete: () =>
+          registry.findJob(id).then((s) => (s === undefined ? reject(notFound(id)) : resolve(s)), reject),
+      });
+    });
+  }
+
+  function stream(req: HttpRequest<Raw>, snap: JobSnapshot, after: number, caller: Caller): Reply {
+    const info = infoOf(snap.id);
+    const id = snap.id;
+    // Every event the client saw: the end's last sequence number is PRELUDE + count + 3 at most.
+    if (isTerminal(snap.state) && after >= PRELUDE + snap.tokenCount + (snap.state === 'completed' ? 3 : 0))
+      return { kind: 'empty', status: 204, headers: {} };
+    const ticket = tracker.admit(id, caller.principal?.id);
+    const headers = {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      'X-Accel-Buffering': 'no',
+    };
+    if (req.method === 'HEAD') {
+      tracker.release(ticket);
+      return { kind: 'empty', status: 200, headers };
+    }
+    const tokenAfter = after >= PRELUDE ? after - PRELUDE : undefined;
+    return {
+      kind: 'sse',
+      status: 200,
+      headers,
+      start: (sink) => {
+        sink.write(retryField(o.retryMs) + preludeEvents(snap, info, after));
+        const s: TokenStream<T> = new TokenStream<T>(
+          sink,
+          {
+            encoder: {
+              token: (ev) => deltaEvent(id, ev.seq, text(ev.token)),
+              end: async (state, error, count) =>
+                endEvents(
+                  snap,
+                  info,
+                  state,
+                  error,
+                  count,
+                  state === 'completed' ? await textOf(id, count) : '',
+                  after,
+                ),
+            },
+            maxBufferedBytes: o.maxBufferedBytes,
+            errorText: (e) =>
+              e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
+            tokens: (from) => registry.tokens$(id, from === undefined ? {} : { after: from }),
+            finalState: () => {
+              const now = registry.hasJob(id) ? registry.getJob(id) : undefined;
+              return now === undefined
+                ? registry.isDisposed
+                  ? 'closing'
+                  : undefined
+                : { state: now.state, error: now.error };
+            },
+            hold: () => registry.holdForReader(id),
+            onClose: () => {
+              tracker.untrack(s);
+              tracker.release(ticket);
+            },
+          },
+          tokenAfter,
+        );
+        tracker.track(s);
+        s.start();
+      },
+    };
+  }
+
+  function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
+    const err = toHttpError(e);
+    const headers: Record<string, string> = { ...err.headers };
+    if (req !== undefined) Object.assign(headers, corsHeaders(o.cors, req.header('origin')).headers);
+    // OpenAI's error shape: { error: { message, type, code } }.
+    return {
+      kind: 'json',
+      status: err.status,
+      headers,
+      body: {
+        error: {
+          message: err.message,
+          type: err.status >= 500 ? 'server_error' : 'invalid_request_error',
+          code: err.code,
+        },
+      },
+    };
+  }
+
+  return {
+    handle,
+    errorReply,
+    close: () => tracker.closeAll(),
+    get connections() {
+      return tracker.size;
+    },
+  };
+}
+
+function json(status: number, body: unknown): Answer {
+  return { kind: 'json', status, headers: {}, body };
+}
