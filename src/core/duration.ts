@@ -1,18 +1,29 @@
 import { Duration, type DurationLikeObject } from 'luxon';
 import { InvalidArgumentError } from './errors.js';
 
-/** A span of time: a luxon `Duration`, a duration object such as `{ minutes: 10 }`, or milliseconds. */
-export type DurationInput = Duration | DurationLikeObject | number;
+/**
+ * A span of time: milliseconds, an ISO 8601 duration string (`'PT10M'`), an object such as
+ * `{ minutes: 10 }`, or a luxon `Duration`.
+ */
+export type DurationInput = Duration | DurationLikeObject | number | string;
+
+const FORMS =
+  "milliseconds (600000), an ISO 8601 duration ('PT10M'), an object ({ minutes: 10 }) or a luxon Duration";
 
 /**
  * Milliseconds of a {@link DurationInput}; `Infinity` stays `Infinity` (never).
  *
- * @throws InvalidArgumentError for a negative, NaN or malformed value.
+ * @throws InvalidArgumentError for a negative, NaN or malformed value, naming the accepted forms.
  */
 export function toMillis(value: DurationInput, name: string): number {
   let ms: number;
   if (typeof value === 'number') ms = value;
-  else if (Duration.isDuration(value)) {
+  else if (typeof value === 'string') {
+    const d = Duration.fromISO(value);
+    if (!d.isValid)
+      throw new InvalidArgumentError(`${name} must be ${FORMS}; '${value.slice(0, 40)}' is none of them`);
+    ms = d.toMillis();
+  } else if (Duration.isDuration(value)) {
     if (!value.isValid)
       throw new InvalidArgumentError(`${name} is an invalid Duration (${value.invalidReason ?? 'unknown'})`);
     ms = value.toMillis();
@@ -21,13 +32,11 @@ export function toMillis(value: DurationInput, name: string): number {
     try {
       d = Duration.fromObject(value);
     } catch (e) {
-      throw new InvalidArgumentError(`${name} is not a duration object: ${(e as Error).message}`);
+      throw new InvalidArgumentError(`${name} must be ${FORMS}: ${(e as Error).message}`);
     }
     ms = d.toMillis();
   } else {
-    throw new InvalidArgumentError(
-      `${name} must be a luxon Duration, a duration object or milliseconds, got ${typeof value}`,
-    );
+    throw new InvalidArgumentError(`${name} must be ${FORMS}, got ${value === null ? 'null' : typeof value}`);
   }
   if (Number.isNaN(ms) || ms < 0)
     throw new InvalidArgumentError(`${name} must be 0 or more milliseconds, got ${ms}`);

@@ -2,6 +2,7 @@ import { memoryBackend, type RegistryBackend } from './backend.js';
 import { toMillis, type DurationInput } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import { isValidJobId } from './ids.js';
+import { checkKnownKeys } from './known-keys.js';
 
 /** What `createJob` accepts. */
 export interface CreateJobInit<P> {
@@ -100,6 +101,20 @@ export interface Settings {
   backend: RegistryBackend;
 }
 
+const REGISTRY_OPTIONS = [
+  'idPrefix',
+  'replayLimit',
+  'retention',
+  'retentionGrace',
+  'claimTimeout',
+  'abandonTimeout',
+  'maxJobs',
+  'concurrency',
+  'maxTokensPerJob',
+  'progressInterval',
+  'backend',
+] as const;
+
 const DEFAULT_RETENTION_MS = 10 * 60_000;
 const DEFAULT_GRACE_MS = 5 * 60_000;
 
@@ -107,6 +122,7 @@ const DEFAULT_GRACE_MS = 5 * 60_000;
 export function resolveOptions(options: JobRegistryOptions): Settings {
   if (options === null || typeof options !== 'object')
     throw new InvalidArgumentError('options must be an object');
+  checkKnownKeys(options, REGISTRY_OPTIONS, 'JobRegistry');
   const prefix = options.idPrefix ?? 'job-';
   if (typeof prefix !== 'string' || (prefix !== '' && !isValidJobId(prefix)) || prefix.length > 64)
     throw new InvalidArgumentError(

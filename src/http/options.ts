@@ -1,6 +1,7 @@
 import type { DurationInput } from '../core/duration.js';
 import { toMillis } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { checkKnownKeys } from '../core/known-keys.js';
 import type { Executor } from '../core/registry.js';
 import type { AccessOptions } from './access.js';
 
@@ -104,10 +105,45 @@ export interface HandlerSettings<T, P> {
   retryAfterSeconds: number;
 }
 
-/** @throws InvalidArgumentError naming the malformed option. */
-export function resolveHandlerOptions<T, P, Req>(options: HandlerOptions<T, P, Req>): HandlerSettings<T, P> {
+/** Every option both handlers take. */
+export const HANDLER_OPTIONS = [
+  'basePath',
+  'publicBasePath',
+  'jobsPath',
+  'eventsPath',
+  'execute',
+  'startOn',
+  'claimTimeout',
+  'parsePayload',
+  'serialize',
+  'maxBodyBytes',
+  'bodyTimeoutMs',
+  'heartbeatMs',
+  'retryMs',
+  'maxBufferedBytes',
+  'cors',
+  'exposeErrors',
+  'maxJobsPerPrincipal',
+  'maxStreamsPerJob',
+  'maxStreamsPerPrincipal',
+  'maxConnections',
+  'retryAfterSeconds',
+  'authenticate',
+  'authorize',
+  'streamTokens',
+] as const;
+
+/**
+ * @param extra - option names the caller's own handler adds (checked by it).
+ * @throws InvalidArgumentError naming the malformed option (an unknown one with the closest known name).
+ */
+export function resolveHandlerOptions<T, P, Req>(
+  options: HandlerOptions<T, P, Req>,
+  extra: readonly string[] = [],
+): HandlerSettings<T, P> {
   if (options === null || typeof options !== 'object')
     throw new InvalidArgumentError('createJobHandler options must be an object');
+  checkKnownKeys(options, [...HANDLER_OPTIONS, ...extra], 'the handler');
   const startOn = options.startOn ?? 'create';
   if (startOn !== 'create' && startOn !== 'stream')
     throw new InvalidArgumentError(`startOn must be 'create' or 'stream'`);

@@ -4,7 +4,7 @@
  * {@link Reply} it gets back (the Node handler to a `ServerResponse`, the fetch handler into a
  * `Response`). Imports no `node:` module.
  */
-import { JobFailedError, RegistryDisposedError, messageOf } from '../core/errors.js';
+import { InvalidArgumentError, JobFailedError, RegistryDisposedError, messageOf } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
@@ -70,7 +70,8 @@ export function createProtocol<T, P, Raw>(
   registry: JobRegistry<T, P>,
   options: HandlerOptions<T, P, Raw>,
 ): Protocol<Raw> {
-  const o: HandlerSettings<T, P> = resolveHandlerOptions(options);
+  checkRegistry(registry, 'createJobHandler');
+  const o: HandlerSettings<T, P> = resolveHandlerOptions(options, ['notFound']);
   const { base, execute } = o;
   const access = new Access<Raw>(options);
   const tracker = new StreamTracker(o);
@@ -180,11 +181,7 @@ export function createProtocol<T, P, Raw>(
     try {
       payload = o.parsePayload(body);
     } catch (e) {
-      throw new HttpError(
-        400,
-        'INVALID_PAYLOAD',
-        `job-registry: ${(e as Error)?.message ?? 'invalid payload'}`,
-      );
+      throw new HttpError(400, 'INVALID_PAYLOAD', `job-registry: ${messageOf(e)}`);
     }
     const owner = caller.principal?.id;
     if (owner !== undefined && registry.liveJobsOf(owner) >= o.maxJobsPerPrincipal)
@@ -397,6 +394,16 @@ export function sseEncoder<T>(serialize: (token: T) => string): StreamEncoder<T>
         ? sseEvent('done', '{"state":"completed"}', count)
         : sseEvent('error', JSON.stringify({ state, error: error ?? state }), count),
   };
+}
+
+/** A handler made without its registry fails at once, not on its first request. */
+export function checkRegistry(registry: unknown, factory: string): void {
+  if (
+    registry === null ||
+    typeof registry !== 'object' ||
+    typeof (registry as JobRegistry).createJob !== 'function'
+  )
+    throw new InvalidArgumentError(`${factory}(registry, options) needs a JobRegistry as its first argument`);
 }
 
 function json(status: number, body: unknown): Reply {

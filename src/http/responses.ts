@@ -14,7 +14,7 @@ import { Access, type AccessOptions, type Caller } from './access.js';
 import { StreamTracker } from './connections.js';
 import { corsHeaders, preflightHeaders } from './cors.js';
 import { resolveHandlerOptions, type HandlerOptions } from './options.js';
-import type { Answer, HttpRequest, Protocol, Reply } from './protocol.js';
+import { checkRegistry, type Answer, type HttpRequest, type Protocol, type Reply } from './protocol.js';
 import { requestPath, requestQuery } from './route.js';
 import {
   PRELUDE,
@@ -80,7 +80,13 @@ export function createResponsesProtocol<T, P, Raw>(
 ): Protocol<Raw> {
   if (typeof options?.execute !== 'function' || typeof options.toPayload !== 'function')
     throw new InvalidArgumentError('the Responses preset needs execute and toPayload functions');
-  const o = resolveHandlerOptions<T, P, Raw>({ ...options, basePath: options.basePath ?? '/v1/responses' });
+  checkRegistry(registry, 'createResponsesHandler');
+  const o = resolveHandlerOptions<T, P, Raw>({ ...options, basePath: options.basePath ?? '/v1/responses' }, [
+    'toPayload',
+    'text',
+    'model',
+    'notFound',
+  ]);
   const base = o.base;
   const access = new Access<Raw>(options);
   const tracker = new StreamTracker(o);

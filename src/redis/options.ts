@@ -1,5 +1,6 @@
 import { Redis, type Cluster } from 'ioredis';
 import { InvalidArgumentError } from '../core/errors.js';
+import { checkKnownKeys } from '../core/known-keys.js';
 import { isValidPrefix } from './keys.js';
 
 /** Where the backend reports failures of its background work, once per outage. Pino-compatible. Defaults to `console`. */
@@ -70,11 +71,7 @@ const KNOWN = new Set([
 export function resolveOptions(options: RedisBackendOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object')
     throw new InvalidArgumentError('redisBackend needs { url } or { redis }');
-  for (const key of Object.keys(options))
-    if (!KNOWN.has(key))
-      throw new InvalidArgumentError(
-        `redisBackend has no option '${key}'; it takes ${[...KNOWN].join(', ')}`,
-      );
+  checkKnownKeys(options, [...KNOWN], 'redisBackend');
   const prefix = options.prefix ?? 'jr:';
   if (!isValidPrefix(prefix))
     throw new InvalidArgumentError(
