@@ -36,3 +36,5 @@ export { memoryBackend } from './backend.js';
 export type { RegistryBackend, BackendHost, StoredJob, HeldJob } from './backend.js';
 export { TokenChannel } from './channel.js';
 export type { ChannelReader } from './channel.js';
+export type { Logger } from './logger.js';
+export { silentLogger } from './logger.js';

@@ -198,7 +198,12 @@ export class Lifecycle<T, P> {
   producerEnded(job: Job<T, P>, state: 'completed' | 'failed', e: unknown): void {
     if (isTerminal(job.state) || this.disposed) return;
     if (state === 'completed') this.transition(job, 'completed', undefined);
-    else this.transition(job, 'failed', messageOf(e), !isPublicError(e));
+    else {
+      const hidden = !isPublicError(e);
+      // Clients see `job failed`; the operator sees why.
+      if (hidden) this.settings.logger.warn(`job-registry: job '${job.id}' failed: ${describeError(e)}`);
+      this.transition(job, 'failed', messageOf(e), hidden);
+    }
   }
 
   push(job: Job<T, P>, token: T): number {
@@ -390,4 +395,9 @@ export function endReason(state: JobState, error: string | undefined): string | 
   if (state === 'failed') return error ?? 'job failed';
   if (state === 'cancelled') return error ?? 'job was cancelled';
   return undefined;
+}
+
+/** An error's message and, when there is one, its stack, for the logger. */
+function describeError(e: unknown): string {
+  return e instanceof Error && e.stack !== undefined ? e.stack : messageOf(e);
 }

@@ -3,6 +3,7 @@ import { toMillis, type DurationInput } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import { isValidJobId } from './ids.js';
 import { checkKnownKeys } from './known-keys.js';
+import { checkLogger, silentLogger, type Logger } from './logger.js';
 
 /** What `createJob` accepts. */
 export interface CreateJobInit<P> {
@@ -82,6 +83,12 @@ export interface JobRegistryOptions {
    * @defaultValue 250 ms
    */
   progressInterval?: DurationInput;
+  /**
+   * Where the registry reports what no caller hears: the full error of a job that failed with a private
+   * one (clients see `job failed`). pino-compatible.
+   * @defaultValue none
+   */
+  logger?: Logger;
   /** Where jobs are shared between processes. @defaultValue `memoryBackend()` (this process only) */
   backend?: RegistryBackend;
 }
@@ -98,6 +105,7 @@ export interface Settings {
   concurrency: number;
   maxTokens: number;
   progressMs: number;
+  logger: Logger;
   backend: RegistryBackend;
 }
 
@@ -112,6 +120,7 @@ const REGISTRY_OPTIONS = [
   'concurrency',
   'maxTokensPerJob',
   'progressInterval',
+  'logger',
   'backend',
 ] as const;
 
@@ -142,6 +151,7 @@ export function resolveOptions(options: JobRegistryOptions): Settings {
     concurrency: count(options.concurrency, 'concurrency', 1),
     maxTokens: count(options.maxTokensPerJob, 'maxTokensPerJob', 1),
     progressMs: duration(options.progressInterval, 'progressInterval', 250),
+    logger: checkLogger(options.logger, silentLogger),
     backend,
   };
 }

@@ -4,7 +4,7 @@ import type { HandlerOptions } from './options.js';
 import { createProtocol, type Answer, type HttpRequest, type Protocol } from './protocol.js';
 import { createResponsesProtocol, type ResponsesOptions } from './responses.js';
 import type { SseSink } from './sink.js';
-import { HttpError } from './status.js';
+import { HttpError, isUnexpected } from './status.js';
 import type { JobRegistry } from '../core/registry.js';
 
 export type { CorsOptions } from './options.js';
@@ -71,6 +71,8 @@ export function nodeHandler(protocol: Protocol<IncomingMessage>): JobHandler {
       })
       .catch((e: unknown) => {
         if (res.headersSent) return void res.destroy();
+        // A bug or a broken dependency goes to the framework's error handler when there is one.
+        if (next !== undefined && isUnexpected(e)) return next(e);
         const reply = protocol.errorReply(e, request);
         // A body refused half-way (too large, too slow) is not read on: the connection goes.
         if (reply.kind === 'json' && (reply.status === 413 || reply.status === 408))

@@ -2,6 +2,7 @@ import type { DurationInput } from '../core/duration.js';
 import { toMillis } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { checkKnownKeys } from '../core/known-keys.js';
+import { checkLogger, type Logger } from '../core/logger.js';
 import type { Executor } from '../core/registry.js';
 import type { AccessOptions } from './access.js';
 
@@ -78,6 +79,8 @@ export interface HandlerOptions<T, P, Req> extends AccessOptions<Req> {
   maxConnections?: number;
   /** `Retry-After` of a `429`, in seconds. @defaultValue 5 */
   retryAfterSeconds?: number;
+  /** Where unexpected errors of requests (answered `500`) are reported. pino-compatible. @defaultValue `console` */
+  logger?: Logger;
 }
 
 /** The options, checked. */
@@ -103,6 +106,7 @@ export interface HandlerSettings<T, P> {
   maxStreamsPerPrincipal: number;
   maxConnections: number;
   retryAfterSeconds: number;
+  logger: Logger;
 }
 
 /** Every option both handlers take. */
@@ -131,6 +135,7 @@ export const HANDLER_OPTIONS = [
   'authenticate',
   'authorize',
   'streamTokens',
+  'logger',
 ] as const;
 
 /**
@@ -185,6 +190,7 @@ export function resolveHandlerOptions<T, P, Req>(
     maxStreamsPerPrincipal: limit(options.maxStreamsPerPrincipal, 'maxStreamsPerPrincipal'),
     maxConnections: limit(options.maxConnections, 'maxConnections'),
     retryAfterSeconds: positive(options.retryAfterSeconds ?? 5, 'retryAfterSeconds'),
+    logger: checkLogger(options.logger, console),
   };
 }
 

@@ -18,7 +18,7 @@ import { resolveHandlerOptions, type HandlerOptions, type HandlerSettings } from
 import { requestPath, requestQuery } from './route.js';
 import type { SseSink } from './sink.js';
 import { retryField, sseEvent, tokenEvent } from './sse.js';
-import { HttpError, toHttpError } from './status.js';
+import { HttpError, isUnexpected, toHttpError } from './status.js';
 import { TokenStream, type StreamEncoder } from './stream.js';
 import { toWireSnapshot, visibleError } from './wire.js';
 
@@ -355,6 +355,12 @@ export function createProtocol<T, P, Raw>(
 
   function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
     const err = toHttpError(e);
+    if (isUnexpected(e))
+      o.logger.error(
+        `job-registry: ${req?.method ?? 'a request'} ${req?.target.slice(0, 200) ?? ''} failed: ${
+          e instanceof Error ? (e.stack ?? e.message) : messageOf(e)
+        }`,
+      );
     const headers: Record<string, string> = { ...err.headers };
     if (err.status === 429 && headers['Retry-After'] === undefined)
       headers['Retry-After'] = String(o.retryAfterSeconds);

@@ -5,7 +5,13 @@
  * `createResponsesHandler` (Node) and `createFetchResponsesHandler` (`job-registry/fetch`). Imports no
  * `node:` module.
  */
-import { InvalidArgumentError, JobCancelledError, JobFailedError, isPublicError } from '../core/errors.js';
+import {
+  InvalidArgumentError,
+  JobCancelledError,
+  JobFailedError,
+  isPublicError,
+  messageOf,
+} from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
@@ -27,7 +33,7 @@ import {
   type ResponseInfo,
 } from './responses-wire.js';
 import { retryField } from './sse.js';
-import { HttpError, toHttpError } from './status.js';
+import { HttpError, isUnexpected, toHttpError } from './status.js';
 import { TokenStream } from './stream.js';
 import { visibleError } from './wire.js';
 
@@ -349,6 +355,12 @@ export function createResponsesProtocol<T, P, Raw>(
 
   function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
     const err = toHttpError(e);
+    if (isUnexpected(e))
+      o.logger.error(
+        `job-registry: ${req?.method ?? 'a request'} ${req?.target.slice(0, 200) ?? ''} failed: ${
+          e instanceof Error ? (e.stack ?? e.message) : messageOf(e)
+        }`,
+      );
     const headers: Record<string, string> = { ...err.headers };
     if (req !== undefined) Object.assign(headers, corsHeaders(o.cors, req.header('origin')).headers);
     // OpenAI's error shape: { error: { message, type, code } }.

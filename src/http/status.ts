@@ -66,3 +66,8 @@ export function toHttpError(e: unknown): HttpError {
   if (e instanceof JobRegistryError) return new HttpError(STATUS_BY_CODE[e.code] ?? 500, e.code, e.message);
   return new HttpError(500, 'INTERNAL', 'job-registry: internal error');
 }
+
+/** An error that is neither an HttpError nor a registry error: a bug or a broken dependency (500). */
+export function isUnexpected(e: unknown): boolean {
+  return !(e instanceof HttpError) && !(e instanceof JobRegistryError);
+}
