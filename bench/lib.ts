@@ -81,6 +81,19 @@ export function heapUsed(): number {
   return process.memoryUsage().heapUsed;
 }
 
+/**
+ * The heap after GC once the event loop has had turns in between: V8 finalizes the wrappers of closed
+ * handles (sockets, HTTP parsers) in tasks it posts after a GC, so a synchronous `heapUsed()` still
+ * counts every socket closed just before.
+ */
+export async function settledHeapUsed(): Promise<number> {
+  for (let i = 0; i < 2; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return heapUsed();
+}
+
 /** Prints the section's result as the last line of stdout, for the runner. */
 export function report(result: SectionResult): void {
   process.stdout.write(`\n@@RESULT ${JSON.stringify(result)}\n`);

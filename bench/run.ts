@@ -14,9 +14,16 @@ const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='));
 const only = onlyArg === undefined ? undefined : onlyArg.slice(7).split(',');
-const SECTIONS = ['core', 'memory', 'scaling', 'sse', 'redis', 'redis-realistic', 'redis-cluster'].filter(
-  (s) => only === undefined || only.includes(s),
-);
+const SECTIONS = [
+  'core',
+  'memory',
+  'scaling',
+  'sse',
+  'connections',
+  'redis',
+  'redis-realistic',
+  'redis-cluster',
+].filter((s) => only === undefined || only.includes(s));
 
 function runSection(name: string): Promise<SectionResult> {
   return new Promise((resolve, reject) => {
