@@ -16,6 +16,8 @@ export interface StreamLimits {
   heartbeatMs: number;
 }
 
+const NO_COUNTS: Ticket = Object.freeze({ jobId: undefined, principal: undefined });
+
 /** A stream's place in the counts; pass it back to `release`. */
 export interface Ticket {
   jobId: string | undefined;
@@ -48,9 +50,12 @@ export class StreamTracker {
     if (principal !== undefined && (this.perPrincipal.get(principal) ?? 0) >= l.maxStreamsPerPrincipal)
       throw this.full('streams of this principal (maxStreamsPerPrincipal)', l.maxStreamsPerPrincipal);
     this.admitted++;
-    if (jobId !== undefined) bump(this.perJob, jobId, 1);
-    if (principal !== undefined) bump(this.perPrincipal, principal, 1);
-    return { jobId, principal };
+    // Counted only where a limit needs them: an unlimited count costs nothing per stream.
+    const job = l.maxStreamsPerJob === Infinity ? undefined : jobId;
+    const who = l.maxStreamsPerPrincipal === Infinity ? undefined : principal;
+    if (job !== undefined) bump(this.perJob, job, 1);
+    if (who !== undefined) bump(this.perPrincipal, who, 1);
+    return job === undefined && who === undefined ? NO_COUNTS : { jobId: job, principal: who };
   }
 
   /** Gives a ticket's place back. Call once. */

@@ -120,21 +120,26 @@ function send(res: ServerResponse, reply: Answer): void {
   // No `Connection` header: Node keeps the connection alive, or closes it when the request asked so.
   res.writeHead(200, reply.headers);
   res.socket?.setNoDelay(true);
-  reply.start(nodeSink(res));
+  reply.start(new NodeSink(res));
 }
 
-/** An SSE sink over a Node response: `buffered` is the socket's unsent bytes. */
-function nodeSink(res: ServerResponse): SseSink {
-  return {
-    write: (chunk) => void res.write(chunk),
-    end: (chunk) => void res.end(chunk),
-    get buffered() {
-      return res.writableLength;
-    },
-    onDrain: (listener) => void res.on('drain', listener),
-    onClose: (listener) => {
-      if (res.destroyed || res.writableFinished) queueMicrotask(listener);
-      else res.on('close', listener);
-    },
-  };
+/** An SSE sink over a Node response: `buffered` is the socket's unsent bytes. A class: no closures per stream. */
+class NodeSink implements SseSink {
+  constructor(private readonly res: ServerResponse) {}
+  write(chunk: string): void {
+    this.res.write(chunk);
+  }
+  end(chunk?: string): void {
+    this.res.end(chunk);
+  }
+  get buffered(): number {
+    return this.res.writableLength;
+  }
+  onDrain(listener: () => void): void {
+    this.res.on('drain', listener);
+  }
+  onClose(listener: () => void): void {
+    if (this.res.destroyed || this.res.writableFinished) queueMicrotask(listener);
+    else this.res.on('close', listener);
+  }
 }

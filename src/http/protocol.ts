@@ -10,7 +10,7 @@ import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
 import type { JobSnapshot } from '../core/types.js';
 import { Access, type Caller } from './access.js';
-import { StreamTracker } from './connections.js';
+import { StreamTracker, type Ticket } from './connections.js';
 import { corsHeaders, preflightHeaders } from './cors.js';
 import { streamEvents } from './events.js';
 import type { BodyLimits } from './json.js';
@@ -19,7 +19,7 @@ import { requestPath, requestQuery } from './route.js';
 import type { SseSink } from './sink.js';
 import { retryField, sseEvent, tokenEvent } from './sse.js';
 import { HttpError, isUnexpected, toHttpError } from './status.js';
-import { TokenStream, type StreamEncoder } from './stream.js';
+import { TokenStream, type StreamEncoder, type TokenStreamOptions } from './stream.js';
 import { toWireSnapshot, visibleError } from './wire.js';
 
 /** A request as the protocol sees it. `raw` is what `authenticate` receives. */
@@ -75,7 +75,25 @@ export function createProtocol<T, P, Raw>(
   const { base, execute } = o;
   const access = new Access<Raw>(options);
   const tracker = new StreamTracker(o);
-  const encoder = sseEncoder(o.serialize);
+  // One options object for every token stream of this handler: a stream holds only its own state.
+  const streams: TokenStreamOptions<T> = {
+    encoder: sseEncoder(o.serialize),
+    maxBufferedBytes: o.maxBufferedBytes,
+    errorText: (e) =>
+      e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
+    tokens: (id, from) => {
+      if (execute !== undefined && o.startOn === 'stream' && registry.hasJob(id))
+        registry.executeAndStream(id, execute);
+      return registry.tokens$(id, from === undefined ? {} : { after: from });
+    },
+    finalState: (id) => finalState(id),
+    // A slow reader keeps a terminal job past its retention (bounded by retentionGrace).
+    hold: (id) => registry.holdForReader(id),
+    onClose: (stream) => {
+      tracker.untrack(stream);
+      tracker.release(stream.ticket as Ticket);
+    },
+  };
 
   async function handle(req: HttpRequest<Raw>): Promise<Reply> {
     const raw = requestPath(req.target);
@@ -294,28 +312,7 @@ export function createProtocol<T, P, Raw>(
       return { kind: 'empty', status: 200, headers: { ...SSE_HEADERS } };
     }
     return sse((sink) => {
-      const stream: TokenStream<T> = new TokenStream<T>(
-        sink,
-        {
-          encoder,
-          maxBufferedBytes: o.maxBufferedBytes,
-          errorText: (e) =>
-            e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
-          tokens: (from) => {
-            if (execute !== undefined && o.startOn === 'stream' && registry.hasJob(id))
-              registry.executeAndStream(id, execute);
-            return registry.tokens$(id, from === undefined ? {} : { after: from });
-          },
-          finalState: () => finalState(id),
-          // A slow reader keeps a terminal job past its retention (bounded by retentionGrace).
-          hold: () => registry.holdForReader(id),
-          onClose: () => {
-            tracker.untrack(stream);
-            tracker.release(ticket);
-          },
-        },
-        after,
-      );
+      const stream = new TokenStream<T>(sink, streams, id, after, ticket);
       tracker.track(stream);
       stream.start();
     });

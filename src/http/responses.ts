@@ -330,7 +330,7 @@ export function createResponsesProtocol<T, P, Raw>(
             maxBufferedBytes: o.maxBufferedBytes,
             errorText: (e) =>
               e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
-            tokens: (from) => registry.tokens$(id, from === undefined ? {} : { after: from }),
+            tokens: (jobId, from) => registry.tokens$(jobId, from === undefined ? {} : { after: from }),
             finalState: () => {
               const now = registry.hasJob(id) ? registry.getJob(id) : undefined;
               return now === undefined
@@ -339,12 +339,13 @@ export function createResponsesProtocol<T, P, Raw>(
                   : undefined
                 : { state: now.state, error: now.error };
             },
-            hold: () => registry.holdForReader(id),
+            hold: (jobId) => registry.holdForReader(jobId),
             onClose: () => {
               tracker.untrack(s);
               tracker.release(ticket);
             },
           },
+          id,
           tokenAfter,
         );
         tracker.track(s);

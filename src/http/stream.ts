@@ -1,4 +1,4 @@
-import { Subscription, type Observable, type Observer } from 'rxjs';
+import { Subscription, type Observable, type Observer, type TeardownLogic } from 'rxjs';
 import { JobCancelledError, JobFailedError } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
 import type { SseSink } from './sink.js';
@@ -18,21 +18,33 @@ export interface StreamEncoder<T> {
   ): string | Promise<string>;
 }
 
-/** What a token stream needs from the handler. */
+/**
+ * What token streams need from their handler. One object serves every stream of a handler (a stream
+ * holds only its own state), so it takes the stream's job id, or the stream itself.
+ */
 export interface TokenStreamOptions<T> {
   encoder: StreamEncoder<T>;
-  /** Unsent bytes on one connection past which the stream stops reading from the job until the socket drains. */
+  /** Unsent bytes on one connection past which the stream stops reading from the job until the client took them. */
   maxBufferedBytes: number;
   /** Reads the job's tokens after a seq (or from the start of what is kept). */
-  tokens: (after: number | undefined) => Observable<TokenEvent<T>>;
+  tokens(jobId: string, after: number | undefined): Observable<TokenEvent<T>>;
   /** The text a client sees of a job's failure or cancel (a private failure is redacted). */
-  errorText: (e: JobFailedError | JobCancelledError) => string;
+  errorText(e: JobFailedError | JobCancelledError): string;
   /** The terminal status of a job whose token stream completed (dispose() completes streams of cancelled jobs). */
-  finalState: () => { state: string; error?: string | undefined } | 'closing' | undefined;
-  /** Holds the job against retention while this stream is paused; returns the release. */
-  hold: () => () => void;
-  onClose: () => void;
+  finalState(jobId: string): { state: string; error?: string | undefined } | 'closing' | undefined;
+  /** Holds the job against retention while a stream is paused; returns the release. */
+  hold(jobId: string): () => void;
+  /** The stream ended (once). */
+  onClose(stream: TokenStream<T>): void;
 }
+
+// Streams with bytes to write, flushed together in one microtask: no closure per stream.
+let dirty: Array<TokenStream<unknown>> = [];
+const flushDirty = (): void => {
+  const streams = dirty;
+  dirty = [];
+  for (const s of streams) s.flush();
+};
 
 /**
  * One SSE response streaming one job. Tokens that arrive in the same tick go out in one `write`. When the
@@ -40,23 +52,25 @@ export interface TokenStreamOptions<T> {
  * after the last seq it wrote once the client took them, so a slow reader costs the server a bounded buffer.
  */
 export class TokenStream<T> {
-  private subscription: Subscription | undefined;
+  private subscription: Reading<T> | undefined;
   private pending = '';
   private scheduled = false;
   private lastSeq: number | undefined;
   private paused = false;
+  private listening = false;
   private release: (() => void) | undefined;
   private closed = false;
-  private readonly flushNow = (): void => this.flush();
 
   constructor(
     private readonly sink: SseSink,
     private readonly options: TokenStreamOptions<T>,
+    readonly jobId: string,
     after: number | undefined,
+    /** The handler's own bookkeeping for this stream (e.g. its place in the limits). */
+    readonly ticket?: unknown,
   ) {
     this.lastSeq = after;
     sink.onClose(() => this.close());
-    sink.onDrain(() => this.resume());
   }
 
   start(): void {
@@ -76,7 +90,7 @@ export class TokenStream<T> {
     this.unhold();
     this.subscription?.unsubscribe();
     this.subscription = undefined;
-    this.options.onClose();
+    this.options.onClose(this);
   }
 
   private subscribe(): void {
@@ -84,7 +98,7 @@ export class TokenStream<T> {
     const sub = new Reading<T>(this);
     this.subscription = sub;
     try {
-      this.options.tokens(this.lastSeq).subscribe(sub);
+      this.options.tokens(this.jobId, this.lastSeq).subscribe(sub);
     } catch (e) {
       this.onError(e);
     }
@@ -108,7 +122,7 @@ export class TokenStream<T> {
 
   /** @internal */
   onComplete(): void {
-    const final = this.options.finalState();
+    const final = this.options.finalState(this.jobId);
     if (final === 'closing') this.end('');
     else if (final !== undefined && final.state !== 'completed')
       this.finish(final.state === 'failed' ? 'failed' : 'cancelled', final.error ?? final.state);
@@ -144,31 +158,38 @@ export class TokenStream<T> {
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.sink.end(chunk);
-    this.options.onClose();
+    this.options.onClose(this);
   }
 
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(this.flushNow);
+    if (dirty.length === 0) queueMicrotask(flushDirty);
+    dirty.push(this as TokenStream<unknown>);
   }
 
-  private flush(): void {
+  /** @internal Writes what is pending (called once per tick by the shared flush). */
+  flush(): void {
     this.scheduled = false;
     if (this.closed || this.pending === '') return;
     const chunk = this.pending;
     this.pending = '';
     this.sink.write(chunk);
     if (this.sink.buffered > this.options.maxBufferedBytes) this.pause();
-    // Paused by a long replay, but the socket took it: read on ('drain' will not come).
+    // Paused by a long replay, but the client took it: read on (no drain will come).
     else if (this.paused) this.resume();
   }
 
   private pause(): void {
     if (this.paused) return;
     this.paused = true;
+    // The drain listener is added by the first pause: most streams never need it.
+    if (!this.listening) {
+      this.listening = true;
+      this.sink.onDrain(() => this.resume());
+    }
     // A paused reader keeps its job past retention (up to its grace) until it caught up.
-    this.release ??= this.options.hold();
+    this.release ??= this.options.hold(this.jobId);
     this.subscription?.unsubscribe();
     this.subscription = undefined;
   }
@@ -192,12 +213,29 @@ export class TokenStream<T> {
 /**
  * The stream's subscriber: a Subscription that is also an Observer, so the stream holds it before the
  * source starts and can stop a synchronous replay from inside it. It unsubscribes itself once the source
- * ends, so the source's teardown runs.
+ * ends, so the source's teardown runs. Its one teardown is kept in a field (rxjs would allocate a list).
  */
 class Reading<T> extends Subscription implements Observer<TokenEvent<T>> {
+  private teardown: TeardownLogic = undefined;
+
   constructor(private readonly stream: TokenStream<T>) {
     super();
   }
+
+  override add(teardown: TeardownLogic): void {
+    if (this.teardown === undefined && !this.closed) this.teardown = teardown;
+    else super.add(teardown);
+  }
+
+  override unsubscribe(): void {
+    if (this.closed) return;
+    super.unsubscribe();
+    const t = this.teardown;
+    this.teardown = undefined;
+    if (typeof t === 'function') t();
+    else if (t !== undefined && t !== null) t.unsubscribe();
+  }
+
   next(ev: TokenEvent<T>): void {
     if (!this.closed) this.stream.onToken(ev);
   }
