@@ -32,6 +32,7 @@ const allowed: Record<string, string[]> = {
   client: ['core', 'client'],
   redis: ['core', 'redis'],
   fetch: ['core', 'http', 'fetch'],
+  metrics: ['core', 'metrics'],
 };
 
 test('layers: each entry point imports only the layers above it, and nothing heavy it must not', () => {

@@ -44,6 +44,18 @@ export interface BackendHost {
   end(jobId: string, state: 'cancelled' | 'failed', error: string): boolean;
 }
 
+/** What a shared backend reports of its health. */
+export interface BackendStats {
+  /** Failed operations so far (each counted, though logged once per outage). */
+  errors: number;
+  /** Kinds of operation failing right now (0: healthy). */
+  failing: number;
+  /** Writes sent and not yet answered. */
+  pendingWrites: number;
+  /** Round trip of the last write batch, in ms. */
+  lagMs: number;
+}
+
 /** A job as a backend stores it when it is created here. */
 export interface StoredJob {
   id: string;
@@ -111,6 +123,8 @@ export interface RegistryBackend {
   progressed?(jobId: string, tokenCount: number): void;
   /** Token counts of live jobs held by other processes. */
   readonly progress$?: Observable<JobProgress>;
+  /** Health figures for metrics and readiness: failures so far, writes waiting, the last write's round trip. */
+  stats?(): BackendStats;
   /** Sends the writes still pending (with a bounded wait), then releases everything. */
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@ export type {
   ExecutionContext,
   Executor,
   TokensOptions,
+  RegistryStats,
 } from './registry.js';
 export type { JobState, JobStatus, TokenEvent, JobSnapshot, RegistryEvent, JobProgress } from './types.js';
 export {
@@ -33,7 +34,7 @@ export { isValidJobId, MAX_JOB_ID_LENGTH } from './ids.js';
 export { toMillis } from './duration.js';
 export type { DurationInput } from './duration.js';
 export { memoryBackend } from './backend.js';
-export type { RegistryBackend, BackendHost, StoredJob, HeldJob } from './backend.js';
+export type { RegistryBackend, BackendHost, StoredJob, HeldJob, BackendStats } from './backend.js';
 export { TokenChannel } from './channel.js';
 export type { ChannelReader } from './channel.js';
 export type { Logger } from './logger.js';

@@ -38,6 +38,8 @@ export class Lifecycle<T, P> {
   readonly line: ExecutorLine<Job<T, P>>;
   readonly liveByOwner = new Map<string, number>();
   readonly progress: ProgressFeed<Job<T, P>>;
+  /** Running totals since the start, for metrics. */
+  readonly totals = { created: 0, tokens: 0, completed: 0, failed: 0, cancelled: 0 };
   readonly shared: boolean;
   disposed = false;
   private startingQueued = false;
@@ -215,6 +217,7 @@ export class Lifecycle<T, P> {
     // The backend write goes first: when it refuses (BackendError), nothing has changed here.
     if (this.shared) this.backend.tokenAppended(job.id, job.nextSeq, token);
     const seq = job.append(token);
+    this.totals.tokens++;
     if (this.progress.watched) this.progress.moved(job);
     return seq;
   }
@@ -340,6 +343,7 @@ export class Lifecycle<T, P> {
     this.timers.stopAll(job);
     if (this.settings.retentionMs !== Infinity && !this.disposed)
       this.timers.startRetention(job, this.settings.retentionMs);
+    if (!wasTerminal) this.totals[job.state as 'completed' | 'failed' | 'cancelled']++;
     if (!wasTerminal && job.owner !== undefined) {
       const left = (this.liveByOwner.get(job.owner) ?? 1) - 1;
       if (left <= 0) this.liveByOwner.delete(job.owner);

@@ -1,8 +1,8 @@
 import { BehaviorSubject, Observable, Subject, merge, takeUntil } from 'rxjs';
 import type { ObservableInput, Observer, Subscriber, Subscription } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
-import type { RegistryBackend } from './backend.js';
-import { toMillis } from './duration.js';
+import type { BackendStats, RegistryBackend } from './backend.js';
+import { toMillis, type DurationInput } from './duration.js';
 import {
   InvalidArgumentError,
   InvalidStateError,
@@ -37,6 +37,28 @@ import type {
 
 export type { JobRegistryOptions, CreateJobInit, TokensOptions } from './options.js';
 export type { ExecutionContext, Executor } from './types.js';
+
+/** What `stats()` reports. */
+export interface RegistryStats {
+  /** Jobs this process holds, by state. */
+  jobs: Record<JobState, number>;
+  executors: { waiting: number; running: number };
+  /** Since this registry started: jobs created here, tokens appended here, jobs that ended here by state. */
+  totals: { created: number; tokens: number; completed: number; failed: number; cancelled: number };
+  /** The shared backend's health, when it reports it. */
+  backend?: BackendStats;
+}
+
+/** What `stats()` reports. */
+export interface RegistryStats {
+  /** Jobs this process holds, by state. */
+  jobs: Record<JobState, number>;
+  executors: { waiting: number; running: number };
+  /** Since this registry started: jobs created here, tokens appended here, jobs that ended here by state. */
+  totals: { created: number; tokens: number; completed: number; failed: number; cancelled: number };
+  /** The shared backend's health, when it reports it. */
+  backend?: BackendStats;
+}
 
 const REMOTE = Symbol('remote');
 /**
@@ -141,6 +163,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (this.shared)
       this.backend.jobCreated(owner === undefined ? { id, createdAt: now } : { id, createdAt: now, owner });
     this.jobs.set(id, job);
+    this.life.totals.created++;
     if (owner !== undefined) {
       job.owner = owner;
       this.life.liveByOwner.set(owner, (this.life.liveByOwner.get(owner) ?? 0) + 1);
@@ -192,6 +215,41 @@ export class JobRegistry<T = unknown, P = unknown> {
   /** Executors waiting for a slot (`concurrency`) and running now, in this process. */
   executors(): { waiting: number; running: number } {
     return { waiting: this.life.line.length, running: this.life.line.busy };
+  }
+
+  /**
+   * Figures for metrics: jobs this process holds by state, its executors, running totals since it
+   * started, and the shared backend's health. O(jobs held); meant for a scrape, not a hot path.
+   */
+  stats(): RegistryStats {
+    if (this.disposed) throw new RegistryDisposedError('stats');
+    const jobs: Record<JobState, number> = { queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
+    for (const job of this.jobs.values()) jobs[job.state]++;
+    const stats: RegistryStats = { jobs, executors: this.executors(), totals: { ...this.life.totals } };
+    const backend = this.backend.stats?.();
+    if (backend !== undefined) stats.backend = backend;
+    return stats;
+  }
+
+  /**
+   * Lets the live jobs this process holds finish, for at most `within`, then cancels those still live
+   * ("the server is shutting down"). For a graceful shutdown: stop taking new work first (the handlers'
+   * `drain()`), then drain the registry, then `dispose()`. Resolves with how many finished and how many
+   * were cancelled.
+   */
+  async drain(within: DurationInput): Promise<{ finished: number; cancelled: number }> {
+    if (this.disposed) throw new RegistryDisposedError('drain');
+    const ms = toMillis(within, 'drain');
+    const live = [...this.jobs.values()].filter((job) => !isTerminal(job.state));
+    const deadline = Date.now() + ms;
+    while (live.some((job) => !isTerminal(job.state)) && Date.now() < deadline && !this.disposed)
+      await new Promise<void>((resolve) =>
+        setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))),
+      );
+    if (this.disposed) return { finished: live.filter((job) => isTerminal(job.state)).length, cancelled: 0 };
+    const left = live.filter((job) => !isTerminal(job.state) && this.jobs.get(job.id) === job);
+    await Promise.all(left.map((job) => this.cancel(job.id, 'the server is shutting down')));
+    return { finished: live.length - left.length, cancelled: left.length };
   }
 
   /**

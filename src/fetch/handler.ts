@@ -28,6 +28,10 @@ export interface FetchHandler {
   (request: Request): Promise<Response>;
   /** Ends every open stream and stops the heartbeat timer. */
   close(): void;
+  /** Refuses new jobs and event streams with `503 DRAINING` (streams of existing jobs go on); see `Protocol.drain`. */
+  drain(): void;
+  /** Whether `drain()` was called. */
+  readonly draining: boolean;
   /** Open SSE streams (token and event streams). */
   readonly connections: number;
 }
@@ -86,7 +90,9 @@ export function fetchHandler(
     }
   }) as FetchHandler;
   handler.close = () => protocol.close();
+  handler.drain = () => protocol.drain();
   Object.defineProperty(handler, 'connections', { get: () => protocol.connections });
+  Object.defineProperty(handler, 'draining', { get: () => protocol.draining });
   return handler;
 }
 

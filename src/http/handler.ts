@@ -18,6 +18,10 @@ export interface JobHandler {
   (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
   /** Ends every open stream and stops the heartbeat timer. */
   close(): void;
+  /** Refuses new jobs and event streams with `503 DRAINING` (streams of existing jobs go on); see `Protocol.drain`. */
+  drain(): void;
+  /** Whether `drain()` was called. */
+  readonly draining: boolean;
   /** Open SSE connections (token and event streams). */
   readonly connections: number;
 }
@@ -81,7 +85,9 @@ export function nodeHandler(protocol: Protocol<IncomingMessage>): JobHandler {
       });
   }) as JobHandler;
   handler.close = () => protocol.close();
+  handler.drain = () => protocol.drain();
   Object.defineProperty(handler, 'connections', { get: () => protocol.connections });
+  Object.defineProperty(handler, 'draining', { get: () => protocol.draining });
   return handler;
 }
 

@@ -52,6 +52,12 @@ export interface Protocol<Raw> {
   errorReply(e: unknown, req?: HttpRequest<Raw>): Answer;
   /** Ends every open stream and stops the heartbeat timer. */
   close(): void;
+  /**
+   * Stops taking new work for a graceful shutdown: new jobs and new event streams answer `503 DRAINING`
+   * with `Retry-After` (another replica takes them); streams of existing jobs go on. Idempotent.
+   */
+  drain(): void;
+  readonly draining: boolean;
   readonly connections: number;
 }
 
@@ -192,7 +198,21 @@ export function createProtocol<T, P, Raw>(
     });
   }
 
+  let draining = false;
+  function refuseWhileDraining(): void {
+    if (draining)
+      throw new HttpError(
+        503,
+        'DRAINING',
+        'job-registry: this server is shutting down; retry on another one',
+        {
+          'Retry-After': String(o.retryAfterSeconds),
+        },
+      );
+  }
+
   async function submit(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
+    refuseWhileDraining();
     if (!(await access.may(caller, 'create'))) throw forbidden('create jobs');
     const body = await req.readJson({ maxBytes: o.maxBodyBytes, timeoutMs: o.bodyTimeoutMs });
     let payload: P;
@@ -374,6 +394,10 @@ export function createProtocol<T, P, Raw>(
     handle,
     errorReply,
     close: () => tracker.closeAll(),
+    drain: () => void (draining = true),
+    get draining() {
+      return draining;
+    },
     get connections() {
       return tracker.size;
     },

@@ -165,7 +165,18 @@ export function createResponsesProtocol<T, P, Raw>(
     return snap;
   }
 
+  let draining = false;
+
   async function create(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
+    if (draining)
+      throw new HttpError(
+        503,
+        'DRAINING',
+        'job-registry: this server is shutting down; retry on another one',
+        {
+          'Retry-After': String(o.retryAfterSeconds),
+        },
+      );
     if (!(await access.may(caller, 'create')))
       throw new HttpError(403, 'FORBIDDEN', 'job-registry: this principal may not create responses');
     const body = (await req.readJson({
@@ -383,6 +394,10 @@ export function createResponsesProtocol<T, P, Raw>(
     handle,
     errorReply,
     close: () => tracker.closeAll(),
+    drain: () => void (draining = true),
+    get draining() {
+      return draining;
+    },
     get connections() {
       return tracker.size;
     },

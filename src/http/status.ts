@@ -16,6 +16,7 @@ export type HttpErrorCode =
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
   | 'CAPACITY'
+  | 'DRAINING'
   | 'INTERNAL';
 
 /** An error answered over HTTP with a status and a JSON body `{"error":{"code","message"}}`. */
@@ -57,6 +58,7 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   CAPACITY: 429,
   LIMIT_EXCEEDED: 409,
   REGISTRY_DISPOSED: 503,
+  DRAINING: 503,
   BACKEND_ERROR: 503,
 });
 

@@ -1,6 +1,6 @@
 import { Observable, Subject, filter, map } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
-import type { BackendHost, RegistryBackend, StoredJob } from '../core/backend.js';
+import type { BackendHost, BackendStats, RegistryBackend, StoredJob } from '../core/backend.js';
 import { BackendError, JobRegistryError, messageOf } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import { isTerminal } from '../core/states.js';
@@ -229,6 +229,15 @@ class RedisBackend implements RegistryBackend {
 
   progressed(jobId: string, tokenCount: number): void {
     if (!this.closed && this.o.progressMs > 0) this.counts.progressed(jobId, tokenCount);
+  }
+
+  stats(): BackendStats {
+    return {
+      errors: this.outages.failures,
+      failing: this.outages.failing,
+      pendingWrites: this.writer?.waiting ?? 0,
+      lagMs: this.writer?.lastRoundTripMs ?? 0,
+    };
   }
 
   holdForReader(jobId: string): () => void {

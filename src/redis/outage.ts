@@ -13,8 +13,12 @@ export class Outages {
 
   constructor(private readonly log: BackendLogger) {}
 
+  /** Failures seen, logged or not (for metrics). */
+  failures = 0;
+
   /** A failure of `kind`; logged when it starts an outage. */
   fail(kind: string, what: string, error: unknown): void {
+    this.failures++;
     if (this.open.has(kind)) return;
     this.open.set(kind, Date.now());
     this.lastChange = Date.now();
@@ -30,6 +34,11 @@ export class Outages {
     const line = `job-registry: ${kind} works again after ${Date.now() - since} ms`;
     if (this.log.info !== undefined) this.log.info(line);
     else this.log.warn(line);
+  }
+
+  /** Kinds failing now. */
+  get failing(): number {
+    return this.open.size;
   }
 
   /** Since when `kind` has been failing, or `undefined`. */

@@ -50,6 +50,8 @@ export class Writer {
   private batches = new Map<number, Batch>();
   private scheduled = false;
   private pending = 0;
+  /** How long the last batch took from send to Redis's answer (ms): the write lag other processes see. */
+  lastRoundTripMs = 0;
   private readonly inflight = new Set<Promise<void>>();
   private counts: Map<string, number> | undefined;
   private closed = false;
@@ -270,6 +272,11 @@ export class Writer {
     this.count(b, 1);
   }
 
+  /** Writes waiting for Redis's answer. */
+  get waiting(): number {
+    return this.pending;
+  }
+
   /** Resolves when every write made so far is stored; rejects with `BackendError` when one failed. */
   flush(): Promise<void> {
     this.exec();
@@ -344,9 +351,11 @@ export class Writer {
   }
 
   private send(b: Batch): void {
+    const sent = Date.now();
     const run = b.pipe
       .exec()
       .then((results) => {
+        this.lastRoundTripMs = Date.now() - sent;
         // Commands that never reached Redis (the connection is gone) fail the batch; errors Redis
         // answered (ReplyError) are about one command each, read below.
         const lost = results?.find(([e]) => e !== null && !(e instanceof ReplyError))?.[0];

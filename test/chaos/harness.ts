@@ -500,7 +500,17 @@ class ChaosRun {
       REDIS_LEASE_MS: String(this.o.leaseMs),
       RETENTION_MS: String(this.o.retentionMs),
       REDIS_BLOCK_MS: String(slot.config.blockMs),
-      ...(slot.config.replayLimit !== undefined ? { REPLAY_LIMIT: String(slot.config.replayLimit) } : {}),
+      REPLAY_LIMIT: slot.config.replayLimit !== undefined ? String(slot.config.replayLimit) : 'Infinity',
+      // The example server's public limits are off here: the checker floods on purpose, and a job waiting
+      // for an executor slot or refused at POST is not the fault it looks for.
+      CONCURRENCY: 'Infinity',
+      MAX_JOBS: 'Infinity',
+      MAX_TOKENS_PER_JOB: 'Infinity',
+      MAX_STREAMS_PER_JOB: 'Infinity',
+      MAX_STREAMS_PER_PRINCIPAL: 'Infinity',
+      MAX_CONNECTIONS: 'Infinity',
+      MAX_SOCKETS: 'Infinity',
+      MAX_DELAY_MS: '600000',
     };
     const p = spawnServerProc({
       slot: slot.index,
