@@ -16,26 +16,63 @@ export interface ModelRequest {
   fail_after?: number;
 }
 
-const LIMITS = { prompt: 100_000, max_tokens: 1_000_000, delay_ms: 60_000 };
+/** What the simulated model accepts at most, whatever the server's limits. */
+export const MODEL_LIMITS = Object.freeze({ prompt: 100_000, max_tokens: 1_000_000, delay_ms: 60_000 });
 
-/** Checks a POSTed body; throws with a message saying what is wrong (answered as 400). */
-export function parseModelRequest(body: unknown): ModelRequest {
-  if (body === null || typeof body !== 'object' || Array.isArray(body))
-    throw new Error('the payload must be a JSON object { "prompt": "..." }');
-  const b = body as Record<string, unknown>;
-  if (typeof b.prompt !== 'string' || b.prompt.trim() === '')
-    throw new Error('"prompt" must be a non-empty string');
-  if (b.prompt.length > LIMITS.prompt) throw new Error(`"prompt" is longer than ${LIMITS.prompt} characters`);
-  const req: ModelRequest = { prompt: b.prompt };
-  for (const key of ['max_tokens', 'delay_ms', 'fail_after'] as const) {
-    const v = b[key];
-    if (v === undefined) continue;
-    const max = key === 'delay_ms' ? LIMITS.delay_ms : LIMITS.max_tokens;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
-      throw new Error(`"${key}" must be a whole number from 0 to ${max}`);
-    req[key] = v;
-  }
-  return req;
+/** The server's limits the parser enforces, each named by the setting that sets it. */
+export interface ModelRequestLimits {
+  /** Tokens one job may have (`MAX_TOKENS_PER_JOB`). Defaults to {@link MODEL_LIMITS}`.max_tokens`. */
+  maxTokens?: number;
+  /** Largest `delay_ms` (`MAX_DELAY_MS`). Defaults to {@link MODEL_LIMITS}`.delay_ms`. */
+  maxDelayMs?: number;
+}
+
+/**
+ * A parser of POSTed bodies that refuses, with a message saying which limit and how to stay within it,
+ * any request past the server's limits: such a request fails at POST (`400 INVALID_PAYLOAD`), not later.
+ */
+export function modelRequestParser(limits: ModelRequestLimits = {}): (body: unknown) => ModelRequest {
+  const maxTokens = Math.min(limits.maxTokens ?? Infinity, MODEL_LIMITS.max_tokens);
+  const maxDelay = Math.min(limits.maxDelayMs ?? Infinity, MODEL_LIMITS.delay_ms);
+  const why = (key: string, max: number): string =>
+    key === 'max_tokens' && max === limits.maxTokens
+      ? ` (this server allows at most ${max} tokens per job: MAX_TOKENS_PER_JOB)`
+      : key === 'delay_ms' && max === limits.maxDelayMs
+        ? ` (this server allows a delay of at most ${max} ms: MAX_DELAY_MS)`
+        : '';
+  return (body) => {
+    if (body === null || typeof body !== 'object' || Array.isArray(body))
+      throw new Error('the payload must be a JSON object { "prompt": "..." }');
+    const b = body as Record<string, unknown>;
+    if (typeof b.prompt !== 'string' || b.prompt.trim() === '')
+      throw new Error('"prompt" must be a non-empty string');
+    if (b.prompt.length > MODEL_LIMITS.prompt)
+      throw new Error(`"prompt" is longer than ${MODEL_LIMITS.prompt} characters`);
+    const req: ModelRequest = { prompt: b.prompt };
+    for (const key of ['max_tokens', 'delay_ms', 'fail_after'] as const) {
+      const v = b[key];
+      if (v === undefined) continue;
+      const max = key === 'delay_ms' ? maxDelay : maxTokens;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+        throw new Error(`"${key}" must be a whole number from 0 to ${max}${why(key, max)}`);
+      req[key] = v;
+    }
+    if (req.max_tokens === undefined) {
+      const words = wordsOf(req.prompt).length;
+      if (words > maxTokens)
+        throw new Error(
+          `"prompt" has ${words} words, and "max_tokens" defaults to that; send "max_tokens" from 0 to ${maxTokens}${why('max_tokens', maxTokens)}`,
+        );
+    }
+    return req;
+  };
+}
+
+/** Checks a POSTed body against the model's own bounds only; throws with a message saying what is wrong. */
+export const parseModelRequest: (body: unknown) => ModelRequest = modelRequestParser();
+
+function wordsOf(prompt: string): string[] {
+  return prompt.split(/\s+/).filter((w) => w !== '');
 }
 
 /** The simulated model as an executor: an Observable of words that stops when unsubscribed. */
@@ -45,7 +82,7 @@ export function simulateModel(request: ModelRequest | undefined): Observable<str
       sub.error(new Error('no payload'));
       return undefined;
     }
-    const words = request.prompt.split(/\s+/).filter((w) => w !== '');
+    const words = wordsOf(request.prompt);
     const max = request.max_tokens ?? words.length;
     const delay = request.delay_ms ?? 0;
     let i = 0;

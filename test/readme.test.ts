@@ -24,3 +24,46 @@ test("the README's tour snippet runs as written and prints what it says", () => 
     expect.stringMatching(/^stateChanged job-/),
   ]);
 });
+
+test("the README's first screen: install and run the example server, then the tests", () => {
+  const readme = readFileSync('README.md', 'utf8');
+  const first = /```sh\n([\s\S]*?)```/.exec(readme)!;
+  expect(first.index).toBeLessThan(readme.indexOf('## '));
+  const lines = first[1]!.trim().split('\n');
+  expect(lines[0]).toMatch(/^npm install && npm start\s+#/);
+  expect(lines[1]).toMatch(/^npm test\s+#/);
+  expect(JSON.parse(readFileSync('package.json', 'utf8')).scripts.start).toBe(
+    'tsx examples/inference-server.ts',
+  );
+});
+
+test("the example server's environment table lists every variable it reads, each limit with its default", async () => {
+  const { ENV_VARS, DEFAULT_LIMITS } = await import('../examples/config.js');
+  const readme = readFileSync('README.md', 'utf8');
+  const section = readme.slice(readme.indexOf('## The example server'), readme.indexOf('## Security'));
+  const rows = new Map<string, string>();
+  for (const line of section.split('\n')) {
+    const cells = line.split('|').map((c) => c.trim());
+    if (cells.length < 4) continue;
+    for (const name of cells[1]!.match(/`[A-Z_]+`/g) ?? []) rows.set(name.slice(1, -1), cells[2]!);
+  }
+  expect([...rows.keys()].sort()).toEqual(ENV_VARS.map((v) => v.name).sort());
+  for (const v of ENV_VARS) {
+    const limit = (DEFAULT_LIMITS as Record<string, number>)[v.option];
+    if (limit === undefined) continue;
+    expect([v.name, rows.get(v.name)]).toEqual([v.name, `\`${limit}\``]);
+  }
+});
+
+test('the Security section says in bold what is open', () => {
+  const readme = readFileSync('README.md', 'utf8');
+  const security = readme.slice(readme.indexOf('## Security'), readme.indexOf('## Several processes'));
+  for (const claim of [
+    '**Without `API_KEYS` the example server is open: anyone who can reach it can submit jobs and list, read,\n  stream and cancel every job.**',
+    '**The library handler without `authenticate` is open in the same way**',
+    '**Per-principal limits count per process**',
+    '**CORS is off by default**',
+    '**several replicas must share one `STREAM_TOKEN_SECRET`**',
+  ])
+    expect(security).toContain(claim);
+});

@@ -1,11 +1,20 @@
 // The dashboard: a live job table from /v1/events and a prompt form that streams its job's tokens,
 // both through the project's own client (bundled at /assets/client.js).
+//
+// When the server requires an API key (a 401 from /v1/jobs), the page asks for one and keeps it in
+// sessionStorage (this tab only). A browser EventSource cannot send an Authorization header, so with a key
+// /v1/events is read with fetch and a small SSE parser; a job's tokens still come through an EventSource,
+// on the signed sse_url the POST answered with.
 import { submitJob, streamJob, watchEvents, cancelJob } from '/assets/client.js';
 
 const base = '/v1/inference';
+const KEY_STORE = 'job-registry.api-key';
 const jobs = new Map(); // job_id -> { state, tokens, created, row }
 const $ = (id) => document.getElementById(id);
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+let apiKey = sessionStorage.getItem(KEY_STORE) ?? '';
+const authHeaders = () => (apiKey ? { Authorization: `Bearer ${apiKey}` } : {});
 
 function row(job) {
   let entry = jobs.get(job.job_id);
@@ -17,9 +26,7 @@ function row(job) {
       '<td><code></code></td><td><span class="badge"></span></td><td class="num tokens-cell"></td><td class="num age"></td><td><button class="ghost cancel" type="button">Cancel</button></td>';
     tr.querySelector('code').textContent = job.job_id;
     tr.querySelector('code').title = job.job_id;
-    tr.querySelector('.cancel').addEventListener('click', () =>
-      cancelJob(`${base}/${job.job_id}`).catch(() => undefined),
-    );
+    tr.querySelector('.cancel').addEventListener('click', () => cancel(job.job_id));
     $('jobs').prepend(tr);
     entry = {
       state: 'queued',
@@ -54,6 +61,12 @@ function stats() {
   $('empty').hidden = jobs.size > 0;
 }
 
+function clearJobs() {
+  for (const entry of jobs.values()) entry.row.remove();
+  jobs.clear();
+  stats();
+}
+
 function age(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s}s`;
@@ -65,10 +78,18 @@ setInterval(() => {
   for (const j of jobs.values()) j.row.querySelector('.age').textContent = age(now - j.created);
 }, 1000);
 
+function cancel(jobId) {
+  cancelJob(`${base}/${jobId}`, { headers: authHeaders() }).catch((e) => {
+    if (e.status === 401) needKey('the server refused the API key');
+  });
+}
+
 // Token counts of running jobs are refreshed from the list now and then; events carry states.
 async function refreshCounts() {
   try {
-    const list = await (await fetch('/v1/jobs')).json();
+    const res = await fetch('/v1/jobs', { headers: authHeaders() });
+    if (res.status === 401) return needKey('the server refused the API key');
+    const list = await res.json();
     // Only counts: a list fetched before an event must not roll a state back.
     for (const job of list)
       if (jobs.has(job.job_id)) row({ job_id: job.job_id, token_count: job.token_count });
@@ -80,24 +101,169 @@ setInterval(() => {
   if ([...jobs.values()].some((j) => j.state === 'running')) refreshCounts();
 }, 500);
 
-watchEvents('/v1/events').subscribe((e) => {
-  $('conn').dataset.state = 'live';
-  $('conn').textContent = 'live';
+function setConn(state, text) {
+  $('conn').dataset.state = state;
+  $('conn').textContent = text;
+}
+
+function onEvent(e) {
+  setConn('live', apiKey ? 'live · key set' : 'live');
   if (e.type === 'snapshot') {
     for (const [id, entry] of jobs)
       if (!e.jobs.some((j) => j.job_id === id)) (entry.row.remove(), jobs.delete(id));
     for (const job of e.jobs) row(job);
   } else if (e.type === 'created') row({ job_id: e.job_id, created_at: e.at, state: 'queued' });
   else if (e.type === 'stateChanged') {
-    const entry = row({ job_id: e.job_id, state: e.to });
+    row({ job_id: e.job_id, state: e.to });
     if (TERMINAL.has(e.to)) refreshCounts();
-    void entry;
+  } else if (e.type === 'progress') {
+    // Token counts of live jobs, from servers that send them (the fetch reader passes every event on).
+    if (jobs.has(e.job_id)) row({ job_id: e.job_id, token_count: e.token_count });
   } else if (e.type === 'removed') {
     const entry = jobs.get(e.job_id);
     if (entry) (entry.row.remove(), jobs.delete(e.job_id));
   }
   stats();
+}
+
+/**
+ * Minimal SSE parsing (the WHATWG rules the server's output needs): lines end with CRLF, LF or CR; a blank
+ * line dispatches the event; `:` lines are comments; `retry:` sets the reconnection delay.
+ */
+function sseParser(dispatch, setRetry) {
+  let buffer = '';
+  let event = '';
+  let data = [];
+  const line = (l) => {
+    if (l === '') {
+      if (data.length > 0) dispatch(event || 'message', data.join('\n'));
+      event = '';
+      data = [];
+      return;
+    }
+    if (l.startsWith(':')) return;
+    const i = l.indexOf(':');
+    const field = i < 0 ? l : l.slice(0, i);
+    let value = i < 0 ? '' : l.slice(i + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+    else if (field === 'retry' && /^\d+$/.test(value)) setRetry(Number(value));
+  };
+  return (chunk) => {
+    buffer += chunk;
+    for (;;) {
+      const m = /\r\n|\r|\n/.exec(buffer);
+      // A CR at the very end may be the first half of a CRLF: wait for the next chunk.
+      if (m === null || (m[0] === '\r' && m.index === buffer.length - 1)) return;
+      line(buffer.slice(0, m.index));
+      buffer = buffer.slice(m.index + m[0].length);
+    }
+  };
+}
+
+/**
+ * `/v1/events` through fetch, so it can carry the Authorization header. Reconnects after a dropped
+ * connection (the server starts each connection with a fresh snapshot); a 401 asks for a key again.
+ * Returns a function that stops it.
+ */
+function watchEventsWithHeaders(url, headers, next) {
+  const abort = new AbortController();
+  let stopped = false;
+  let retryMs = 1000;
+  (async () => {
+    while (!stopped) {
+      try {
+        const res = await fetch(url, {
+          headers: { ...headers, Accept: 'text/event-stream' },
+          cache: 'no-store',
+          signal: abort.signal,
+        });
+        if (stopped) return;
+        if (res.status === 401) return needKey('the server refused the API key');
+        if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`);
+        const push = sseParser(
+          (type, data) => {
+            const body = JSON.parse(data);
+            next(type === 'snapshot' ? { type, jobs: body } : { type, ...body });
+          },
+          (ms) => (retryMs = ms),
+        );
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || stopped) break;
+          push(value);
+        }
+      } catch {
+        /* dropped or refused: try again below */
+      }
+      if (stopped) return;
+      setConn('connecting', 'reconnecting…');
+      await new Promise((r) => setTimeout(r, retryMs));
+    }
+  })();
+  return () => {
+    stopped = true;
+    abort.abort();
+  };
+}
+
+let stopEvents;
+let attempt = 0; // only the latest connect() goes on
+
+async function connect() {
+  const mine = ++attempt;
+  stopEvents?.();
+  stopEvents = undefined;
+  setConn('connecting', 'connecting…');
+  let res;
+  try {
+    res = await fetch('/v1/jobs', { headers: authHeaders(), cache: 'no-store' });
+  } catch {
+    setTimeout(() => mine === attempt && connect(), 1000);
+    return;
+  }
+  if (mine !== attempt) return;
+  if (res.status === 401) return needKey(apiKey ? 'the server refused that API key' : '');
+  $('key-form').hidden = true;
+  $('key-forget').hidden = !apiKey;
+  if (apiKey) stopEvents = watchEventsWithHeaders('/v1/events', authHeaders(), onEvent);
+  else {
+    const sub = watchEvents('/v1/events').subscribe(onEvent);
+    stopEvents = () => sub.unsubscribe();
+  }
+}
+
+function needKey(why) {
+  attempt++;
+  stopEvents?.();
+  stopEvents = undefined;
+  clearJobs();
+  setConn('locked', 'API key needed');
+  $('key-forget').hidden = true;
+  $('key-form').hidden = false;
+  $('key-error').textContent = why;
+  $('api-key').focus();
+}
+
+$('key-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  apiKey = $('api-key').value.trim();
+  $('api-key').value = '';
+  if (apiKey) sessionStorage.setItem(KEY_STORE, apiKey);
+  else sessionStorage.removeItem(KEY_STORE);
+  connect();
 });
+
+$('key-forget').addEventListener('click', () => {
+  apiKey = '';
+  sessionStorage.removeItem(KEY_STORE);
+  clearJobs();
+  connect();
+});
+
+connect();
 
 let current;
 $('submit-form').addEventListener('submit', async (ev) => {
@@ -113,8 +279,9 @@ $('submit-form').addEventListener('submit', async (ev) => {
   }
   let job;
   try {
-    job = await submitJob(base, payload);
+    job = await submitJob(base, payload, { headers: authHeaders() });
   } catch (e) {
+    if (e.status === 401) needKey('the server needs an API key to submit a job');
     $('form-error').textContent = e.message;
     return;
   }
@@ -123,7 +290,8 @@ $('submit-form').addEventListener('submit', async (ev) => {
   $('output-id').textContent = job.job_id;
   $('output-tokens').textContent = '';
   setOutputState('running');
-  $('output-cancel').onclick = () => cancelJob(`${base}/${job.job_id}`).catch(() => undefined);
+  $('output-cancel').onclick = () => cancel(job.job_id);
+  // sse_url carries a signed stream token when the server has API keys, so a plain EventSource works.
   current = streamJob(job.sse_url).subscribe({
     next: ({ token }) => {
       const span = document.createElement('span');

@@ -3,13 +3,27 @@ import { chromium, type Browser } from 'playwright-core';
 import { startServer, type RunningServer } from '../../examples/inference-server.js';
 import { CHROMIUM, CHROMIUM_FLAGS, haveChromium } from '../helpers/browser.js';
 import { describeIf } from '../helpers/collect.js';
-import { postJson } from '../helpers/http.js';
+import { http, postJson } from '../helpers/http.js';
+
+/** A logger that keeps the lines, so the suite's output stays clean and tests can read them. */
+function quietLogger(): {
+  lines: string[];
+  info(m: string): void;
+  warn(m: string): void;
+  error(m: string): void;
+} {
+  const lines: string[] = [];
+  return { lines, info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) };
+}
+
+const KEY_A = 'dashboard-key-a-0123456789abcdef';
+const KEY_B = 'dashboard-key-b-fedcba9876543210';
 
 describeIf(haveChromium())('dashboard in headless Chromium', () => {
   let server: RunningServer;
   let browser: Browser;
   beforeAll(async () => {
-    server = await startServer({ port: 0 });
+    server = await startServer({ port: 0, logger: quietLogger() });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
   }, 60_000);
   afterAll(async () => {
@@ -93,6 +107,90 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     await page.locator('h2').first().click();
     mkdirSync('test-output', { recursive: true });
     await page.screenshot({ path: 'test-output/dashboard.png', fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+});
+
+describeIf(haveChromium())('dashboard in headless Chromium, with API keys', () => {
+  let server: RunningServer;
+  let browser: Browser;
+  const log = quietLogger();
+  beforeAll(async () => {
+    server = await startServer({ port: 0, apiKeys: [KEY_A, KEY_B], logger: log });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  const post = (key: string, body: object) =>
+    http(`${server.url}/v1/inference`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify(body),
+    });
+
+  test('asks for a key, then lists only its own jobs live and streams a submitted prompt through the signed sse_url', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(server.url + '/');
+    // The server answers 401 to /v1/jobs: the page asks for a key instead of going live.
+    await page.waitForSelector('#conn[data-state="locked"]', { timeout: 10_000 });
+    expect(await page.isVisible('#key-form')).toBe(true);
+
+    // A wrong key is refused, and the page says so.
+    await page.fill('#api-key', 'not-a-key-of-this-server');
+    await page.click('#api-key-save');
+    await page.waitForFunction(() => document.querySelector('#key-error')?.textContent !== '', undefined, {
+      timeout: 10_000,
+    });
+    expect(await page.getAttribute('#conn', 'data-state')).toBe('locked');
+
+    // Another key's job exists before and after the page connects; it must never show.
+    const other1 = JSON.parse((await post(KEY_B, { prompt: 'not yours', max_tokens: 3 })).body).job_id;
+
+    await page.fill('#api-key', KEY_A);
+    await page.click('#api-key-save');
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    expect(await page.isVisible('#key-form')).toBe(false);
+    expect(await page.evaluate(() => sessionStorage.getItem('job-registry.api-key'))).toBe(KEY_A);
+
+    // A job of this key POSTed by another client shows up and completes live (events read with fetch).
+    const mine = JSON.parse(
+      (await post(KEY_A, { prompt: 'one two three', max_tokens: 6, delay_ms: 40 })).body,
+    ).job_id;
+    const other2 = JSON.parse((await post(KEY_B, { prompt: 'still not yours', max_tokens: 3 })).body).job_id;
+    await page.waitForSelector(`tr[data-job-id="${mine}"][data-state="completed"]`, { timeout: 10_000 });
+
+    // A prompt submitted from the page streams into the output, in order, and is listed.
+    await page.fill('#prompt', 'alpha beta gamma delta');
+    await page.fill('#delay-ms', '30');
+    await page.click('#submit-button');
+    await page.waitForFunction(
+      () => document.querySelector('#output-state')?.textContent === 'completed',
+      undefined,
+      { timeout: 10_000 },
+    );
+    const text = await page.locator('#output-tokens span:not(.end)').allTextContents();
+    expect(text.map((t) => t.trim())).toEqual(['alpha', 'beta', 'gamma', 'delta']);
+    const submitted = (await page.textContent('#output-id'))!;
+    await page.waitForSelector(`tr[data-job-id="${submitted}"][data-state="completed"]`, { timeout: 10_000 });
+    expect(server.registry.getJob(submitted)?.owner).toBe(server.principals[0]);
+
+    expect(await page.locator(`tr[data-job-id="${other1}"]`).count()).toBe(0);
+    expect(await page.locator(`tr[data-job-id="${other2}"]`).count()).toBe(0);
+    expect(await page.locator('tr[data-job-id]').count()).toBe(2);
+
+    // The key survives a reload of the tab; "Forget API key" asks for one again.
+    await page.reload();
+    await page.waitForSelector(`tr[data-job-id="${submitted}"]`, { timeout: 10_000 });
+    await page.click('#key-forget');
+    await page.waitForSelector('#conn[data-state="locked"]', { timeout: 10_000 });
+    expect(await page.locator('tr[data-job-id]').count()).toBe(0);
+    expect(await page.evaluate(() => sessionStorage.getItem('job-registry.api-key'))).toBeNull();
     expect(errors).toEqual([]);
     await page.close();
   }, 60_000);

@@ -20,7 +20,7 @@ test('the example server logs its URL, serves the dashboard, and shuts down clea
       (
         await postJson(`${server.url}/v1/inference`, {
           prompt: 'a long job',
-          max_tokens: 100_000,
+          max_tokens: 10_000,
           delay_ms: 20,
         })
       ).body,
