@@ -103,6 +103,8 @@ export interface RegistryBackend {
    * (bounded by the host's `graceMs`). Returns the release. Optional: without it, retention is not held.
    */
   holdForReader?(jobId: string): () => void;
+  /** Whether a paused reader of any process holds a job (its retention then waits). Never rejects. */
+  isHeld?(jobId: string): Promise<boolean>;
   /** Resolves when every write made so far is stored. */
   flush(): Promise<void>;
   findJob(jobId: string): Promise<JobSnapshot | undefined>;

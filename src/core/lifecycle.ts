@@ -375,8 +375,16 @@ export class Lifecycle<T, P> {
     if (this.jobs.get(job.id) !== job || !isTerminal(job.state)) return;
     const busy = job.holds > 0 || job.readers.length > 0 || job.ending !== undefined;
     const graceEnds = job.updatedAt + this.settings.retentionMs + this.settings.graceMs;
-    if (busy && Date.now() < graceEnds) this.timers.startRetention(job, HOLD_RECHECK_MS);
-    else this.remove(job);
+    if (Date.now() >= graceEnds) return this.remove(job);
+    if (busy) return this.timers.startRetention(job, HOLD_RECHECK_MS);
+    // A paused reader on another process may hold it too.
+    const isHeld = this.backend.isHeld;
+    if (!this.shared || isHeld === undefined) return this.remove(job);
+    void isHeld.call(this.backend, job.id).then((held) => {
+      if (this.disposed || this.jobs.get(job.id) !== job || job.retentionDeadline !== undefined) return;
+      if (held) this.timers.startRetention(job, HOLD_RECHECK_MS);
+      else this.remove(job);
+    });
   }
 }
 

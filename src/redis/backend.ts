@@ -240,6 +240,10 @@ class RedisBackend implements RegistryBackend {
     };
   }
 
+  isHeld(jobId: string): Promise<boolean> {
+    return this.closed || this.holds === undefined ? Promise.resolve(false) : this.holds.isHeld(jobId);
+  }
+
   holdForReader(jobId: string): () => void {
     return this.closed || this.holds === undefined ? () => undefined : this.holds.hold(jobId);
   }

@@ -1,0 +1,508 @@
+/**
+ * The Durable Streams protocol (PROTOCOL.md of the durable-streams project) over a registry: a stream is
+ * a job, its chunks the job's tokens, its offsets derived from seq, its close the job's `completed`.
+ * Returns the same {@link Protocol} as the dual-call routes, so the Node and fetch adapters serve it.
+ * Imports no `node:` module.
+ */
+import { messageOf } from '../core/errors.js';
+import { isValidJobId } from '../core/ids.js';
+import type { JobRegistry } from '../core/registry.js';
+import { isTerminal } from '../core/states.js';
+import type { JobSnapshot } from '../core/types.js';
+import { checkRegistry, type Answer, type HttpRequest, type Protocol, type Reply } from '../http/protocol.js';
+import { requestPath, requestQuery } from '../http/route.js';
+import type { SseSink } from '../http/sink.js';
+import { HttpError, isUnexpected, toHttpError } from '../http/status.js';
+import { readBytes } from './body.js';
+import { resolveDurableStreamsOptions, type DurableStreamsOptions } from './options.js';
+import { readRange, waitFor } from './reader.js';
+import { SseReader } from './sse.js';
+import { checkProducer, isExpired, type StreamMeta } from './streams.js';
+import {
+  COMMON_HEADERS,
+  H,
+  bytesToToken,
+  etag,
+  formatOffset,
+  isJsonType,
+  mediaType,
+  parseOffset,
+  responseCursor,
+  tokensToBytes,
+  tokensToJson,
+} from './wire.js';
+
+/** Marks a reply whose body is bytes or text (see {@link bodyOf}). */
+const BODY = Symbol('durable-streams body');
+
+/**
+ * The body of a reply that carries one (a read), or `undefined`. Such a reply travels as the `sse` kind
+ * (status 200, its `start` ends the response with the body), which the fetch adapter swaps for a plain
+ * `Response`: the shared `Reply` has no kind for a byte body yet.
+ */
+export function bodyOf(reply: Reply): Uint8Array | string | undefined {
+  return (reply as { [BODY]?: Uint8Array | string })[BODY];
+}
+
+const TTL = /^(0|[1-9]\d*)$/;
+const WHOLE = /^\d+$/;
+const OFFSET_SYNTAX = /^(-1|now|\d+_\d+)$/;
+const CONTENT_TYPE = /^[\w.+-]+\/[\w.+-]+/;
+
+/**
+ * Builds the Durable Streams protocol over a registry: `PUT` creates a stream, `POST` appends (or closes),
+ * `GET` reads from an offset (catch-up, `live=long-poll`, `live=sse`), `HEAD` tells its metadata, `DELETE`
+ * removes it. A job of the dual-call routes reads as the JSON stream `{basePath}/{job id}`.
+ *
+ * @example
+ * const streams = createDurableStreamsHandler(registry);
+ * http.createServer((req, res) => streams(req, res, () => jobs(req, res)));
+ * @throws InvalidArgumentError for a malformed option.
+ */
+export function createDurableStreamsProtocol<Raw>(
+  registry: JobRegistry<unknown, unknown>,
+  options: DurableStreamsOptions = {},
+): Protocol<Raw> {
+  checkRegistry(registry, 'createDurableStreamsProtocol');
+  const o = resolveDurableStreamsOptions(options);
+  const streams = new Map<string, StreamMeta>();
+  const waits = new Set<() => void>();
+  const readers = new Set<SseReader>();
+  let draining = false;
+
+  async function handle(req: HttpRequest<Raw>): Promise<Reply> {
+    const path = requestPath(req.target);
+    if (path !== o.base && !path.startsWith(o.base + '/')) return { kind: 'next' };
+    const name = path.slice(o.base.length + 1);
+    const reply = await route(req, name);
+    if (reply.kind !== 'next') Object.assign(reply.headers, COMMON_HEADERS);
+    return reply;
+  }
+
+  function route(req: HttpRequest<Raw>, name: string): Promise<Reply> | Reply {
+    if (req.method === 'OPTIONS')
+      return { kind: 'empty', status: 204, headers: { 'Access-Control-Max-Age': '86400' } };
+    if (name === '' || name.length > 1024)
+      throw new HttpError(404, 'NOT_FOUND', 'job-registry: a stream path is {basePath}/{name}');
+    switch (req.method) {
+      case 'PUT':
+        return create(req, name);
+      case 'POST':
+        return append(req, name);
+      case 'GET':
+        return read(req, name);
+      case 'HEAD':
+        return head(name);
+      case 'DELETE':
+        return remove(name);
+      default:
+        throw new HttpError(405, 'METHOD_NOT_ALLOWED', `job-registry: ${req.method} is not a stream method`, {
+          Allow: 'GET, HEAD, PUT, POST, DELETE, OPTIONS',
+        });
+    }
+  }
+
+  function notFound(name: string): HttpError {
+    return new HttpError(404, 'JOB_NOT_FOUND', `job-registry: no stream '${name.slice(0, 200)}' (it may have expired)`);
+  }
+
+  function bad(message: string): HttpError {
+    return new HttpError(400, 'INVALID_REQUEST', `job-registry: ${message}`);
+  }
+
+  async function snapshot(jobId: string): Promise<JobSnapshot | undefined> {
+    return registry.getJob(jobId) ?? (await registry.findJob(jobId));
+  }
+
+  /** The stream and its job now, expiring it first when its time has passed; `undefined` when none. */
+  async function lookup(name: string): Promise<{ meta: StreamMeta; snap: JobSnapshot } | undefined> {
+    const meta = streams.get(name);
+    if (meta !== undefined) {
+      if (isExpired(meta, Date.now())) {
+        drop(meta);
+        return undefined;
+      }
+      const snap = await snapshot(meta.jobId);
+      if (snap !== undefined) return { meta, snap };
+      // The job went (retention, removeJob elsewhere): so did its stream.
+      if (streams.get(name) === meta) streams.delete(name);
+      return undefined;
+    }
+    if (!isValidJobId(name)) return undefined;
+    const snap = await snapshot(name);
+    if (snap === undefined) return undefined;
+    return { meta: implicitStream(name), snap };
+  }
+
+  function drop(meta: StreamMeta): void {
+    if (streams.get(meta.name) === meta) streams.delete(meta.name);
+    if (!registry.isDisposed) registry.removeJob(meta.jobId);
+  }
+
+  async function create(req: HttpRequest<Raw>, name: string): Promise<Reply> {
+    if (draining)
+      throw new HttpError(503, 'DRAINING', 'job-registry: this server is shutting down; retry on another one');
+    const ttl = req.header('stream-ttl');
+    const expiresAt = req.header('stream-expires-at');
+    if (ttl !== undefined && expiresAt !== undefined)
+      throw bad('give Stream-TTL or Stream-Expires-At, not both');
+    if (ttl !== undefined && !(TTL.test(ttl) && Number.isSafeInteger(Number(ttl))))
+      throw bad('Stream-TTL must be a whole number of seconds');
+    if (expiresAt !== undefined && !Number.isFinite(Date.parse(expiresAt)))
+      throw bad('Stream-Expires-At must be an RFC 3339 timestamp');
+    if (req.header('stream-forked-from') !== undefined || req.header('stream-fork-sub-offset') !== undefined)
+      throw new HttpError(501, 'NOT_IMPLEMENTED', 'job-registry: forks are not supported yet');
+    const given = req.header('content-type');
+    const contentType =
+      given === undefined || !CONTENT_TYPE.test(given.trim()) ? 'application/octet-stream' : given.trim();
+    const closed = req.header('stream-closed')?.toLowerCase() === 'true';
+    const body = await readBytes(req.raw, o.maxBodyBytes);
+    const found = await lookup(name);
+    if (found !== undefined) {
+      const m = found.meta;
+      const same =
+        m.created &&
+        mediaType(m.contentType) === mediaType(contentType) &&
+        m.ttlSeconds === (ttl === undefined ? undefined : Number(ttl)) &&
+        m.expiresAt === expiresAt &&
+        m.createdClosed === closed;
+      if (!same)
+        throw new HttpError(409, 'STREAM_EXISTS', `job-registry: stream '${name}' exists with another configuration`);
+      return {
+        kind: 'empty',
+        status: 200,
+        headers: streamHeaders(m, found.snap, { 'Content-Type': m.contentType }),
+      };
+    }
+    const chunks = isJsonType(contentType) ? parseJson(body, true) : body.length > 0 ? [bytesToToken(body)] : [];
+    const jobId = registry.createJob();
+    // A stream is written by HTTP appends, not an executor: running from the start, never "unclaimed".
+    registry.updateState(jobId, 'running');
+    const meta: StreamMeta = {
+      name,
+      jobId,
+      contentType,
+      created: true,
+      touchedAt: Date.now(),
+      createdClosed: closed,
+      producers: new Map(),
+    };
+    if (ttl !== undefined) meta.ttlSeconds = Number(ttl);
+    if (expiresAt !== undefined) meta.expiresAt = expiresAt;
+    for (const c of chunks) registry.emit(jobId, c);
+    if (closed) registry.updateState(jobId, 'completed');
+    streams.set(name, meta);
+    await registry.flush();
+    const headers: Record<string, string> = {
+      'Content-Type': contentType,
+      [H.nextOffset]: formatOffset(chunks.length),
+      Location: `${req.mountPath}${o.base}/${name}`,
+    };
+    if (closed) headers[H.closed] = 'true';
+    return { kind: 'empty', status: 201, headers };
+  }
+
+  async function append(req: HttpRequest<Raw>, name: string): Promise<Reply> {
+    const producerId = req.header('producer-id');
+    const epochText = req.header('producer-epoch');
+    const seqText = req.header('producer-seq');
+    const some = producerId !== undefined || epochText !== undefined || seqText !== undefined;
+    const all = producerId !== undefined && epochText !== undefined && seqText !== undefined;
+    if (some && !all) throw bad('send Producer-Id, Producer-Epoch and Producer-Seq together');
+    let producer: { id: string; epoch: number; seq: number } | undefined;
+    if (all) {
+      if (producerId === '') throw bad('Producer-Id must not be empty');
+      const epoch = Number(epochText);
+      const seq = Number(seqText);
+      if (!WHOLE.test(epochText) || !Number.isSafeInteger(epoch))
+        throw bad('Producer-Epoch must be a whole number');
+      if (!WHOLE.test(seqText) || !Number.isSafeInteger(seq)) throw bad('Producer-Seq must be a whole number');
+      producer = { id: producerId, epoch, seq };
+    }
+    const close = req.header('stream-closed')?.toLowerCase() === 'true';
+    const contentType = req.header('content-type');
+    const writerSeq = req.header('stream-seq');
+    const body = await readBytes(req.raw, o.maxBodyBytes);
+    const found = await lookup(name);
+    if (found === undefined) throw notFound(name);
+    const { meta } = found;
+    if (!meta.created)
+      throw new HttpError(
+        409,
+        'NOT_WRITABLE',
+        `job-registry: '${name}' is a job of the dual-call routes; its executor writes it, not appends`,
+      );
+    meta.touchedAt = Date.now();
+    // Everything from here to the emits is synchronous: a producer's check and its append are one step.
+    const snap = registry.getJob(meta.jobId) ?? found.snap;
+    const tail = (): string => formatOffset(registry.getJob(meta.jobId)?.tokenCount ?? snap.tokenCount);
+    const closedAnswer = (): Answer => {
+      if (producer !== undefined && sameTuple(meta.closedBy, producer))
+        return {
+          kind: 'empty',
+          status: 204,
+          headers: {
+            [H.nextOffset]: tail(),
+            [H.closed]: 'true',
+            [H.producerEpoch]: String(producer.epoch),
+            [H.producerSeq]: String(producer.seq),
+          },
+        };
+      throw new HttpError(409, 'STREAM_CLOSED', `job-registry: stream '${name}' is closed`, {
+        [H.closed]: 'true',
+        [H.nextOffset]: tail(),
+      });
+    };
+    if (body.length === 0 && !close) throw bad('an append needs a body (or Stream-Closed: true to close)');
+    if (isTerminal(snap.state)) return closedAnswer();
+    if (body.length > 0) {
+      if (contentType === undefined || contentType.trim() === '') throw bad('an append needs a Content-Type');
+      if (mediaType(contentType) !== mediaType(meta.contentType))
+        throw new HttpError(409, 'CONTENT_TYPE_MISMATCH', `job-registry: stream '${name}' holds ${meta.contentType}`);
+    }
+    let check = producer === undefined ? undefined : checkProducer(meta.producers.get(producer.id), producer.epoch, producer.seq);
+    if (check !== undefined && check.status !== 'accepted') return producerRefusal(check, producer!);
+    if (writerSeq !== undefined && body.length > 0) {
+      if (meta.lastWriterSeq !== undefined && writerSeq <= meta.lastWriterSeq)
+        throw new HttpError(409, 'SEQUENCE_CONFLICT', `job-registry: Stream-Seq ${writerSeq} is not after ${meta.lastWriterSeq}`);
+    }
+    const chunks = body.length === 0 ? [] : isJsonType(meta.contentType) ? parseJson(body, false) : [bytesToToken(body)];
+    for (const c of chunks) registry.emit(meta.jobId, c);
+    if (check?.status === 'accepted') meta.producers.set(producer!.id, check.next);
+    if (writerSeq !== undefined && body.length > 0) meta.lastWriterSeq = writerSeq;
+    if (close) {
+      registry.updateState(meta.jobId, 'completed');
+      if (producer !== undefined) meta.closedBy = producer;
+    }
+    check = undefined;
+    await registry.flush();
+    const headers: Record<string, string> = { [H.nextOffset]: tail() };
+    if (close) headers[H.closed] = 'true';
+    if (producer !== undefined) {
+      headers[H.producerEpoch] = String(producer.epoch);
+      headers[H.producerSeq] = String(producer.seq);
+    }
+    return { kind: 'empty', status: producer !== undefined && body.length > 0 ? 200 : 204, headers };
+  }
+
+  function producerRefusal(
+    check: Exclude<ReturnType<typeof checkProducer>, { status: 'accepted' }>,
+    producer: { id: string; epoch: number; seq: number },
+  ): Answer {
+    switch (check.status) {
+      case 'duplicate':
+        return {
+          kind: 'empty',
+          status: 204,
+          headers: { [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(check.lastSeq) },
+        };
+      case 'stale_epoch':
+        throw new HttpError(403, 'STALE_EPOCH', 'job-registry: a newer producer epoch took over', {
+          [H.producerEpoch]: String(check.currentEpoch),
+        });
+      case 'invalid_epoch_seq':
+        throw bad('a new producer epoch starts at Producer-Seq 0');
+      case 'sequence_gap':
+        throw new HttpError(409, 'SEQUENCE_GAP', `job-registry: expected Producer-Seq ${check.expected}`, {
+          [H.expectedSeq]: String(check.expected),
+          [H.receivedSeq]: String(check.received),
+        });
+    }
+  }
+
+  async function head(name: string): Promise<Reply> {
+    const found = await lookup(name);
+    if (found === undefined) return { kind: 'empty', status: 404, headers: {} };
+    const { meta, snap } = found;
+    const headers = streamHeaders(meta, snap, { 'Cache-Control': 'no-store', 'Content-Type': meta.contentType });
+    if (meta.ttlSeconds !== undefined) headers[H.ttl] = String(meta.ttlSeconds);
+    if (meta.expiresAt !== undefined) headers[H.expiresAt] = meta.expiresAt;
+    headers.ETag = etag(name, '-1', formatOffset(snap.tokenCount), isTerminal(snap.state));
+    return { kind: 'empty', status: 200, headers };
+  }
+
+  async function remove(name: string): Promise<Reply> {
+    const found = await lookup(name);
+    if (found === undefined) throw notFound(name);
+    streams.delete(name);
+    if (registry.removeJob(found.meta.jobId) === undefined && !isTerminal(found.snap.state))
+      await registry.cancel(found.meta.jobId, 'stream deleted').catch(() => false);
+    return { kind: 'empty', status: 204, headers: {} };
+  }
+
+  async function read(req: HttpRequest<Raw>, name: string): Promise<Reply> {
+    const query = requestQuery(req.target);
+    const offsets = query.getAll('offset');
+    if (offsets.length > 1) throw bad('give one offset');
+    const offset = offsets[0];
+    if (offset !== undefined && !OFFSET_SYNTAX.test(offset)) throw bad('malformed offset');
+    const live = query.get('live');
+    if (live !== null && live !== 'long-poll' && live !== 'sse') throw bad("live is 'long-poll' or 'sse'");
+    if (live !== null && offset === undefined) throw bad(`live=${live} needs an offset`);
+    const cursor = query.get('cursor');
+    const found = await lookup(name);
+    if (found === undefined) throw notFound(name);
+    const { meta } = found;
+    let snap = found.snap;
+    meta.touchedAt = Date.now();
+    const json = isJsonType(meta.contentType);
+    let from = offset === undefined || offset === '-1' ? 0 : offset === 'now' ? snap.tokenCount : parseOffset(offset);
+    if (from === undefined) throw bad('malformed offset');
+    from = Math.min(from, snap.tokenCount);
+    if (live === 'sse') return sse(meta, snap, from, cursor);
+    if (offset === 'now' && live === null) {
+      const headers = streamHeaders(meta, snap, { 'Cache-Control': 'no-store', 'Content-Type': meta.contentType });
+      headers[H.upToDate] = 'true';
+      return bodyReply(headers, json ? '[]' : new Uint8Array(0));
+    }
+    let upto = snap.tokenCount;
+    if (live === 'long-poll' && from >= upto) {
+      if (isTerminal(snap.state))
+        return {
+          kind: 'empty',
+          status: 204,
+          headers: { [H.nextOffset]: formatOffset(from), [H.upToDate]: 'true', [H.closed]: 'true' },
+        };
+      const result = await waitFor(registry, meta.jobId, from, o.longPollTimeoutMs, waits);
+      meta.touchedAt = Date.now();
+      snap = (await snapshot(meta.jobId)) ?? snap;
+      upto = snap.tokenCount;
+      if (result !== 'data' && upto <= from) {
+        const headers: Record<string, string> = {
+          [H.nextOffset]: formatOffset(from),
+          [H.upToDate]: 'true',
+          [H.cursor]: responseCursor(cursor, o.cursorIntervalSeconds),
+        };
+        if (isTerminal(snap.state)) headers[H.closed] = 'true';
+        return { kind: 'empty', status: 204, headers };
+      }
+    }
+    const tokens = await readRange(registry, meta.jobId, from, upto, o.maxChunksPerRead);
+    const next = from + tokens.length;
+    const upToDate = next >= upto;
+    const closed = upToDate && isTerminal(snap.state);
+    const headers: Record<string, string> = { 'Content-Type': meta.contentType, [H.nextOffset]: formatOffset(next) };
+    if (live === 'long-poll') headers[H.cursor] = responseCursor(cursor, o.cursorIntervalSeconds);
+    if (upToDate) headers[H.upToDate] = 'true';
+    if (closed) headers[H.closed] = 'true';
+    const tag = etag(name, offset ?? '-1', formatOffset(next), closed);
+    headers.ETag = tag;
+    if (req.header('if-none-match') === tag) return { kind: 'empty', status: 304, headers: { ETag: tag } };
+    return bodyReply(headers, json ? tokensToJson(tokens) : tokensToBytes(tokens));
+  }
+
+  function sse(meta: StreamMeta, snap: JobSnapshot, from: number, cursor: string | null): Reply {
+    const text = meta.contentType.toLowerCase();
+    const base64 = !(mediaType(text).startsWith('text/') || isJsonType(text));
+    const headers: Record<string, string> = {
+      'Content-Type': 'text/event-stream',
+      'Cache-Control': 'no-cache',
+      'X-Accel-Buffering': 'no',
+    };
+    if (base64) headers[H.sseEncoding] = 'base64';
+    return {
+      kind: 'sse',
+      status: 200,
+      headers,
+      start: (sink: SseSink) => {
+        const reader = new SseReader(sink, {
+          registry,
+          jobId: meta.jobId,
+          mode: base64 ? 'base64' : isJsonType(text) ? 'json' : 'text',
+          from,
+          known: snap.tokenCount,
+          cursor: () => responseCursor(cursor, o.cursorIntervalSeconds),
+          keepAliveMs: o.longPollTimeoutMs,
+          touch: () => void (meta.touchedAt = Date.now()),
+          onClose: (r) => void readers.delete(r),
+        });
+        readers.add(reader);
+        reader.start();
+      },
+    };
+  }
+
+  function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
+    const err = toHttpError(e);
+    if (isUnexpected(e))
+      o.logger.error(
+        `job-registry: durable streams ${req?.method ?? 'a request'} ${req?.target.slice(0, 200) ?? ''} failed: ${
+          e instanceof Error ? (e.stack ?? e.message) : messageOf(e)
+        }`,
+      );
+    return {
+      kind: 'json',
+      status: err.status,
+      headers: { ...err.headers, ...COMMON_HEADERS },
+      body: { error: { code: err.code, message: err.message } },
+    };
+  }
+
+  return {
+    handle,
+    errorReply,
+    close: () => {
+      for (const w of [...waits]) w();
+      for (const r of [...readers]) r.close();
+    },
+    drain: () => void (draining = true),
+    get draining() {
+      return draining;
+    },
+    get connections() {
+      return readers.size;
+    },
+  };
+}
+
+/** The stream a job of the dual-call routes is: JSON, each token one value. */
+function implicitStream(jobId: string): StreamMeta {
+  return {
+    name: jobId,
+    jobId,
+    contentType: 'application/json',
+    created: false,
+    touchedAt: Date.now(),
+    createdClosed: false,
+    producers: new Map(),
+  };
+}
+
+function streamHeaders(meta: StreamMeta, snap: JobSnapshot, extra: Record<string, string>): Record<string, string> {
+  const headers: Record<string, string> = { ...extra, [H.nextOffset]: formatOffset(snap.tokenCount) };
+  if (isTerminal(snap.state)) headers[H.closed] = 'true';
+  return headers;
+}
+
+function sameTuple(
+  a: { id: string; epoch: number; seq: number } | undefined,
+  b: { id: string; epoch: number; seq: number },
+): boolean {
+  return a !== undefined && a.id === b.id && a.epoch === b.epoch && a.seq === b.seq;
+}
+
+/** The chunks of a JSON-mode body: its value, or an array's elements (`[]` only at create). */
+function parseJson(body: Uint8Array, atCreate: boolean): unknown[] {
+  if (body.length === 0) return [];
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+  } catch {
+    throw new HttpError(400, 'INVALID_JSON', 'job-registry: the body is not valid JSON');
+  }
+  if (!Array.isArray(value)) return [value];
+  if (value.length === 0 && !atCreate)
+    throw new HttpError(400, 'INVALID_JSON', 'job-registry: an empty array appends nothing; send values');
+  return value;
+}
+
+function bodyReply(headers: Record<string, string>, body: Uint8Array | string): Reply {
+  const reply = {
+    kind: 'sse' as const,
+    status: 200 as const,
+    headers,
+    start: (sink: SseSink) => sink.end(body as string),
+    [BODY]: body,
+  };
+  return reply;
+}

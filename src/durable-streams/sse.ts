@@ -1,0 +1,98 @@
+/**
+ * One live SSE read of a stream (Protocol 5.7): a `data` event per chunk, each followed by a `control`
+ * event with the offset after it, a keep-alive `control` while idle, and a last `control` with
+ * `streamClosed` when the job ends. Imports no `node:` module.
+ */
+import type { Subscription } from 'rxjs';
+import type { JobRegistry } from '../core/registry.js';
+import type { SseSink } from '../http/sink.js';
+import { isJobEnd } from './reader.js';
+import { formatOffset, sseFrame, tokensToBytes } from './wire.js';
+
+/** How chunks become `data`: JSON values (each as a one-element array), UTF-8 text, or base64 bytes. */
+export type SseMode = 'json' | 'text' | 'base64';
+
+export interface SseReaderOptions {
+  registry: JobRegistry<unknown, unknown>;
+  jobId: string;
+  mode: SseMode;
+  /** The chunk count to start after (the request's offset). */
+  from: number;
+  /** The job's chunk count when the request came: up to it, the reader is catching up. */
+  known: number;
+  cursor(): string;
+  keepAliveMs: number;
+  /** Called on each chunk sent (a stream's TTL slides while it is read). */
+  touch(): void;
+  onClose(reader: SseReader): void;
+}
+
+const decoder = new TextDecoder();
+
+export class SseReader {
+  private next: number;
+  private sub: Subscription | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private ended = false;
+  private sentSince = false;
+
+  constructor(
+    private readonly sink: SseSink,
+    private readonly o: SseReaderOptions,
+  ) {
+    this.next = o.from;
+  }
+
+  start(): void {
+    this.sink.onClose(() => this.close());
+    const { registry, jobId, from } = this.o;
+    this.sub = registry.tokens$(jobId, from === 0 ? {} : { after: from - 1 }).subscribe({
+      next: (ev) => this.chunk(ev.seq, ev.token),
+      // A failed or cancelled job is a closed stream; a job removed under the reader ends it without that.
+      error: (e: unknown) => (isJobEnd(e) ? this.finish() : this.close()),
+      complete: () => this.finish(),
+    });
+    if (this.ended) return this.sub.unsubscribe();
+    // Nothing to catch up on: say so at once, so the client knows it is live.
+    if (this.next >= this.o.known && !this.sentSince) this.control(true);
+    this.timer = setInterval(() => {
+      if (!this.sentSince) this.control(true);
+      this.sentSince = false;
+    }, this.o.keepAliveMs);
+  }
+
+  private chunk(seq: number, token: unknown): void {
+    if (this.ended) return;
+    let data: string;
+    if (this.o.mode === 'json') data = `[${JSON.stringify(token) ?? 'null'}]`;
+    else if (this.o.mode === 'base64') data = btoa(token as string);
+    else data = decoder.decode(tokensToBytes([token]));
+    this.next = seq + 1;
+    this.sink.write(sseFrame('data', data));
+    this.control(this.next >= this.o.known);
+    this.o.touch();
+  }
+
+  private control(upToDate: boolean): void {
+    const c: Record<string, string | boolean> = { streamNextOffset: formatOffset(this.next), streamCursor: this.o.cursor() };
+    if (upToDate) c.upToDate = true;
+    this.sink.write(sseFrame('control', JSON.stringify(c)));
+    this.sentSince = true;
+  }
+
+  private finish(): void {
+    if (this.ended) return;
+    this.sink.end(sseFrame('control', JSON.stringify({ streamNextOffset: formatOffset(this.next), streamClosed: true })));
+    this.close();
+  }
+
+  /** Ends the read (the client went, or the handler closes); idempotent. */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.timer);
+    this.sub?.unsubscribe();
+    this.sink.end();
+    this.o.onClose(this);
+  }
+}

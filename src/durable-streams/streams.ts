@@ -1,0 +1,60 @@
+/**
+ * What a Durable Stream keeps beside its job: content type, expiry, writer sequence and idempotent
+ * producers. Held in this process (a `Map` by stream name); see the README's Redis note.
+ */
+
+/** A producer's place in one stream (Protocol 5.2.1): its epoch and the last seq it had accepted. */
+export interface ProducerState {
+  epoch: number;
+  lastSeq: number;
+}
+
+/** The metadata of one stream. */
+export interface StreamMeta {
+  name: string;
+  jobId: string;
+  contentType: string;
+  /** Whether the stream was made through PUT (`false`: a job of the dual-call routes, read as JSON). */
+  created: boolean;
+  ttlSeconds?: number;
+  expiresAt?: string;
+  /** When a read or append last touched it (the TTL slides from here), ms since the epoch. */
+  touchedAt: number;
+  createdClosed: boolean;
+  /** The last `Stream-Seq` accepted (writer coordination; compared as strings). */
+  lastWriterSeq?: string;
+  producers: Map<string, ProducerState>;
+  /** The producer tuple whose append closed the stream: its retry is a duplicate, not a conflict. */
+  closedBy?: { id: string; epoch: number; seq: number };
+}
+
+/** What a producer's append or close is, before it is applied. */
+export type ProducerCheck =
+  | { status: 'accepted'; next: ProducerState }
+  | { status: 'duplicate'; lastSeq: number }
+  | { status: 'stale_epoch'; currentEpoch: number }
+  | { status: 'invalid_epoch_seq' }
+  | { status: 'sequence_gap'; expected: number; received: number };
+
+/** Checks a producer's (epoch, seq) against its state without changing it (Protocol 5.2.1). */
+export function checkProducer(state: ProducerState | undefined, epoch: number, seq: number): ProducerCheck {
+  if (state === undefined)
+    return seq === 0
+      ? { status: 'accepted', next: { epoch, lastSeq: 0 } }
+      : { status: 'sequence_gap', expected: 0, received: seq };
+  if (epoch < state.epoch) return { status: 'stale_epoch', currentEpoch: state.epoch };
+  if (epoch > state.epoch)
+    return seq === 0 ? { status: 'accepted', next: { epoch, lastSeq: 0 } } : { status: 'invalid_epoch_seq' };
+  if (seq <= state.lastSeq) return { status: 'duplicate', lastSeq: state.lastSeq };
+  if (seq === state.lastSeq + 1) return { status: 'accepted', next: { epoch, lastSeq: seq } };
+  return { status: 'sequence_gap', expected: state.lastSeq + 1, received: seq };
+}
+
+/** Whether a stream's TTL or absolute expiry has passed. An unparseable expiry counts as passed. */
+export function isExpired(meta: StreamMeta, now: number): boolean {
+  if (meta.expiresAt !== undefined) {
+    const at = Date.parse(meta.expiresAt);
+    if (!Number.isFinite(at) || now >= at) return true;
+  }
+  return meta.ttlSeconds !== undefined && now >= meta.touchedAt + meta.ttlSeconds * 1000;
+}
