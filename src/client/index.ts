@@ -1,6 +1,8 @@
 /**
  * job-registry/client: submit a job and stream it as an Observable, in a browser or in Node. Imports
  * nothing from Node; pass an `EventSource` (e.g. the `eventsource` package) where there is no global one.
+ *
+ * @module job-registry/client
  */
 import { Observable } from 'rxjs';
 import { JobCancelledError, JobFailedError } from '../core/errors.js';
@@ -13,7 +15,9 @@ export type { WireSnapshot } from '../http/wire.js';
 
 /** The answer to a POST: the job's id and its stream URL, relative to the server. */
 export interface SubmittedJob {
+  /** The new job's id. */
   job_id: string;
+  /** The path to GET for the job's token stream, relative to the server (it may carry a stream token). */
   sse_url: string;
 }
 
@@ -21,7 +25,9 @@ export interface SubmittedJob {
 export class ClientError extends Error {
   constructor(
     message: string,
+    /** The HTTP status of the answer, when it is known. */
     readonly status: number | undefined,
+    /** The server's error code (`JOB_NOT_FOUND`, ...), or the client's own: `HTTP_ERROR`, `STREAM_REFUSED`... */
     readonly code: string,
   ) {
     super(message);
@@ -34,8 +40,11 @@ export type FetchInit = Omit<RequestInit, 'method' | 'body'>;
 
 /** What the client hands to `fetch`: the caller's init, with the headers merged into one record. */
 export type FetchRequest = Omit<RequestInit, 'method' | 'body' | 'headers'> & {
+  /** The HTTP method: `POST`, `DELETE` or `HEAD`. */
   method: string;
+  /** Every header of the request, one record. */
   headers: Record<string, string>;
+  /** The JSON body, when there is one. */
   body?: string;
 };
 
@@ -44,37 +53,46 @@ export type FetchLike = (
   input: string,
   init: FetchRequest,
 ) => Promise<{
+  /** Whether the status is 2xx. */
   ok: boolean;
+  /** The HTTP status. */
   status: number;
+  /** The body parsed as JSON. */
   json(): Promise<unknown>;
+  /** The body as text. */
   text(): Promise<string>;
 }>;
 
 /** Options of {@link submitJob} and {@link cancelJob}. */
 export interface RequestOptions {
-  /** The `fetch` to call. Defaults to `globalThis.fetch`. */
+  /** The `fetch` to call. @defaultValue `globalThis.fetch` */
   fetch?: FetchLike;
   /**
    * Headers added to the request, e.g. `{ Authorization: 'Bearer …' }`. Names match case-insensitively;
-   * these win over `init.headers`. Defaults to none.
+   * these win over `init.headers`. @defaultValue none
    */
   headers?: Record<string, string>;
   /**
    * More `fetch` options, e.g. `{ credentials: 'include' }` to send cookies cross-origin. Its `headers` are
-   * merged under {@link RequestOptions.headers}. Defaults to none.
+   * merged under {@link RequestOptions.headers}. @defaultValue none
    */
   init?: FetchInit;
 }
 
 /** The parts of the EventSource interface the client uses. */
 export interface EventSourceLike {
+  /** 0 connecting, 1 open, 2 closed (the EventSource gave up). */
   readonly readyState: number;
+  /** Listens to one event type: `open`, `error`, or a named SSE event (`token`, `done`...). */
   addEventListener(type: string, listener: (event: MessageEventLike) => void): void;
+  /** Closes the connection for good. */
   close(): void;
 }
 /** The parts of a MessageEvent the client reads. */
 export interface MessageEventLike {
+  /** The event's `data`, when it has one. */
   readonly data?: unknown;
+  /** The event's `id` (a token's seq). */
   readonly lastEventId?: string;
 }
 /** The second argument of the EventSource constructor. */
@@ -178,20 +196,20 @@ async function errorFrom(res: { status: number; text(): Promise<string> }): Prom
 
 /** Options of {@link streamJob}. */
 export interface StreamJobOptions<T> {
-  /** Resume after this seq. Defaults to the start. */
+  /** Resume after this seq. @defaultValue the start */
   after?: number;
-  /** The EventSource class. Defaults to `globalThis.EventSource`. */
+  /** The EventSource class. @defaultValue `globalThis.EventSource` */
   EventSource?: EventSourceConstructor;
-  /** `data` of a token event to a token. Defaults to `JSON.parse`. */
+  /** `data` of a token event to a token. @defaultValue `JSON.parse` */
   parse?: (data: string) => T;
   /**
    * Passed to the EventSource as `{ withCredentials: true }`, so a browser sends cookies to another origin
-   * (the server must answer CORS with credentials). Defaults to `false`.
+   * (the server must answer CORS with credentials). @defaultValue `false`
    */
   withCredentials?: boolean;
   /**
    * Used only to learn why a stream was refused when the EventSource does not say (a browser's): one `HEAD`
-   * request to the stream URL. Defaults to `globalThis.fetch`.
+   * request to the stream URL. @defaultValue `globalThis.fetch`
    */
   fetch?: FetchLike;
 }
@@ -388,13 +406,24 @@ function refusal(jobId: string, last: number, status: number | undefined): Clien
 
 /** What {@link watchEvents} emits: the job list first, then each registry event. */
 export type WatchedEvent =
-  | { type: 'snapshot'; jobs: WireJob[] }
   | {
+      /** The first event of each connection: every job the caller may see. */
+      type: 'snapshot';
+      /** Those jobs. */
+      jobs: WireJob[];
+    }
+  | {
+      /** What happened to the job. */
       type: 'created' | 'stateChanged' | 'removed';
+      /** The job's id. */
       job_id: string;
+      /** The state it left (`stateChanged`). */
       from?: string;
+      /** The state it entered (`stateChanged`). */
       to?: string;
+      /** Why it failed or was cancelled, when it says. */
       error?: string;
+      /** When it happened (ISO 8601). */
       at: string;
     };
 

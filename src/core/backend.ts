@@ -4,19 +4,25 @@ import type { JobProgress, JobSnapshot, JobState, JobStatus, RegistryEvent, Toke
 
 /** A job this process holds, as a backend needs it to restore the job in a store that lost it. */
 export interface HeldJob {
+  /** The job's state. */
   state: JobState;
+  /** Why the job failed or was cancelled, when it says. */
   error?: string;
   /** The error came from a producer and was not marked public. */
   errorPrivate?: true;
+  /** The principal that created the job, when there is one. */
   owner?: string;
+  /** When the job was created (ms since the epoch). */
   createdAt: number;
+  /** How many tokens the job has had so far. */
   tokenCount: number;
 }
 
 /** What a backend may ask of the registry it serves. */
 export interface BackendHost {
-  /** The registry's options, as numbers: tokens kept per job, ms a terminal job is kept. */
+  /** Tokens kept per job for replay (`replayLimit`; Infinity for all). */
   readonly replayLimit: number;
+  /** How long a terminal job is kept (`retention`), in ms. */
   readonly retentionMs: number;
   /** How much longer than retention a terminal job is kept while a paused reader catches up (ms). */
   readonly graceMs: number;
@@ -58,7 +64,9 @@ export interface BackendStats {
 
 /** A job as a backend stores it when it is created here. */
 export interface StoredJob {
+  /** The job's id. */
   id: string;
+  /** When the job was created (ms since the epoch). */
   createdAt: number;
   /** The principal that created it, when there is one. */
   owner?: string;
@@ -97,6 +105,7 @@ export interface RegistryBackend {
     /** The error came from a producer and was not marked public: transports show `job failed`. */
     errorPrivate?: boolean,
   ): void | Promise<void>;
+  /** Records that this process removed a job (`removeJob`, or its retention ran out). */
   jobRemoved(jobId: string): void;
   /**
    * Keeps a job held elsewhere from expiring while a paused reader here still has to catch up on it
@@ -107,7 +116,9 @@ export interface RegistryBackend {
   isHeld?(jobId: string): Promise<boolean>;
   /** Resolves when every write made so far is stored. */
   flush(): Promise<void>;
+  /** A job held elsewhere, or `undefined` when the store does not know it. */
   findJob(jobId: string): Promise<JobSnapshot | undefined>;
+  /** Every job the store knows, across every process. */
   listJobs(): Promise<JobSnapshot[]>;
   /** The oldest seq still kept for a job held elsewhere (its token count when none is kept), or `undefined` when unknown. */
   firstKept(jobId: string): Promise<number | undefined>;

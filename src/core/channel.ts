@@ -5,7 +5,9 @@ import type { TokenEvent } from './types.js';
 
 /** One subscriber of a channel and the next seq it expects. */
 export interface ChannelReader<T> {
+  /** The subscriber tokens are delivered to. */
   readonly sub: Subscriber<TokenEvent<T>>;
+  /** The seq this reader expects next. */
   next: number;
 }
 
@@ -15,12 +17,13 @@ const NO_READERS: readonly never[] = Object.freeze([]);
 /**
  * A job's tokens: a replay buffer (all tokens, or the last `limit` in a ring) in front of its live
  * readers. Every reader gets each seq once, in order, with no gap: replay first, then live tokens. A
- * reader that emits from its own callback does not reorder what the others see ({@link Serial}). Once
+ * reader that emits from its own callback does not reorder what the others see (`Serial`). Once
  * `close()` is called, current and later readers end with `endError()` (complete when it is undefined).
  */
 export class TokenChannel<T> extends Serial<TokenEvent<T> | typeof END> {
   /** The seq the next token gets; also the number of tokens so far. */
   nextSeq = 0;
+  /** The attached live readers, replaced (never mutated) when one comes or goes. */
   readers: readonly ChannelReader<T>[] = NO_READERS;
   /** Set by `close()`. */
   closed = false;
@@ -29,6 +32,7 @@ export class TokenChannel<T> extends Serial<TokenEvent<T> | typeof END> {
   private tokens: T[] | undefined = undefined;
 
   constructor(
+    /** The job's id, named in the errors readers get. */
     readonly id: string,
     /** Tokens kept for replay: a whole number, or Infinity for all. */
     readonly limit: number,

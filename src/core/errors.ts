@@ -49,7 +49,9 @@ export class JobNotFoundError extends JobRegistryError {
 
 /** `updateState` asked for a move the state machine does not allow (e.g. out of a terminal state). */
 export class InvalidTransitionError extends JobRegistryError {
+  /** The job's state when the move was asked. */
   readonly from: string;
+  /** The state asked for. */
   readonly to: string;
   constructor(jobId: string, from: string, to: string) {
     super(
@@ -82,6 +84,7 @@ export class InvalidArgumentError extends JobRegistryError {
 
 /** A token was emitted into a job that already reached a terminal state. */
 export class JobClosedError extends JobRegistryError {
+  /** The terminal state the job is in. */
   readonly state: string;
   constructor(jobId: string, state: string) {
     super('JOB_CLOSED', `job-registry: job '${clip(jobId)}' is ${state} and takes no more tokens`, { jobId });
@@ -95,6 +98,7 @@ export class JobClosedError extends JobRegistryError {
  * {@link PublicError}), so a transport shows a generic text instead.
  */
 export class JobFailedError extends JobRegistryError {
+  /** Whether the message may reach clients; when false a transport shows `job failed` instead. */
   readonly expose: boolean;
   constructor(jobId: string, message: string, expose = true) {
     super('JOB_FAILED', message, { jobId });
@@ -122,7 +126,9 @@ export class JobBusyError extends JobRegistryError {
 
 /** A resume point is older than what the replay buffer still keeps (see `replayLimit`). */
 export class ReplayExpiredError extends JobRegistryError {
+  /** The resume point asked for: tokens with a seq above it were wanted. */
   readonly after: number;
+  /** The seq of the oldest token still kept. */
   readonly firstKept: number;
   constructor(jobId: string, after: number, firstKept: number) {
     super(
@@ -138,7 +144,9 @@ export class ReplayExpiredError extends JobRegistryError {
 
 /** A resume point lies past what the job has (or, once it ended, past its end); see "Resume semantics". */
 export class ResumeAheadError extends JobRegistryError {
+  /** The resume point asked for. */
   readonly after: number;
+  /** How many tokens the job has (its last seq + 1). */
   readonly tokenCount: number;
   constructor(jobId: string, after: number, tokenCount: number, ended: boolean) {
     super(
@@ -164,6 +172,7 @@ export class CapacityError extends JobRegistryError {
 
 /** A job passed one of its limits (e.g. `maxTokensPerJob`); the job fails with this message. */
 export class LimitExceededError extends JobRegistryError {
+  /** Which limit the job passed, e.g. `maxTokensPerJob`. */
   readonly limit: string;
   constructor(jobId: string, limit: string, max: number) {
     super('LIMIT_EXCEEDED', `LIMIT_EXCEEDED: job passed its ${limit} (${max})`, { jobId });
@@ -179,6 +188,7 @@ export class LimitExceededError extends JobRegistryError {
  * throw new PublicError('the model is overloaded, try again');
  */
 export class PublicError extends Error {
+  /** Always `true`: the mark {@link isPublicError} looks for. */
   readonly expose = true;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -1,3 +1,9 @@
+/**
+ * job-registry: the registry of streaming jobs (`JobRegistry`), their states and events, the error classes, and
+ * the backend interface.
+ *
+ * @module job-registry
+ */
 export { JobRegistry } from './registry.js';
 export type {
   JobRegistryOptions,

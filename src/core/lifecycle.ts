@@ -266,11 +266,12 @@ export class Lifecycle<T, P> {
     }
   }
 
+  // The next job in line starts after the freeing job's end is published (see transition), so events$
+  // shows the end before the start it made room for.
   releaseSlot(job: Job<T, P>): void {
     if (!job.holdsSlot) return;
     job.holdsSlot = false;
     this.line.release();
-    this.startWaiting();
   }
 
   attach(job: Job<T, P>, start: () => ObservableInput<T>): Subscription {
@@ -282,6 +283,7 @@ export class Lifecycle<T, P> {
       job.abort = undefined;
       this.producerEnded(job, state, e);
       this.releaseSlot(job);
+      this.startWaiting();
     };
     try {
       subscription = from(start()).subscribe({
@@ -335,6 +337,7 @@ export class Lifecycle<T, P> {
       if (job.errorPrivate) ev.errorPrivate = true;
       this.events.publish(ev);
     }
+    if (terminal) this.startWaiting();
   }
 
   // A job reached its end: its deadlines, producer, slot and owner count go; its token channel closes

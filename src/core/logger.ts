@@ -5,9 +5,13 @@ import { InvalidArgumentError } from './errors.js';
  * failed with a private error, an unexpected error of a request. pino's and `console`'s methods fit.
  */
 export interface Logger {
+  /** A failure: a background loop, a backend operation, a request that failed unexpectedly. */
   error(message: string): void;
+  /** Something handled but worth a look: a job that failed with a private error, a job Redis lost. */
   warn(message: string): void;
+  /** A notable event of normal operation, such as Redis being reachable again. Optional. */
   info?(message: string): void;
+  /** Detail for debugging. Optional. */
   debug?(message: string): void;
 }
 

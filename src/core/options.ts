@@ -7,17 +7,20 @@ import { checkLogger, silentLogger, type Logger } from './logger.js';
 
 /** What `createJob` accepts. */
 export interface CreateJobInit<P> {
-  /** Payload for deferred execution; read back once with `takePayload`, or handed to the executor. */
+  /** Payload for deferred execution; read back once with `takePayload`, or handed to the executor. @defaultValue none */
   payload?: P;
-  /** Overrides the registry's `claimTimeout` for this job. */
+  /** Overrides the registry's `claimTimeout` for this job. @defaultValue the registry's `claimTimeout` */
   claimTimeout?: DurationInput;
-  /** The principal that creates the job (1-256 characters); kept in snapshots, events and backends. */
+  /**
+   * The principal that creates the job (1-256 characters); kept in snapshots, events and backends.
+   * @defaultValue none
+   */
   owner?: string;
 }
 
 /** Options of `tokens$`. */
 export interface TokensOptions {
-  /** Deliver only tokens with `seq > after` (a resume point). Defaults to all tokens kept. */
+  /** Deliver only tokens with `seq > after` (a resume point). @defaultValue all tokens kept */
   after?: number;
 }
 

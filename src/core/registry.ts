@@ -42,9 +42,26 @@ export type { ExecutionContext, Executor } from './types.js';
 export interface RegistryStats {
   /** Jobs this process holds, by state. */
   jobs: Record<JobState, number>;
-  executors: { waiting: number; running: number };
+  /** Executors in this process. */
+  executors: {
+    /** Jobs waiting for an executor slot (`concurrency`). */
+    waiting: number;
+    /** Executors running now. */
+    running: number;
+  };
   /** Since this registry started: jobs created here, tokens appended here, jobs that ended here by state. */
-  totals: { created: number; tokens: number; completed: number; failed: number; cancelled: number };
+  totals: {
+    /** Jobs created. */
+    created: number;
+    /** Tokens appended. */
+    tokens: number;
+    /** Jobs that ended `completed`. */
+    completed: number;
+    /** Jobs that ended `failed`. */
+    failed: number;
+    /** Jobs that ended `cancelled`. */
+    cancelled: number;
+  };
   /** The shared backend's health, when it reports it. */
   backend?: BackendStats;
 }
@@ -53,9 +70,26 @@ export interface RegistryStats {
 export interface RegistryStats {
   /** Jobs this process holds, by state. */
   jobs: Record<JobState, number>;
-  executors: { waiting: number; running: number };
+  /** Executors in this process. */
+  executors: {
+    /** Jobs waiting for an executor slot (`concurrency`). */
+    waiting: number;
+    /** Executors running now. */
+    running: number;
+  };
   /** Since this registry started: jobs created here, tokens appended here, jobs that ended here by state. */
-  totals: { created: number; tokens: number; completed: number; failed: number; cancelled: number };
+  totals: {
+    /** Jobs created. */
+    created: number;
+    /** Tokens appended. */
+    tokens: number;
+    /** Jobs that ended `completed`. */
+    completed: number;
+    /** Jobs that ended `failed`. */
+    failed: number;
+    /** Jobs that ended `cancelled`. */
+    cancelled: number;
+  };
   /** The shared backend's health, when it reports it. */
   backend?: BackendStats;
 }
@@ -213,7 +247,12 @@ export class JobRegistry<T = unknown, P = unknown> {
   }
 
   /** Executors waiting for a slot (`concurrency`) and running now, in this process. */
-  executors(): { waiting: number; running: number } {
+  executors(): {
+    /** Jobs waiting for an executor slot. */
+    waiting: number;
+    /** Executors running now. */
+    running: number;
+  } {
     return { waiting: this.life.line.length, running: this.life.line.busy };
   }
 
@@ -237,7 +276,12 @@ export class JobRegistry<T = unknown, P = unknown> {
    * `drain()`), then drain the registry, then `dispose()`. Resolves with how many finished and how many
    * were cancelled.
    */
-  async drain(within: DurationInput): Promise<{ finished: number; cancelled: number }> {
+  async drain(within: DurationInput): Promise<{
+    /** Live jobs that finished within the time. */
+    finished: number;
+    /** Live jobs cancelled when the time ran out. */
+    cancelled: number;
+  }> {
     if (this.disposed) throw new RegistryDisposedError('drain');
     const ms = toMillis(within, 'drain');
     const live = [...this.jobs.values()].filter((job) => !isTerminal(job.state));

@@ -6,49 +6,84 @@ export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelle
 
 /** A job's status as `state$` publishes it. `at` is when the job entered the state (UTC). */
 export interface JobStatus {
+  /** The state the job is in. */
   state: JobState;
+  /** Why the job failed or was cancelled, when it says. */
   error?: string;
   /** Set when `error` came from a producer's error not marked public: transports show `job failed`. */
   errorPrivate?: true;
+  /** When the job entered `state` (UTC). */
   at: DateTime;
 }
 
 /** One token of a job and its position: seq is 0, 1, 2, ... per job. */
 export interface TokenEvent<T> {
+  /** The token's position in its job: 0 for the first token, then 1, 2, ... */
   seq: number;
+  /** The token as its producer emitted it. */
   token: T;
 }
 
 /** A plain description of a job. `updatedAt` is the time of its last state change. */
 export interface JobSnapshot {
+  /** The job's id (`idPrefix` + a uuid v4 unless given). */
   id: string;
+  /** The state the job is in. */
   state: JobState;
+  /** Why the job failed or was cancelled, when it says. */
   error?: string;
   /** Set when `error` came from a producer's error not marked public: transports show `job failed`. */
   errorPrivate?: true;
   /** The principal that created the job, when it was created with one. */
   owner?: string;
+  /** When the job was created (UTC). */
   createdAt: DateTime;
+  /** When the job last changed state (UTC). */
   updatedAt: DateTime;
+  /** How many tokens the job has had so far (the next token's seq). */
   tokenCount: number;
 }
 
 /** What `events$` publishes: one event per create, state change and removal, in order. */
 export type RegistryEvent =
-  | { type: 'created'; jobId: string; owner?: string; at: DateTime }
   | {
-      type: 'stateChanged';
+      /** A job was created. */
+      type: 'created';
+      /** The job's id. */
       jobId: string;
-      from: JobState;
-      to: JobState;
-      error?: string;
-      errorPrivate?: true;
+      /** The principal that created the job, when it was created with one. */
+      owner?: string;
+      /** When it happened (UTC). */
       at: DateTime;
     }
-  | { type: 'removed'; jobId: string; at: DateTime };
+  | {
+      /** A job moved from one state to another. */
+      type: 'stateChanged';
+      /** The job's id. */
+      jobId: string;
+      /** The state it left. */
+      from: JobState;
+      /** The state it entered. */
+      to: JobState;
+      /** Why it failed or was cancelled, when it says. */
+      error?: string;
+      /** Set when `error` came from a producer's error not marked public: transports show `job failed`. */
+      errorPrivate?: true;
+      /** When it happened (UTC). */
+      at: DateTime;
+    }
+  | {
+      /** A job was removed (by `removeJob`, after its retention, or by `dispose`). */
+      type: 'removed';
+      /** The job's id. */
+      jobId: string;
+      /** When it happened (UTC). */
+      at: DateTime;
+    };
 
 /** The second argument of an {@link Executor}. */
 export interface ExecutionContext {
+  /** The id of the job the executor produces for. */
   jobId: string;
   /** Aborts when the job is cancelled, removed, or ended by someone else while the executor still runs. */
   signal: AbortSignal;
@@ -59,7 +94,10 @@ export type Executor<T, P> = (payload: P | undefined, context: ExecutionContext)
 
 /** A live job's token count, as `progress$` publishes it (coalesced, a few per second per job at most). */
 export interface JobProgress {
+  /** The job's id. */
   jobId: string;
+  /** How many tokens the job has had so far. */
   tokenCount: number;
+  /** When that count was read (UTC). */
   at: DateTime;
 }

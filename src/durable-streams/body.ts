@@ -10,7 +10,10 @@ export async function readBytes(raw: unknown, maxBytes: number): Promise<Uint8Ar
     new HttpError(413, 'PAYLOAD_TOO_LARGE', `job-registry: the body is larger than ${maxBytes} bytes`, {
       Connection: 'close',
     });
-  const r = raw as { arrayBuffer?: () => Promise<ArrayBuffer>; headers?: { get?: (n: string) => string | null } };
+  const r = raw as {
+    arrayBuffer?: () => Promise<ArrayBuffer>;
+    headers?: { get?: (n: string) => string | null };
+  };
   if (typeof r.arrayBuffer === 'function') {
     const declared = r.headers?.get?.('content-length');
     if (declared != null && Number(declared) > maxBytes) throw tooLarge();

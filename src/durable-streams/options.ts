@@ -49,7 +49,9 @@ export interface DurableStreamsSettings {
 export function resolveDurableStreamsOptions(o: DurableStreamsOptions): DurableStreamsSettings {
   const base = o.basePath ?? '/v1/stream';
   if (typeof base !== 'string' || !/^\/[^?#\s]*[^/?#\s]$/.test(base))
-    throw new InvalidArgumentError(`durable streams basePath must start with '/' and not end with '/', got ${JSON.stringify(base)}`);
+    throw new InvalidArgumentError(
+      `durable streams basePath must start with '/' and not end with '/', got ${JSON.stringify(base)}`,
+    );
   const count = (name: string, v: number | undefined, dflt: number): number => {
     if (v === undefined) return dflt;
     if (!(typeof v === 'number' && Number.isSafeInteger(v) && v > 0))

@@ -17,7 +17,7 @@ import { readBytes } from './body.js';
 import { resolveDurableStreamsOptions, type DurableStreamsOptions } from './options.js';
 import { readRange, waitFor } from './reader.js';
 import { SseReader } from './sse.js';
-import { checkProducer, isExpired, type StreamMeta } from './streams.js';
+import { batchAt, checkProducer, isExpired, type StreamMeta } from './streams.js';
 import {
   COMMON_HEADERS,
   H,
@@ -103,7 +103,11 @@ export function createDurableStreamsProtocol<Raw>(
   }
 
   function notFound(name: string): HttpError {
-    return new HttpError(404, 'JOB_NOT_FOUND', `job-registry: no stream '${name.slice(0, 200)}' (it may have expired)`);
+    return new HttpError(
+      404,
+      'JOB_NOT_FOUND',
+      `job-registry: no stream '${name.slice(0, 200)}' (it may have expired)`,
+    );
   }
 
   function bad(message: string): HttpError {
@@ -118,7 +122,7 @@ export function createDurableStreamsProtocol<Raw>(
   async function lookup(name: string): Promise<{ meta: StreamMeta; snap: JobSnapshot } | undefined> {
     const meta = streams.get(name);
     if (meta !== undefined) {
-      if (isExpired(meta, Date.now())) {
+      if (!meta.softDeleted && isExpired(meta, Date.now())) {
         drop(meta);
         return undefined;
       }
@@ -134,14 +138,40 @@ export function createDurableStreamsProtocol<Raw>(
     return { meta: implicitStream(name), snap };
   }
 
+  /** Deletes a stream: hidden (410) while forks of it are left, gone with its job once none is. */
   function drop(meta: StreamMeta): void {
+    if (meta.forks > 0) {
+      meta.softDeleted = true;
+      return;
+    }
     if (streams.get(meta.name) === meta) streams.delete(meta.name);
     if (!registry.isDisposed) registry.removeJob(meta.jobId);
+    const source = meta.fork?.source;
+    if (source !== undefined) {
+      source.forks--;
+      if (source.softDeleted && source.forks === 0) drop(source);
+    }
+  }
+
+  /** The stream a request names, or 404; 410 when it was deleted while forks of it are left. */
+  async function existing(name: string): Promise<{ meta: StreamMeta; snap: JobSnapshot }> {
+    const found = await lookup(name);
+    if (found === undefined) throw notFound(name);
+    if (found.meta.softDeleted) throw gone(name);
+    return found;
+  }
+
+  function gone(name: string): HttpError {
+    return new HttpError(410, 'STREAM_GONE', `job-registry: stream '${name.slice(0, 200)}' was deleted`);
   }
 
   async function create(req: HttpRequest<Raw>, name: string): Promise<Reply> {
     if (draining)
-      throw new HttpError(503, 'DRAINING', 'job-registry: this server is shutting down; retry on another one');
+      throw new HttpError(
+        503,
+        'DRAINING',
+        'job-registry: this server is shutting down; retry on another one',
+      );
     const ttl = req.header('stream-ttl');
     const expiresAt = req.header('stream-expires-at');
     if (ttl !== undefined && expiresAt !== undefined)
@@ -150,31 +180,80 @@ export function createDurableStreamsProtocol<Raw>(
       throw bad('Stream-TTL must be a whole number of seconds');
     if (expiresAt !== undefined && !Number.isFinite(Date.parse(expiresAt)))
       throw bad('Stream-Expires-At must be an RFC 3339 timestamp');
-    if (req.header('stream-forked-from') !== undefined || req.header('stream-fork-sub-offset') !== undefined)
-      throw new HttpError(501, 'NOT_IMPLEMENTED', 'job-registry: forks are not supported yet');
+    const forkedFrom = req.header('stream-forked-from');
+    const forkOffset = req.header('stream-fork-offset');
+    const subText = req.header('stream-fork-sub-offset');
+    if (forkOffset !== undefined && (forkedFrom === undefined || parseOffset(forkOffset) === undefined))
+      throw bad('Stream-Fork-Offset must be an offset of the source, with Stream-Forked-From');
+    if (subText !== undefined && (forkedFrom === undefined || !TTL.test(subText)))
+      throw bad('Stream-Fork-Sub-Offset must be a whole number, with Stream-Forked-From');
+    const subOffset = subText === undefined ? 0 : Number(subText);
+    if (subOffset > 0 && forkOffset === undefined)
+      throw bad('Stream-Fork-Sub-Offset needs Stream-Fork-Offset');
     const given = req.header('content-type');
-    const contentType =
-      given === undefined || !CONTENT_TYPE.test(given.trim()) ? 'application/octet-stream' : given.trim();
+    const valid = given !== undefined && CONTENT_TYPE.test(given.trim());
+    let contentType = valid ? given.trim() : 'application/octet-stream';
     const closed = req.header('stream-closed')?.toLowerCase() === 'true';
     const body = await readBytes(req.raw, o.maxBodyBytes);
     const found = await lookup(name);
     if (found !== undefined) {
       const m = found.meta;
+      if (m.softDeleted)
+        throw new HttpError(
+          409,
+          'STREAM_EXISTS',
+          `job-registry: '${name}' was deleted but forks of it are left`,
+        );
       const same =
         m.created &&
-        mediaType(m.contentType) === mediaType(contentType) &&
+        (mediaType(m.contentType) === mediaType(contentType) || (forkedFrom !== undefined && !valid)) &&
+        (m.fork === undefined
+          ? forkedFrom === undefined
+          : forkedFrom === `${o.base}/${m.fork.source.name}` &&
+            (forkOffset === undefined || forkOffset === m.fork.offset) &&
+            subOffset === m.fork.subOffset) &&
         m.ttlSeconds === (ttl === undefined ? undefined : Number(ttl)) &&
         m.expiresAt === expiresAt &&
         m.createdClosed === closed;
       if (!same)
-        throw new HttpError(409, 'STREAM_EXISTS', `job-registry: stream '${name}' exists with another configuration`);
+        throw new HttpError(
+          409,
+          'STREAM_EXISTS',
+          `job-registry: stream '${name}' exists with another configuration`,
+        );
       return {
         kind: 'empty',
         status: 200,
-        headers: streamHeaders(m, found.snap, { 'Content-Type': m.contentType }),
+        headers: streamHeaders(found.snap, { 'Content-Type': m.contentType }),
       };
     }
-    const chunks = isJsonType(contentType) ? parseJson(body, true) : body.length > 0 ? [bytesToToken(body)] : [];
+    let inherited: unknown[] = [];
+    let source: StreamMeta | undefined;
+    let ttlSeconds = ttl === undefined ? undefined : Number(ttl);
+    let expires = expiresAt;
+    if (forkedFrom !== undefined) {
+      const from = await forkSource(forkedFrom, forkOffset, subOffset);
+      source = from.meta;
+      if (valid && mediaType(contentType) !== mediaType(source.contentType))
+        throw new HttpError(
+          409,
+          'CONTENT_TYPE_MISMATCH',
+          `job-registry: the source holds ${source.contentType}`,
+        );
+      contentType = source.contentType;
+      inherited = from.tokens;
+      if (ttlSeconds === undefined && expires === undefined) {
+        ttlSeconds = source.ttlSeconds;
+        expires = source.expiresAt;
+      }
+    }
+    const chunks = isJsonType(contentType)
+      ? parseJson(body, true)
+      : body.length > 0
+        ? [bytesToToken(body)]
+        : [];
+    if (streams.get(name) !== undefined)
+      throw new HttpError(409, 'STREAM_EXISTS', `job-registry: stream '${name}' was created meanwhile`);
     const jobId = registry.createJob();
     // A stream is written by HTTP appends, not an executor: running from the start, never "unclaimed".
     registry.updateState(jobId, 'running');
@@ -186,20 +265,74 @@ export function createDurableStreamsProtocol<Raw>(
       touchedAt: Date.now(),
       createdClosed: closed,
       producers: new Map(),
+      batchStarts: [],
+      forks: 0,
+      softDeleted: false,
     };
-    if (ttl !== undefined) meta.ttlSeconds = Number(ttl);
-    if (expiresAt !== undefined) meta.expiresAt = expiresAt;
+    if (ttlSeconds !== undefined) meta.ttlSeconds = ttlSeconds;
+    if (expires !== undefined) meta.expiresAt = expires;
+    if (source !== undefined) {
+      meta.fork = { source, subOffset };
+      if (forkOffset !== undefined) meta.fork.offset = forkOffset;
+      source.forks++;
+      for (const c of inherited) registry.emit(jobId, c);
+    }
+    if (chunks.length > 0) meta.batchStarts.push(inherited.length);
     for (const c of chunks) registry.emit(jobId, c);
     if (closed) registry.updateState(jobId, 'completed');
     streams.set(name, meta);
     await registry.flush();
     const headers: Record<string, string> = {
       'Content-Type': contentType,
-      [H.nextOffset]: formatOffset(chunks.length),
-      Location: `${req.mountPath}${o.base}/${name}`,
+      [H.nextOffset]: formatOffset(inherited.length + chunks.length),
+      Location: `${origin(req)}${req.mountPath}${o.base}/${name}`,
     };
     if (closed) headers[H.closed] = 'true';
     return { kind: 'empty', status: 201, headers };
+  }
+
+  /**
+   * The chunks a fork starts with: the source's up to the fork offset (its tail by default), plus a
+   * sub-offset into the append there (JSON: that many values of it; bytes: that many bytes of it).
+   */
+  async function forkSource(
+    path: string,
+    offset: string | undefined,
+    subOffset: number,
+  ): Promise<{ meta: StreamMeta; tokens: unknown[] }> {
+    const sourceName = path.startsWith(o.base + '/') ? path.slice(o.base.length + 1) : path;
+    const found = await lookup(sourceName);
+    if (found === undefined)
+      throw new HttpError(
+        404,
+        'JOB_NOT_FOUND',
+        `job-registry: no source stream '${sourceName.slice(0, 200)}'`,
+      );
+    if (found.meta.softDeleted)
+      throw new HttpError(409, 'STREAM_GONE', `job-registry: the source '${sourceName}' was deleted`);
+    const { meta, snap } = found;
+    const at = offset === undefined ? snap.tokenCount : parseOffset(offset)!;
+    if (at > snap.tokenCount) throw bad('Stream-Fork-Offset is beyond the source stream');
+    let upto = at;
+    let prefix: string | undefined;
+    if (subOffset > 0) {
+      if (isJsonType(meta.contentType)) {
+        const batch = batchAt(meta, at, snap.tokenCount);
+        if (batch === undefined || subOffset > batch.size)
+          throw bad('Stream-Fork-Sub-Offset is beyond the append at Stream-Fork-Offset');
+        upto = at + subOffset;
+      } else {
+        if (at >= snap.tokenCount) throw bad('Stream-Fork-Sub-Offset is beyond the source stream');
+        const [next] = await readRange(registry, meta.jobId, at, at + 1, 1);
+        if (next === undefined || subOffset > (next as string).length)
+          throw bad('Stream-Fork-Sub-Offset is beyond the append at Stream-Fork-Offset');
+        prefix = (next as string).slice(0, subOffset);
+      }
+    }
+    const tokens = await readRange(registry, meta.jobId, 0, upto, Infinity);
+    if (tokens.length < upto) throw bad('the source stream no longer holds Stream-Fork-Offset');
+    if (prefix !== undefined) tokens.push(prefix);
+    return { meta, tokens };
   }
 
   async function append(req: HttpRequest<Raw>, name: string): Promise<Reply> {
@@ -216,15 +349,15 @@ export function createDurableStreamsProtocol<Raw>(
       const seq = Number(seqText);
       if (!WHOLE.test(epochText) || !Number.isSafeInteger(epoch))
         throw bad('Producer-Epoch must be a whole number');
-      if (!WHOLE.test(seqText) || !Number.isSafeInteger(seq)) throw bad('Producer-Seq must be a whole number');
+      if (!WHOLE.test(seqText) || !Number.isSafeInteger(seq))
+        throw bad('Producer-Seq must be a whole number');
       producer = { id: producerId, epoch, seq };
     }
     const close = req.header('stream-closed')?.toLowerCase() === 'true';
     const contentType = req.header('content-type');
     const writerSeq = req.header('stream-seq');
     const body = await readBytes(req.raw, o.maxBodyBytes);
-    const found = await lookup(name);
-    if (found === undefined) throw notFound(name);
+    const found = await existing(name);
     const { meta } = found;
     if (!meta.created)
       throw new HttpError(
@@ -254,19 +387,38 @@ export function createDurableStreamsProtocol<Raw>(
       });
     };
     if (body.length === 0 && !close) throw bad('an append needs a body (or Stream-Closed: true to close)');
-    if (isTerminal(snap.state)) return closedAnswer();
+    if (isTerminal(snap.state)) {
+      // Closing a closed stream is idempotent; a producer's close counts as its append would.
+      if (body.length === 0 && producer === undefined)
+        return { kind: 'empty', status: 204, headers: { [H.nextOffset]: tail(), [H.closed]: 'true' } };
+      return closedAnswer();
+    }
     if (body.length > 0) {
       if (contentType === undefined || contentType.trim() === '') throw bad('an append needs a Content-Type');
       if (mediaType(contentType) !== mediaType(meta.contentType))
-        throw new HttpError(409, 'CONTENT_TYPE_MISMATCH', `job-registry: stream '${name}' holds ${meta.contentType}`);
+        throw new HttpError(
+          409,
+          'CONTENT_TYPE_MISMATCH',
+          `job-registry: stream '${name}' holds ${meta.contentType}`,
+        );
     }
-    let check = producer === undefined ? undefined : checkProducer(meta.producers.get(producer.id), producer.epoch, producer.seq);
+    let check =
+      producer === undefined
+        ? undefined
+        : checkProducer(meta.producers.get(producer.id), producer.epoch, producer.seq);
     if (check !== undefined && check.status !== 'accepted') return producerRefusal(check, producer!);
     if (writerSeq !== undefined && body.length > 0) {
       if (meta.lastWriterSeq !== undefined && writerSeq <= meta.lastWriterSeq)
-        throw new HttpError(409, 'SEQUENCE_CONFLICT', `job-registry: Stream-Seq ${writerSeq} is not after ${meta.lastWriterSeq}`);
+        throw new HttpError(
+          409,
+          'SEQUENCE_CONFLICT',
+          `job-registry: Stream-Seq ${writerSeq} is not after ${meta.lastWriterSeq}`,
+        );
     }
-    const chunks = body.length === 0 ? [] : isJsonType(meta.contentType) ? parseJson(body, false) : [bytesToToken(body)];
+    const chunks =
+      body.length === 0 ? [] : isJsonType(meta.contentType) ? parseJson(body, false) : [bytesToToken(body)];
+    if (chunks.length > 0 && isJsonType(meta.contentType))
+      meta.batchStarts.push(registry.getJob(meta.jobId)?.tokenCount ?? snap.tokenCount);
     for (const c of chunks) registry.emit(meta.jobId, c);
     if (check?.status === 'accepted') meta.producers.set(producer!.id, check.next);
     if (writerSeq !== undefined && body.length > 0) meta.lastWriterSeq = writerSeq;
@@ -313,8 +465,9 @@ export function createDurableStreamsProtocol<Raw>(
   async function head(name: string): Promise<Reply> {
     const found = await lookup(name);
     if (found === undefined) return { kind: 'empty', status: 404, headers: {} };
+    if (found.meta.softDeleted) return { kind: 'empty', status: 410, headers: {} };
     const { meta, snap } = found;
-    const headers = streamHeaders(meta, snap, { 'Cache-Control': 'no-store', 'Content-Type': meta.contentType });
+    const headers = streamHeaders(snap, { 'Cache-Control': 'no-store', 'Content-Type': meta.contentType });
     if (meta.ttlSeconds !== undefined) headers[H.ttl] = String(meta.ttlSeconds);
     if (meta.expiresAt !== undefined) headers[H.expiresAt] = meta.expiresAt;
     headers.ETag = etag(name, '-1', formatOffset(snap.tokenCount), isTerminal(snap.state));
@@ -322,10 +475,9 @@ export function createDurableStreamsProtocol<Raw>(
   }
 
   async function remove(name: string): Promise<Reply> {
-    const found = await lookup(name);
-    if (found === undefined) throw notFound(name);
-    streams.delete(name);
-    if (registry.removeJob(found.meta.jobId) === undefined && !isTerminal(found.snap.state))
+    const found = await existing(name);
+    if (found.meta.created) drop(found.meta);
+    else if (registry.removeJob(found.meta.jobId) === undefined && !isTerminal(found.snap.state))
       await registry.cancel(found.meta.jobId, 'stream deleted').catch(() => false);
     return { kind: 'empty', status: 204, headers: {} };
   }
@@ -340,18 +492,18 @@ export function createDurableStreamsProtocol<Raw>(
     if (live !== null && live !== 'long-poll' && live !== 'sse') throw bad("live is 'long-poll' or 'sse'");
     if (live !== null && offset === undefined) throw bad(`live=${live} needs an offset`);
     const cursor = query.get('cursor');
-    const found = await lookup(name);
-    if (found === undefined) throw notFound(name);
+    const found = await existing(name);
     const { meta } = found;
     let snap = found.snap;
     meta.touchedAt = Date.now();
     const json = isJsonType(meta.contentType);
-    let from = offset === undefined || offset === '-1' ? 0 : offset === 'now' ? snap.tokenCount : parseOffset(offset);
+    let from =
+      offset === undefined || offset === '-1' ? 0 : offset === 'now' ? snap.tokenCount : parseOffset(offset);
     if (from === undefined) throw bad('malformed offset');
     from = Math.min(from, snap.tokenCount);
     if (live === 'sse') return sse(meta, snap, from, cursor);
     if (offset === 'now' && live === null) {
-      const headers = streamHeaders(meta, snap, { 'Cache-Control': 'no-store', 'Content-Type': meta.contentType });
+      const headers = streamHeaders(snap, { 'Cache-Control': 'no-store', 'Content-Type': meta.contentType });
       headers[H.upToDate] = 'true';
       return bodyReply(headers, json ? '[]' : new Uint8Array(0));
     }
@@ -381,7 +533,10 @@ export function createDurableStreamsProtocol<Raw>(
     const next = from + tokens.length;
     const upToDate = next >= upto;
     const closed = upToDate && isTerminal(snap.state);
-    const headers: Record<string, string> = { 'Content-Type': meta.contentType, [H.nextOffset]: formatOffset(next) };
+    const headers: Record<string, string> = {
+      'Content-Type': meta.contentType,
+      [H.nextOffset]: formatOffset(next),
+    };
     if (live === 'long-poll') headers[H.cursor] = responseCursor(cursor, o.cursorIntervalSeconds);
     if (upToDate) headers[H.upToDate] = 'true';
     if (closed) headers[H.closed] = 'true';
@@ -465,10 +620,23 @@ function implicitStream(jobId: string): StreamMeta {
     touchedAt: Date.now(),
     createdClosed: false,
     producers: new Map(),
+    batchStarts: [],
+    forks: 0,
+    softDeleted: false,
   };
 }
 
-function streamHeaders(meta: StreamMeta, snap: JobSnapshot, extra: Record<string, string>): Record<string, string> {
+/** The scheme and authority a client reached this server by (`''` when unknown). */
+function origin<Raw>(req: HttpRequest<Raw>): string {
+  const m = /^(https?:\/\/[^/?#]+)/i.exec(req.target);
+  if (m !== null) return m[1]!;
+  const host = req.header('host');
+  if (host === undefined || !/^[\w.:[\]-]+$/.test(host)) return '';
+  const proto = req.header('x-forwarded-proto') === 'https' ? 'https' : 'http';
+  return `${proto}://${host}`;
+}
+
+function streamHeaders(snap: JobSnapshot, extra: Record<string, string>): Record<string, string> {
   const headers: Record<string, string> = { ...extra, [H.nextOffset]: formatOffset(snap.tokenCount) };
   if (isTerminal(snap.state)) headers[H.closed] = 'true';
   return headers;

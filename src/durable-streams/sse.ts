@@ -74,7 +74,10 @@ export class SseReader {
   }
 
   private control(upToDate: boolean): void {
-    const c: Record<string, string | boolean> = { streamNextOffset: formatOffset(this.next), streamCursor: this.o.cursor() };
+    const c: Record<string, string | boolean> = {
+      streamNextOffset: formatOffset(this.next),
+      streamCursor: this.o.cursor(),
+    };
     if (upToDate) c.upToDate = true;
     this.sink.write(sseFrame('control', JSON.stringify(c)));
     this.sentSince = true;
@@ -82,7 +85,10 @@ export class SseReader {
 
   private finish(): void {
     if (this.ended) return;
-    this.sink.end(sseFrame('control', JSON.stringify({ streamNextOffset: formatOffset(this.next), streamClosed: true })));
+    // `upToDate` is implied by `streamClosed` (Protocol 5.7), but the TypeScript client only hands a
+    // subscriber a control event without data when it says `upToDate`.
+    const end = { streamNextOffset: formatOffset(this.next), upToDate: true, streamClosed: true };
+    this.sink.end(sseFrame('control', JSON.stringify(end)));
     this.close();
   }
 

@@ -26,6 +26,32 @@ export interface StreamMeta {
   producers: Map<string, ProducerState>;
   /** The producer tuple whose append closed the stream: its retry is a duplicate, not a conflict. */
   closedBy?: { id: string; epoch: number; seq: number };
+  /** Chunk counts where each append began (JSON mode): a fork's sub-offset counts within one append. */
+  batchStarts: number[];
+  /** What it was forked from, as given at create (compared by an idempotent re-create). */
+  fork?: { source: StreamMeta; offset?: string; subOffset: number };
+  /** Live forks made from it: deleting it while some are left only hides it (410) until they go. */
+  forks: number;
+  /** Deleted while forks were left: answers 410, and its name cannot be reused (409) until they go. */
+  softDeleted: boolean;
+}
+
+/** The append a chunk count falls in: its first count and its length (JSON mode), or `undefined`. */
+export function batchAt(
+  meta: StreamMeta,
+  count: number,
+  total: number,
+): { start: number; size: number } | undefined {
+  const starts = meta.batchStarts;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (starts[mid]! === count) return { start: count, size: (starts[mid + 1] ?? total) - count };
+    if (starts[mid]! < count) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
 }
 
 /** What a producer's append or close is, before it is applied. */

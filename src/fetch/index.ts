@@ -1,4 +1,8 @@
-/** job-registry/fetch: the Web-standard `(Request) => Promise<Response>` handler of the dual-call routes. */
+/**
+ * job-registry/fetch: the Web-standard `(Request) => Promise<Response>` handler of the dual-call routes.
+ *
+ * @module job-registry/fetch
+ */
 export { createFetchHandler, createFetchResponsesHandler, fetchHandler } from './handler.js';
 export type { FetchHandler, FetchHandlerOptions } from './handler.js';
 export type { CorsOptions, HandlerOptions } from '../http/options.js';

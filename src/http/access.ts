@@ -4,6 +4,7 @@ import { streamTokenSigner, type StreamTokenOptions, type StreamTokenSigner } fr
 
 /** Who makes a request, as `authenticate` finds it. `id` names the principal; jobs it creates carry it as `owner`. */
 export interface Principal {
+  /** The principal's stable id; jobs it creates carry it as `owner`. */
   id: string;
   [key: string]: unknown;
 }
@@ -32,13 +33,13 @@ export function ownJobsOnly(principal: Principal | undefined, _action: JobAction
 
 /** The auth options both handlers share. */
 export interface AccessOptions<Req> {
-  /** Finds the request's principal; when set, requests without one get `401`. Defaults to none (open). */
+  /** Finds the request's principal; when set, requests without one get `401`. @defaultValue none (open) */
   authenticate?: Authenticate<Req>;
-  /** Decides each action. Defaults to {@link ownJobsOnly}. */
+  /** Decides each action. @defaultValue {@link ownJobsOnly} */
   authorize?: Authorize;
   /**
    * Signs `sse_url` with a short-lived token (HMAC over job id, principal and expiry) that authorizes
-   * that one stream, for a browser `EventSource`, which cannot send headers. Defaults to none.
+   * that one stream, for a browser `EventSource`, which cannot send headers. @defaultValue none
    */
   streamTokens?: StreamTokenOptions;
 }
@@ -52,6 +53,7 @@ export type Caller = { principal: Principal | undefined };
  * never `403`, which would confirm it exists.
  */
 export class Access<Req> {
+  /** True when neither `authenticate` nor `authorize` is set: every request may do everything. */
   readonly open: boolean;
   private readonly authenticate: Authenticate<Req> | undefined;
   private readonly authorize: Authorize;
@@ -82,7 +84,12 @@ export class Access<Req> {
     req: Req,
     jobId: string,
     token: string | null,
-  ): Promise<Caller & { byToken: boolean }> {
+  ): Promise<
+    Caller & {
+      /** Whether only the stream token, not the request itself, named the principal. */
+      byToken: boolean;
+    }
+  > {
     if (this.authenticate === undefined) return { principal: undefined, byToken: false };
     const principal = await this.authenticate(req);
     if (principal !== undefined && principal !== null) return { principal, byToken: false };

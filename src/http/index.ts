@@ -1,3 +1,10 @@
+/**
+ * job-registry/http: the Node `http` handler of the dual-call routes (`createJobHandler`, usable with
+ * `http.createServer`, Express and Connect), the Responses preset, and the protocol, SSE framing and wire forms
+ * both handlers share.
+ *
+ * @module job-registry/http
+ */
 export { createJobHandler } from './handler.js';
 export { createResponsesHandler, nodeHandler } from './handler.js';
 export type { JobHandler, JobHandlerOptions, CorsOptions } from './handler.js';

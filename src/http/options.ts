@@ -37,7 +37,10 @@ export interface HandlerOptions<T, P, Req> extends AccessOptions<Req> {
   jobsPath?: string;
   /** The registry event stream route. @defaultValue `/v1/events` */
   eventsPath?: string;
-  /** Runs a POSTed payload. Without it, POST only stores the payload (`takePayload`) for a worker of yours. */
+  /**
+   * Runs a POSTed payload. Without it, POST only stores the payload (`takePayload`) for a worker of yours.
+   * @defaultValue none
+   */
   execute?: Executor<T, P>;
   /** When `execute` starts: on `'create'` (the POST) or on the first `'stream'` (deferred). @defaultValue `'create'` */
   startOn?: 'create' | 'stream';

@@ -24,10 +24,13 @@ import { toWireSnapshot, visibleError } from './wire.js';
 
 /** A request as the protocol sees it. `raw` is what `authenticate` receives. */
 export interface HttpRequest<Raw> {
+  /** The framework's own request (Node's `IncomingMessage`, a fetch `Request`...). */
   raw: Raw;
+  /** The HTTP method, upper case. */
   method: string;
   /** The raw request-target: path and query as sent (origin- or absolute-form). */
   target: string;
+  /** A request header by name (any case), or undefined when absent. */
   header(name: string): string | undefined;
   /** Reads and parses the JSON body within the limits (HttpError 415, 413, 408, 400). */
   readJson(limits: BodyLimits): Promise<unknown>;
@@ -37,16 +40,51 @@ export interface HttpRequest<Raw> {
 
 /** What to answer. `next` means the path is not the handler's (a framework's `next()`, else 404). */
 export type Reply =
-  | { kind: 'json'; status: number; headers: Record<string, string>; body: unknown }
-  | { kind: 'empty'; status: number; headers: Record<string, string> }
-  | { kind: 'sse'; status: 200; headers: Record<string, string>; start(sink: SseSink): void }
-  | { kind: 'next' };
+  | {
+      /** A JSON body. */
+      kind: 'json';
+      /** The HTTP status. */
+      status: number;
+      /** The answer's headers. */
+      headers: Record<string, string>;
+      /** The value to send as JSON. */
+      body: unknown;
+    }
+  | {
+      /** No body (`204`, `HEAD`, a CORS preflight). */
+      kind: 'empty';
+      /** The HTTP status. */
+      status: number;
+      /** The answer's headers. */
+      headers: Record<string, string>;
+    }
+  | {
+      /** An event stream. */
+      kind: 'sse';
+      /** Always `200`. */
+      status: 200;
+      /** The answer's headers (`Content-Type: text/event-stream`...). */
+      headers: Record<string, string>;
+      /** Starts writing the stream into the sink, once the headers are sent. */
+      start(sink: SseSink): void;
+    }
+  | {
+      /** Not this handler's path. */
+      kind: 'next';
+    };
 
 /** A reply that answers the request (anything but `next`). */
-export type Answer = Exclude<Reply, { kind: 'next' }>;
+export type Answer = Exclude<
+  Reply,
+  {
+    /** The kind left out: `next` answers nothing. */
+    kind: 'next';
+  }
+>;
 
 /** The protocol of one handler. */
 export interface Protocol<Raw> {
+  /** Routes a request and works out its answer. */
   handle(req: HttpRequest<Raw>): Promise<Reply>;
   /** The answer to anything thrown while handling. */
   errorReply(e: unknown, req?: HttpRequest<Raw>): Answer;
@@ -57,7 +95,9 @@ export interface Protocol<Raw> {
    * with `Retry-After` (another replica takes them); streams of existing jobs go on. Idempotent.
    */
   drain(): void;
+  /** Whether {@link Protocol.drain} was called. */
   readonly draining: boolean;
+  /** SSE streams this handler has open now. */
   readonly connections: number;
 }
 

@@ -39,12 +39,19 @@ import { visibleError } from './wire.js';
 
 /** The create request body, as the preset reads it. */
 export interface ResponseCreate {
+  /** The model asked for; reported back in the response object. */
   model?: string;
+  /** The input, as the client sent it; `toPayload` reads it. */
   input?: unknown;
+  /** System instructions; reported back in the response object. */
   instructions?: string;
+  /** Answer at once with the response object, while the work goes on. */
   background?: boolean;
+  /** Answer with the response's event stream. */
   stream?: boolean;
+  /** The most output tokens wanted; reported back in the response object, and `toPayload` may use it. */
   max_output_tokens?: number;
+  /** Key-value pairs reported back in the response object. */
   metadata?: Record<string, string>;
 }
 

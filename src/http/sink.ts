@@ -4,6 +4,7 @@
  * stream's limit it pauses reading its job, and goes on at `onDrain`.
  */
 export interface SseSink {
+  /** Writes a chunk of the event stream. */
   write(chunk: string): void;
   /** Writes the last chunk and ends the response. */
   end(chunk?: string): void;

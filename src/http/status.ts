@@ -22,9 +22,12 @@ export type HttpErrorCode =
 /** An error answered over HTTP with a status and a JSON body `{"error":{"code","message"}}`. */
 export class HttpError extends Error {
   constructor(
+    /** The HTTP status to answer. */
     readonly status: number,
+    /** The stable error code sent in the body, e.g. `JOB_NOT_FOUND`. */
     readonly code: string,
     message: string,
+    /** Headers to add to the answer, e.g. `Retry-After`. */
     readonly headers: Record<string, string> = {},
   ) {
     super(message);

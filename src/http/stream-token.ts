@@ -41,8 +41,8 @@ export interface StreamTokenSigner {
   /**
    * A token that lets `principalId` stream `jobId` for {@link ttlMs}. URL-safe as is (`[0-9a-zA-Z._-]`).
    * The principal id is readable in the token (signed, not encrypted).
-   * @throws {@link InvalidArgumentError} (as a rejection) when `jobId` is not a valid job id, or
-   * `principalId` is empty, not well-formed Unicode, or longer than {@link MAX_STREAM_TOKEN_PRINCIPAL_BYTES}.
+   * @throws {@link job-registry!InvalidArgumentError} (as a rejection) when `jobId` is not a valid job id, or
+   * `principalId` is empty, not well-formed Unicode, or longer than `MAX_STREAM_TOKEN_PRINCIPAL_BYTES`.
    */
   sign(jobId: string, principalId: string): Promise<string>;
   /**
@@ -61,7 +61,7 @@ const EXPIRY = /^[0-9a-z]{1,11}$/;
  * taken over `jobId + '\n' + principalId + '\n' + expiry` (the expiry as written in the token). The key is
  * imported once, on first use.
  *
- * @throws {@link InvalidArgumentError} when `secret` is shorter than 32 bytes / characters or not a string or
+ * @throws {@link job-registry!InvalidArgumentError} when `secret` is shorter than 32 bytes / characters or not a string or
  * `Uint8Array`, `ttlMs` is not a finite number above 0, or `now` is not a function.
  *
  * @example

@@ -2,23 +2,35 @@ import type { JobProgress, JobSnapshot, RegistryEvent } from '../core/types.js';
 
 /** A job snapshot as the HTTP API sends it (snake_case, ISO 8601 times). */
 export interface WireSnapshot {
+  /** The job's id. */
   job_id: string;
+  /** `queued`, `running`, `completed`, `failed` or `cancelled`. */
   state: string;
+  /** Why the job failed or was cancelled (`job failed` when the producer's error is private). */
   error?: string;
   /** The principal that created the job, when it has one. */
   owner?: string;
+  /** When the job was created (ISO 8601). */
   created_at: string;
+  /** When the job last changed state (ISO 8601). */
   updated_at: string;
+  /** How many tokens the job has had so far. */
   token_count: number;
 }
 
 /** A registry event as `/v1/events` sends it in its `data:` line. */
 export interface WireEvent {
+  /** The job's id. */
   job_id: string;
+  /** The state the job left (`stateChanged`). */
   from?: string;
+  /** The state the job entered (`stateChanged`). */
   to?: string;
+  /** Why the job failed or was cancelled (`job failed` when the producer's error is private). */
   error?: string;
+  /** The principal that created the job (`created`), when it has one. */
   owner?: string;
+  /** When it happened (ISO 8601). */
   at: string;
 }
 
@@ -60,8 +72,11 @@ export function toWireEvent(e: RegistryEvent, exposeErrors = false): WireEvent {
 
 /** A `progress` event as `/v1/events` sends it. */
 export interface WireProgress {
+  /** The job's id. */
   job_id: string;
+  /** How many tokens the job has had so far. */
   token_count: number;
+  /** When that count was read (ISO 8601). */
   at: string;
 }
 

@@ -7,6 +7,8 @@
  * const metrics = registryMetrics(registry, { handlers: [handler] });
  * // GET /metrics
  * res.writeHead(200, { 'Content-Type': metrics.contentType }).end(await metrics.metrics());
+ *
+ * @module job-registry/metrics
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { InvalidArgumentError, RegistryDisposedError } from '../core/errors.js';
@@ -20,11 +22,15 @@ export interface MetricsOptions {
   /** Prefix of every metric name. @defaultValue `'job_registry_'` */
   prefix?: string;
   /** Handlers whose open streams are counted (anything with `connections`). @defaultValue none */
-  handlers?: ReadonlyArray<{ readonly connections: number }>;
+  handlers?: ReadonlyArray<{
+    /** SSE streams the handler has open now. */
+    readonly connections: number;
+  }>;
 }
 
 /** The metrics of one registry. */
 export interface RegistryMetrics {
+  /** The prom-client registry the metrics are in. */
   register: Registry;
   /** The Prometheus text of every metric in `register`. */
   metrics(): Promise<string>;

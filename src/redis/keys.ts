@@ -22,25 +22,31 @@ import { shardIndex, shardTags } from './slot.js';
  * and index streams and wake streams carry a TTL refreshed on write, the live hash empties itself.
  */
 export class Keys {
+  /** The hash tag of each shard, by shard index. */
   readonly tags: string[];
   private readonly bases: string[];
 
   constructor(
+    /** The prefix of every key. */
     readonly prefix: string,
+    /** How many shards jobs are spread over. */
     readonly shards: number,
   ) {
     this.tags = shardTags(shards);
     this.bases = this.tags.map((t) => `${prefix}{${t}}:`);
   }
 
+  /** The shard a job belongs to. */
   shardOf(id: string): number {
     return shardIndex(id, this.shards);
   }
 
+  /** A job's hash. */
   meta(id: string, shard = this.shardOf(id)): string {
     return `${this.bases[shard]}job:${id}`;
   }
 
+  /** A job's token stream. */
   tokens(id: string, shard = this.shardOf(id)): string {
     return `${this.bases[shard]}tokens:${id}`;
   }
@@ -50,22 +56,27 @@ export class Keys {
     return [this.meta(id, shard), this.tokens(id, shard), this.events(shard), this.live(shard)];
   }
 
+  /** A shard's event stream: registry events of its jobs, and cancel requests. */
   events(shard: number): string {
     return `${this.bases[shard]}events`;
   }
 
+  /** A shard's job index: job ids by creation time. */
   jobs(shard: number): string {
     return `${this.bases[shard]}jobs`;
   }
 
+  /** A shard's live jobs: job id to owning process. */
   live(shard: number): string {
     return `${this.bases[shard]}live`;
   }
 
+  /** The stream written to wake a process's blocked reader of a shard. */
   wake(shard: number, owner: string): string {
     return `${this.bases[shard]}wake:${owner}`;
   }
 
+  /** A live process's lease. */
   owner(owner: string): string {
     return `${this.prefix}owner:${owner}`;
   }

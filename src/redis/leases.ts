@@ -154,6 +154,8 @@ export class Leases {
       await this.tidyShards();
       this.c.outages.ok('sweep');
     } catch (e) {
+      // A sweep cut short by close() (its connection went) is not a failure.
+      if (this.closed) return;
       this.c.outages.fail('sweep', 'the sweep for dead processes and vanished jobs failed', e);
     }
   }

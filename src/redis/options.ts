@@ -5,21 +5,25 @@ import { isValidPrefix } from './keys.js';
 
 /** Where the backend reports failures of its background work, once per outage. Pino-compatible. Defaults to `console`. */
 export interface BackendLogger {
+  /** A failure of background work (a Redis outage, a failed write), once per outage. */
   error(message: string): void;
+  /** Something handled but worth a look, such as a job whose data Redis lost. */
   warn(message: string): void;
+  /** Redis reachable again after an outage (`warn` is used when this is absent). Optional. */
   info?(message: string): void;
 }
 
 /** Options of `redisBackend`. Give `url` or `redis`. */
 export interface RedisBackendOptions {
-  /** A Redis URL such as `redis://127.0.0.1:6379`. */
+  /** A Redis URL such as `redis://127.0.0.1:6379`. @defaultValue none: give `url` or `redis` */
   url?: string;
   /**
    * An ioredis `Redis` or `Cluster` to use for commands. The backend duplicates it for its blocking
    * readers (one per shard on a cluster); you close it.
+   * @defaultValue none: give `url` or `redis`
    */
   redis?: Redis | Cluster;
-  /** Prefix of every key. Defaults to `'jr:'`. */
+  /** Prefix of every key. @defaultValue `'jr:'` */
   prefix?: string;
   /**
    * Shards the jobs, the event stream and the job index are spread over. Every process sharing a prefix
@@ -27,19 +31,20 @@ export interface RedisBackendOptions {
    * @defaultValue 8
    */
   shards?: number;
-  /** A process that stops renewing its lease this long is taken for dead, and its live jobs end as `failed`. Defaults to 10 s. */
+  /** A process that stops renewing its lease this long is taken for dead, and its live jobs end as `failed`. @defaultValue 10 s */
   leaseMs?: number;
-  /** How long a blocking read waits per `XREAD` before it starts again. Defaults to 5 s. */
+  /** How long a blocking read waits per `XREAD` before it starts again. @defaultValue 5 s */
   blockMs?: number;
-  /** Registry events kept per shard's event stream (approximate trim). Defaults to 10,000. */
+  /** Registry events kept per shard's event stream (approximate trim). @defaultValue 10,000 */
   eventsMaxLen?: number;
   /**
    * How often a live job's token count is published for other processes' `progress$` (and dashboards),
-   * at most, per job, in ms; 0 turns it off. Defaults to 1000.
+   * at most, per job, in ms; 0 turns it off. @defaultValue 1000
    */
   progressIntervalMs?: number;
-  /** Writes waiting to reach Redis (e.g. while it is down) past which new jobs and tokens are refused with `BackendError`. Defaults to 100,000. */
+  /** Writes waiting to reach Redis (e.g. while it is down) past which new jobs and tokens are refused with `BackendError`. @defaultValue 100,000 */
   maxPendingWrites?: number;
+  /** Where failures of background work are reported, once per outage. @defaultValue `console` */
   logger?: BackendLogger;
 }
 

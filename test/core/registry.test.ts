@@ -607,3 +607,21 @@ describe('dispose', () => {
     expect(late.error).toBeInstanceOf(RegistryDisposedError);
   });
 });
+
+test('with concurrency, the end that frees a slot is published before the start it makes room for', async () => {
+  const { Subject } = await import('rxjs');
+  const r = new JobRegistry<string>({ concurrency: 1 });
+  const seen: string[] = [];
+  r.events$.subscribe((e) => {
+    if (e.type === 'stateChanged') seen.push(`${e.jobId === a ? 'a' : 'b'}:${e.to}`);
+  });
+  const source = new Subject<string>();
+  const a = r.createJob();
+  r.executeAndStream(a, () => source);
+  const b = r.createJob();
+  r.executeAndStream(b, () => ['x']);
+  expect(r.getJobState(b)).toBe('queued');
+  source.error(new Error('boom'));
+  expect(seen).toEqual(['a:running', 'a:failed', 'b:running', 'b:completed']);
+  await r.dispose();
+});
