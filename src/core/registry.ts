@@ -66,34 +66,6 @@ export interface RegistryStats {
   backend?: BackendStats;
 }
 
-/** What `stats()` reports. */
-export interface RegistryStats {
-  /** Jobs this process holds, by state. */
-  jobs: Record<JobState, number>;
-  /** Executors in this process. */
-  executors: {
-    /** Jobs waiting for an executor slot (`concurrency`). */
-    waiting: number;
-    /** Executors running now. */
-    running: number;
-  };
-  /** Since this registry started: jobs created here, tokens appended here, jobs that ended here by state. */
-  totals: {
-    /** Jobs created. */
-    created: number;
-    /** Tokens appended. */
-    tokens: number;
-    /** Jobs that ended `completed`. */
-    completed: number;
-    /** Jobs that ended `failed`. */
-    failed: number;
-    /** Jobs that ended `cancelled`. */
-    cancelled: number;
-  };
-  /** The shared backend's health, when it reports it. */
-  backend?: BackendStats;
-}
-
 const REMOTE = Symbol('remote');
 /**
  * Tracks streaming jobs between the two calls of the dual-call pattern. Each job holds its status (a

@@ -45,8 +45,8 @@ export interface RegistryMetrics {
  *
  * @throws InvalidArgumentError without a registry or with a malformed option.
  */
-export function registryMetrics(
-  registry: JobRegistry<unknown, unknown>,
+export function registryMetrics<T, P>(
+  registry: JobRegistry<T, P>,
   options: MetricsOptions = {},
 ): RegistryMetrics {
   if (registry === null || typeof registry !== 'object' || typeof registry.stats !== 'function')
