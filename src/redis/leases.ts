@@ -114,13 +114,13 @@ export class Leases {
     const ids = host.liveJobs();
     if (ids.length === 0) return;
     const replies = await this.perJob(ids, 1, (pipe, id, shard) => {
-      pipe.hmget(this.c.keys.meta(id, shard), 'state', 'error');
+      pipe.hmget(this.c.keys.meta(id, shard), 'state', 'error', 'error_private');
     });
     ids.forEach((id, i) => {
-      const [state, error] = replies[i]![0] as [string | null, string | null];
+      const [state, error, priv] = replies[i]![0] as [string | null, string | null, string | null];
       if (state === null) this.c.lost(id);
       else if (isJobState(state) && isTerminal(state))
-        host.adoptEnd(id, state as 'completed' | 'failed' | 'cancelled', error ?? undefined);
+        host.adoptEnd(id, state as 'completed' | 'failed' | 'cancelled', error ?? undefined, priv === '1');
     });
     await this.refreshLive();
   }
