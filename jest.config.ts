@@ -6,7 +6,11 @@ const config: Config = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   // The fault checker's rounds run with `npm run test:chaos` (and `npm run chaos` for long runs).
-  testPathIgnorePatterns: process.env.CHAOS === '1' ? [] : ['/test/chaos/'],
+  // The Durable Streams conformance suite (a minute per backend) runs with `npm run test:durable`.
+  testPathIgnorePatterns: [
+    ...(process.env.CHAOS === '1' ? [] : ['/test/chaos/']),
+    ...(process.env.CONFORMANCE === '1' ? [] : ['/test/durable-streams/conformance']),
+  ],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {

@@ -2,7 +2,7 @@
  * `job-registry/durable-streams`: the Durable Streams protocol over a registry, as a Node handler, a
  * fetch handler, or the bare protocol for another adapter.
  */
-export { createDurableStreamsProtocol, bodyOf } from './protocol.js';
+export { createDurableStreamsProtocol } from './protocol.js';
 export { createDurableStreamsHandler } from './node.js';
 export { createFetchDurableStreamsHandler } from './fetch.js';
 export type { DurableStreamsOptions } from './options.js';

@@ -32,18 +32,6 @@ import {
   tokensToJson,
 } from './wire.js';
 
-/** Marks a reply whose body is bytes or text (see {@link bodyOf}). */
-const BODY = Symbol('durable-streams body');
-
-/**
- * The body of a reply that carries one (a read), or `undefined`. Such a reply travels as the `sse` kind
- * (status 200, its `start` ends the response with the body), which the fetch adapter swaps for a plain
- * `Response`: the shared `Reply` has no kind for a byte body yet.
- */
-export function bodyOf(reply: Reply): Uint8Array | string | undefined {
-  return (reply as { [BODY]?: Uint8Array | string })[BODY];
-}
-
 const TTL = /^(0|[1-9]\d*)$/;
 const WHOLE = /^\d+$/;
 const OFFSET_SYNTAX = /^(-1|now|\d+_\d+)$/;
@@ -665,12 +653,5 @@ function parseJson(body: Uint8Array, atCreate: boolean): unknown[] {
 }
 
 function bodyReply(headers: Record<string, string>, body: Uint8Array | string): Reply {
-  const reply = {
-    kind: 'sse' as const,
-    status: 200 as const,
-    headers,
-    start: (sink: SseSink) => sink.end(body as string),
-    [BODY]: body,
-  };
-  return reply;
+  return { kind: 'body', status: 200, headers, body };
 }

@@ -115,6 +115,11 @@ function respond(reply: Answer, request: Request): Response {
       headers: { ...reply.headers, 'Content-Type': 'application/json; charset=utf-8' },
     });
   if (reply.kind === 'empty') return new Response(null, { status: reply.status, headers: reply.headers });
+  if (reply.kind === 'body')
+    return new Response(request.method === 'HEAD' ? null : (reply.body as BodyInit), {
+      status: reply.status,
+      headers: reply.headers,
+    });
   const { body, sink } = sseBody(request.signal);
   reply.start(sink);
   return new Response(body, { status: 200, headers: reply.headers });

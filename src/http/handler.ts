@@ -123,6 +123,12 @@ function send(res: ServerResponse, reply: Answer): void {
     res.writeHead(reply.status, reply.headers);
     return void res.end();
   }
+  if (reply.kind === 'body') {
+    const length = typeof reply.body === 'string' ? Buffer.byteLength(reply.body) : reply.body.byteLength;
+    res.writeHead(reply.status, { ...reply.headers, 'Content-Length': length });
+    // Node sends no body for a HEAD request.
+    return void res.end(reply.body);
+  }
   // No `Connection` header: Node keeps the connection alive, or closes it when the request asked so.
   res.writeHead(200, reply.headers);
   res.socket?.setNoDelay(true);

@@ -51,6 +51,16 @@ export type Reply =
       body: unknown;
     }
   | {
+      /** A body of bytes or text, sent as it is (its `Content-Type` among `headers`). */
+      kind: 'body';
+      /** The HTTP status. */
+      status: number;
+      /** The answer's headers. */
+      headers: Record<string, string>;
+      /** The bytes or text to send. */
+      body: Uint8Array | string;
+    }
+  | {
       /** No body (`204`, `HEAD`, a CORS preflight). */
       kind: 'empty';
       /** The HTTP status. */

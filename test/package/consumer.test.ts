@@ -133,6 +133,7 @@ import { streamJob, submitJob, type SubmittedJob } from 'job-registry/client';
 import { redisBackend } from 'job-registry/redis';
 import { createFetchHandler } from 'job-registry/fetch';
 import { registryMetrics } from 'job-registry/metrics';
+import { createDurableStreamsHandler } from 'job-registry/durable-streams';
 import type { DateTime } from 'luxon';
 import type { Observable } from 'rxjs';
 
@@ -163,7 +164,8 @@ const stream: Observable<TokenEvent<string>> = streamJob<string>('http://127.0.0
 
 const shared = new JobRegistry<string>({ backend: redisBackend({ url: 'redis://127.0.0.1:6379' }) });
 const scrape: Promise<string> = registryMetrics(registry).metrics();
-void [events, tokens, code, nodeHandler, fetchHandler, submitted, stream, shared, scrape];
+const streams = createDurableStreamsHandler(registry);
+void [events, tokens, code, nodeHandler, fetchHandler, submitted, stream, shared, scrape, streams];
 `;
 
 // node16: a Node app (lib without DOM, Node's own fetch types); bundler: a web-facing app (DOM lib).
@@ -180,6 +182,7 @@ test('consumers of every entry point typecheck under node16 and bundler with ski
     './redis',
     './fetch',
     './metrics',
+    './durable-streams',
     './package.json',
   ]);
   writeFileSync(join(app, 'consumer.ts'), CONSUMER);
