@@ -36,9 +36,18 @@ export interface ServerOptions extends Partial<Limits> {
   corsCredentials?: boolean;
   /** Show executors' error messages to clients verbatim (debugging only). @defaultValue false */
   exposeErrors?: boolean;
-  /** Where startup notes, the open-mode warning and job failures go. @defaultValue {@link consoleLogger} */
+  /**
+   * Where the server, the registry, both handlers and the Redis backend log (pino-compatible).
+   * @defaultValue a pino logger at {@link ServerOptions.logLevel}, JSON lines on stdout
+   */
   logger?: Logger;
+  /** The level of the default pino logger. @defaultValue `'info'` */
+  logLevel?: LogLevel;
 }
+
+/** The levels of pino the example server's default logger takes (`silent` logs nothing). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The limits, as numbers (ms, counts); `Infinity` turns a count limit off. */
 export interface Limits {
@@ -64,7 +73,7 @@ export interface Limits {
   maxStreamsPerJob: number;
   /** Open streams of one API key (HTTP `maxStreamsPerPrincipal`). */
   maxStreamsPerPrincipal: number;
-  /** Open streams in this process (HTTP `maxConnections`). */
+  /** Open streams in this process, of each API (`/v1/inference` and `/v1/responses`; HTTP `maxConnections`). */
   maxConnections: number;
   /** TCP connections the node server accepts at once (`server.maxConnections`). */
   maxSockets: number;
@@ -72,8 +81,13 @@ export interface Limits {
   headersTimeoutMs: number;
   /** Time a client has to send its whole request (`server.requestTimeout`); never cuts a response. */
   requestTimeoutMs: number;
-  /** `Retry-After` of `429` answers, in seconds. */
+  /** `Retry-After` of `429` answers, and of `503` while draining, in seconds. */
   retryAfterSeconds: number;
+  /**
+   * On SIGTERM or SIGINT, how long running jobs may take to finish before they are cancelled; new jobs
+   * are refused (`503 DRAINING`) from the signal on (`registry.drain`).
+   */
+  drainMs: number;
 }
 
 /** The limits the example server runs with unless told otherwise. */
@@ -94,9 +108,10 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   retryAfterSeconds: 5,
+  drainMs: 10_000,
 });
 
-type Kind = 'count' | 'ms' | 'string' | 'list' | 'flag' | 'port';
+type Kind = 'count' | 'ms' | 'string' | 'list' | 'flag' | 'port' | 'level';
 
 /** One environment variable the example server reads. */
 export interface EnvVar {
@@ -133,6 +148,8 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'HEADERS_TIMEOUT_MS', option: 'headersTimeoutMs', kind: 'ms', min: 1 },
   { name: 'REQUEST_TIMEOUT_MS', option: 'requestTimeoutMs', kind: 'ms', min: 1 },
   { name: 'RETRY_AFTER_SECONDS', option: 'retryAfterSeconds', kind: 'count', min: 1 },
+  { name: 'DRAIN_MS', option: 'drainMs', kind: 'ms', min: 0 },
+  { name: 'LOG_LEVEL', option: 'logLevel', kind: 'level' },
   { name: 'REDIS_URL', option: 'redisUrl', kind: 'string' },
   { name: 'REDIS_CLUSTER_NODES', option: 'redisClusterNodes', kind: 'list' },
   { name: 'REDIS_PREFIX', option: 'redisPrefix', kind: 'string' },
@@ -167,6 +184,9 @@ function parseValue(v: EnvVar, raw: string): unknown {
   switch (v.kind) {
     case 'string':
       return raw;
+    case 'level':
+      if ((LOG_LEVELS as readonly string[]).includes(raw)) return raw;
+      throw new ConfigError(`${v.name} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
     case 'list': {
       const items = raw
         .split(',')

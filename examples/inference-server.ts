@@ -1,62 +1,71 @@
 /**
- * The example inference server: the dual-call API over a simulated model, plus a live dashboard at `/`.
- * In memory by default; several processes share one registry when REDIS_URL is set. API keys (API_KEYS)
- * turn authentication on; limits are on by default (see `config.ts` and the README's table).
+ * The example inference server: the dual-call API (`/v1/inference`) and OpenAI-compatible background
+ * responses (`/v1/responses`) over a simulated model, a live dashboard at `/`, and what operators need:
+ * `/healthz`, `/readyz`, `/metrics` (Prometheus), pino logs, and a graceful drain on SIGTERM. In memory by
+ * default; several processes share one registry when REDIS_URL is set. API keys (API_KEYS) turn
+ * authentication on; limits are on by default (see `config.ts` and the README's table).
  *
  *   API_KEYS=a-long-random-key HOST=127.0.0.1 PORT=8080 npm start
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import type { Subscription } from 'rxjs';
 import { JobRegistry, type RegistryBackend } from '../src/core/index.js';
-import { createJobHandler, requestPath, type JobHandler } from '../src/http/index.js';
+import { createJobHandler, createResponsesHandler, requestPath, type JobHandler } from '../src/http/index.js';
 import { apiKeys, type ApiKeys } from './api-keys.js';
+import { loadAssets } from './assets.js';
 import { ConfigError, optionsFromEnv, resolveLimits, type Limits, type ServerOptions } from './config.js';
-import { consoleLogger, logJobFailures } from './logger.js';
+import { createLogger, logJobFailures, type Logger } from './logger.js';
 import { modelRequestParser, simulateModel, type ModelRequest } from './model.js';
+import { probes, serverMetrics } from './operations.js';
+import { responsesPayloadParser, simulateText } from './responses.js';
+import { createDurableStreamsHandler } from '../src/durable-streams/index.js';
 
 export type { ServerOptions, Limits } from './config.js';
 export type { Logger } from './logger.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
+/** How a drain ended: live jobs that finished in time, and those cancelled at its end. */
+export interface DrainResult {
+  finished: number;
+  cancelled: number;
+}
 
 /** A running example server. */
 export interface RunningServer {
   url: string;
   server: Server;
   registry: JobRegistry<string, ModelRequest>;
+  /** The dual-call routes (`/v1/inference`, `/v1/jobs`, `/v1/events`). */
   handler: JobHandler;
+  /** The OpenAI-compatible routes (`/v1/responses`). */
+  responses: JobHandler;
   /** The limits in force. */
   limits: Limits;
   /** Principal ids of the API keys (`key-…`); empty when the server is open. */
   principals: readonly string[];
+  logger: Logger;
+  /** True from `shutdown()` (or `close()`) on: `/readyz` and new jobs answer `503`. */
+  readonly draining: boolean;
+  /**
+   * The graceful shutdown (SIGTERM): new jobs and event streams get `503 DRAINING` with `Retry-After`,
+   * running jobs get up to `drainMs` (default: the `DRAIN_MS` limit) to finish and are then cancelled,
+   * then everything closes. Streams of jobs held by other processes (Redis) end without a terminal event,
+   * so their clients resume on another replica.
+   */
+  shutdown(drainMs?: number): Promise<DrainResult>;
+  /** Closes at once: running jobs are cancelled (`registry disposed`). */
   close(): Promise<void>;
-}
-
-/** Builds the dashboard's client bundle once (the project's own client, bundled for the browser). */
-async function bundleClient(): Promise<string> {
-  const esbuild = await import('esbuild');
-  const out = await esbuild.build({
-    entryPoints: [join(here, '../src/client/index.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2020',
-    write: false,
-    minify: true,
-  });
-  return out.outputFiles[0]!.text;
 }
 
 async function openBackend(
   options: ServerOptions,
+  logger: Logger,
 ): Promise<{ backend?: RegistryBackend; cluster?: { disconnect(): void } }> {
   if (!options.redisUrl && !options.redisClusterNodes?.length) return {};
   const { redisBackend } = await import('../src/redis/index.js');
   const shared = {
+    logger,
     ...(options.redisPrefix ? { prefix: options.redisPrefix } : {}),
     ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
     ...(options.blockMs ? { blockMs: options.blockMs } : {}),
@@ -75,7 +84,7 @@ async function openBackend(
 
 /** Starts the server; `port: 0` picks a free port. */
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
-  const logger = options.logger ?? consoleLogger;
+  const logger = options.logger ?? createLogger(options.logLevel);
   const limits = resolveLimits(options);
   const keys: ApiKeys | undefined = options.apiKeys?.length ? apiKeys(options.apiKeys) : undefined;
   if (options.corsCredentials === true && !options.corsOrigins?.length)
@@ -86,7 +95,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       `STREAM_TOKEN_SECRET must be at least 32 characters (got ${secret.length}); e.g. openssl rand -base64 32`,
     );
 
-  const { backend, cluster } = await openBackend(options);
+  const { backend, cluster } = await openBackend(options, logger);
   const registry = new JobRegistry<string, ModelRequest>({
     maxJobs: limits.maxJobs,
     concurrency: limits.concurrency,
@@ -107,11 +116,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     cluster?.disconnect();
     throw e;
   }
-  const handler = createJobHandler(registry, {
-    execute: (payload) => simulateModel(payload),
-    startOn: 'create',
-    parsePayload: modelRequestParser({ maxTokens: limits.maxTokensPerJob, maxDelayMs: limits.maxDelayMs }),
-    claimTimeout: limits.claimTimeoutMs,
+
+  // What both APIs share: the keys, the limits, CORS, redaction and the logger.
+  const common = {
     maxJobsPerPrincipal: limits.maxJobsPerPrincipal,
     maxStreamsPerJob: limits.maxStreamsPerJob,
     maxStreamsPerPrincipal: limits.maxStreamsPerPrincipal,
@@ -122,9 +129,17 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     ...(options.corsOrigins?.length
       ? { cors: { origin: options.corsOrigins, credentials: options.corsCredentials === true } }
       : {}),
+    ...(keys ? { authenticate: (req: IncomingMessage) => keys.authenticate(req) } : {}),
+  };
+  const modelLimits = { maxTokens: limits.maxTokensPerJob, maxDelayMs: limits.maxDelayMs };
+  const handler = createJobHandler(registry, {
+    ...common,
+    execute: (payload) => simulateModel(payload),
+    startOn: 'create',
+    parsePayload: modelRequestParser(modelLimits),
+    claimTimeout: limits.claimTimeoutMs,
     ...(keys
       ? {
-          authenticate: (req: IncomingMessage) => keys.authenticate(req),
           streamTokens: {
             secret: secret ?? randomBytes(32),
             ...(options.streamTokenTtlMs !== undefined ? { ttlMs: options.streamTokenTtlMs } : {}),
@@ -132,35 +147,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         }
       : {}),
   });
+  // OpenAI clients send their key as `Authorization: Bearer`, on streams too: no stream tokens here.
+  const responses = createResponsesHandler(registry, {
+    ...common,
+    execute: (payload) => simulateText(payload),
+    toPayload: responsesPayloadParser(modelLimits),
+  });
 
-  const [clientJs, page, dashboardJs, css] = await Promise.all([
-    bundleClient(),
-    readFile(join(here, 'public/index.html'), 'utf8'),
-    readFile(join(here, 'public/dashboard.js'), 'utf8'),
-    readFile(join(here, 'public/style.css'), 'utf8'),
-  ]);
-  // The page and its assets are public (they hold no data); so are the probes.
-  const assets: Record<string, [string, string]> = {
-    '/': ['text/html; charset=utf-8', page],
-    '/index.html': ['text/html; charset=utf-8', page],
-    '/assets/client.js': ['text/javascript; charset=utf-8', clientJs],
-    '/assets/dashboard.js': ['text/javascript; charset=utf-8', dashboardJs],
-    '/assets/style.css': ['text/css; charset=utf-8', css],
-  };
-
-  let closing: Promise<void> | undefined;
-  const probes: Record<string, () => Promise<number>> = {
-    '/healthz': async () => 200,
-    '/readyz': async () => {
-      if (closing !== undefined) return 503;
-      try {
-        await withTimeout(registry.ready(), 2000);
-        return 200;
-      } catch {
-        return 503;
-      }
-    },
-  };
+  let draining = false;
+  const probe = probes(registry, { draining: () => draining, retryAfterSeconds: limits.retryAfterSeconds });
+  const streams = createDurableStreamsHandler(registry, { logger });
+  const metrics = serverMetrics(registry, [handler, responses, streams]);
+  const serveAsset = await loadAssets();
 
   const fallback = (req: IncomingMessage, res: ServerResponse): void => {
     let path: string;
@@ -169,21 +167,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     } catch {
       return sendJson(res, 400, { error: { code: 'INVALID_PATH', message: 'malformed request path' } });
     }
+    // The page, its assets and the probes are public: they hold no data.
+    if (serveAsset(path, req, res)) return;
     const readOnly = req.method === 'GET' || req.method === 'HEAD';
-    const asset = assets[path];
-    if (asset !== undefined && readOnly) {
-      res.writeHead(200, {
-        'Content-Type': asset[0],
-        'Cache-Control': 'no-cache',
-        'X-Content-Type-Options': 'nosniff',
-        ...(path === '/' || path === '/index.html' ? { 'X-Frame-Options': 'DENY' } : {}),
-      });
-      res.end(req.method === 'HEAD' ? undefined : asset[1]);
-      return;
-    }
-    const probe = probes[path];
-    if (probe !== undefined && readOnly) {
-      void probe().then((status) => sendJson(res, status, { ok: status === 200 }, req.method === 'HEAD'));
+    const answer = probe[path];
+    if (answer !== undefined && readOnly) {
+      void answer().then((a) => sendJson(res, a.status, a.body, req.method === 'HEAD', a.headers));
       return;
     }
     // Every other route needs a key, so a scan learns nothing about what exists.
@@ -196,6 +185,26 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         false,
         { 'WWW-Authenticate': 'Bearer' },
       );
+    // The Durable Streams protocol over the same registry: every job is a stream under its id.
+    if (path === '/v1/stream' || path.startsWith('/v1/stream/')) return streams(req, res);
+    if (path === '/metrics') {
+      if (!readOnly)
+        return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }, false, {
+          Allow: 'GET, HEAD',
+        });
+      metrics.metrics().then(
+        (text) => {
+          if (res.headersSent || res.destroyed) return;
+          res.writeHead(200, { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store' });
+          res.end(req.method === 'HEAD' ? undefined : text);
+        },
+        (e: unknown) => {
+          logger.error(`inference-server: /metrics failed: ${e instanceof Error ? e.stack : String(e)}`);
+          sendJson(res, 500, { error: { code: 'INTERNAL', message: 'metrics failed' } });
+        },
+      );
+      return;
+    }
     sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route ${path.slice(0, 200)}` } });
   };
 
@@ -207,7 +216,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       // slow-header client hold a socket far longer than headersTimeout.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 2))),
     },
-    (req, res) => handler(req, res, () => fallback(req, res)),
+    (req, res) => handler(req, res, () => responses(req, res, () => fallback(req, res))),
   );
   if (Number.isFinite(limits.maxSockets)) server.maxConnections = limits.maxSockets;
   await new Promise<void>((resolve, reject) => {
@@ -234,23 +243,61 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       );
   }
 
+  const refuseNewWork = (): void => {
+    draining = true;
+    handler.drain();
+    responses.drain();
+    streams.drain();
+  };
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      refuseNewWork();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      failures.unsubscribe();
+      // Jobs of this process still live end as cancelled (`registry disposed`), and their streams say so;
+      // streams of jobs held by other processes end without a terminal event: their clients resume on
+      // another replica. Event streams end too.
+      await registry.dispose();
+      cluster?.disconnect();
+      handler.close();
+      responses.close();
+      streams.close();
+      server.closeIdleConnections();
+      // A slow client gets a moment to take the last bytes of its stream; then every connection goes.
+      const cutoff = setTimeout(() => server.closeAllConnections(), 1000);
+      await closed;
+      clearTimeout(cutoff);
+    })());
+  let shutting: Promise<DrainResult> | undefined;
+  const shutdown = (drainMs: number = limits.drainMs): Promise<DrainResult> =>
+    (shutting ??= (async () => {
+      refuseNewWork();
+      let result: DrainResult = { finished: 0, cancelled: 0 };
+      try {
+        if (!registry.isDisposed) result = await registry.drain(drainMs);
+      } catch (e) {
+        // close() ran meanwhile (a second signal): nothing is left to drain.
+        if (!registry.isDisposed) throw e;
+      }
+      await close();
+      return result;
+    })());
+
   return {
     url: `http://${where}`,
     server,
     registry,
     handler,
+    responses,
     limits,
     principals: keys?.principals ?? [],
-    close: () =>
-      (closing ??= (async () => {
-        // Streams first get their terminal event (cancelled: registry disposed), then connections close.
-        failures.unsubscribe();
-        await registry.dispose();
-        cluster?.disconnect();
-        handler.close();
-        server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      })()),
+    logger,
+    get draining() {
+      return draining;
+    },
+    shutdown,
+    close,
   };
 }
 
@@ -266,16 +313,6 @@ function openWarning(where: string): string {
     '!! Set API_KEYS=<key1>,<key2> to require Authorization: Bearer <key>.',
     bar,
   ].join('\n');
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('timed out')), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 function sendJson(
@@ -310,25 +347,37 @@ function withoutPassword(url: string): string {
 
 async function main(): Promise<void> {
   const options = optionsFromEnv(process.env);
-  const running = await startServer(options);
+  const logger = createLogger(options.logLevel);
+  const running = await startServer({ ...options, logger });
   const where = options.redisClusterNodes?.length
     ? `redis cluster ${options.redisClusterNodes.join(',')}`
     : options.redisUrl
       ? `redis ${withoutPassword(options.redisUrl)}`
       : 'in memory';
-  console.log(`job-registry example server on ${running.url}/ (${where})`);
-  const stop = (signal: string): void => {
-    console.log(`${signal}: shutting down`);
-    running.close().then(
-      () => process.exit(0),
+  logger.info(`job-registry example server on ${running.url}/ (${where})`);
+  let signals = 0;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      logger.warn(`${signal} again: cancelling the running jobs now`);
+      void running.close();
+      return;
+    }
+    logger.info(
+      `${signal}: draining: new jobs get 503, running jobs have up to ${running.limits.drainMs} ms to finish`,
+    );
+    running.shutdown().then(
+      ({ finished, cancelled }) => {
+        logger.info(`${signal}: drained (${finished} finished, ${cancelled} cancelled); exiting`);
+        process.exit(0);
+      },
       (e: unknown) => {
-        console.error(e);
+        logger.error(`${signal}: shutdown failed: ${e instanceof Error ? e.stack : String(e)}`);
         process.exit(1);
       },
     );
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

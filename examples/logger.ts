@@ -1,23 +1,28 @@
 /**
- * The example server's logger (also handed to the registry and the handler, which report private executor
- * errors and unexpected request errors through it), and the log line of every other job failure.
+ * The example server's logger: pino, handed to the registry, both handlers and the Redis backend (which
+ * report private executor errors, unexpected request errors and backend outages through it); and the log
+ * line of every other job failure.
  */
+import { pino } from 'pino';
 import type { Subscription } from 'rxjs';
 import type { JobRegistry } from '../src/core/index.js';
+import type { LogLevel } from './config.js';
 
-/** Where the server writes; pino's and `console`'s methods fit. */
+/** Where the server writes; pino's and `console`'s methods fit (`debug` is optional, as in the library). */
 export interface Logger {
   info(message: string): void;
   warn(message: string): void;
   error(message: string): void;
+  debug?(message: string): void;
 }
 
-/** `info` to stdout, `warn` and `error` to stderr. */
-export const consoleLogger: Logger = {
-  info: (m) => console.log(m),
-  warn: (m) => console.error(m),
-  error: (m) => console.error(m),
-};
+/**
+ * The default logger: pino, one JSON line per entry on stdout, written synchronously so the lines of a
+ * shutdown are out before the process exits. Pipe through `npx pino-pretty` to read it as text.
+ */
+export function createLogger(level: LogLevel = 'info'): Logger {
+  return pino({ name: 'inference-server', level }, pino.destination({ dest: 1, sync: true }));
+}
 
 /**
  * Logs, once per job, every failure of a job this process holds that the registry's own `logger` does not:

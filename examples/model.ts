@@ -27,13 +27,23 @@ export interface ModelRequestLimits {
   maxDelayMs?: number;
 }
 
+/** How a request's fields are named in messages, when the client sent them under other names. */
+export type FieldNames = Partial<Record<keyof ModelRequest, string>>;
+
 /**
  * A parser of POSTed bodies that refuses, with a message saying which limit and how to stay within it,
  * any request past the server's limits: such a request fails at POST (`400 INVALID_PAYLOAD`), not later.
+ * It throws `PublicError`, so every route shows the message (the Responses route shows only those).
+ *
+ * @param names - what messages call each field (the Responses route maps its own fields onto these).
  */
-export function modelRequestParser(limits: ModelRequestLimits = {}): (body: unknown) => ModelRequest {
+export function modelRequestParser(
+  limits: ModelRequestLimits = {},
+  names: FieldNames = {},
+): (body: unknown) => ModelRequest {
   const maxTokens = Math.min(limits.maxTokens ?? Infinity, MODEL_LIMITS.max_tokens);
   const maxDelay = Math.min(limits.maxDelayMs ?? Infinity, MODEL_LIMITS.delay_ms);
+  const n = (key: keyof ModelRequest): string => names[key] ?? `"${key}"`;
   const why = (key: string, max: number): string =>
     key === 'max_tokens' && max === limits.maxTokens
       ? ` (this server allows at most ${max} tokens per job: MAX_TOKENS_PER_JOB)`
@@ -42,26 +52,26 @@ export function modelRequestParser(limits: ModelRequestLimits = {}): (body: unkn
         : '';
   return (body) => {
     if (body === null || typeof body !== 'object' || Array.isArray(body))
-      throw new Error('the payload must be a JSON object { "prompt": "..." }');
+      throw new PublicError('the payload must be a JSON object { "prompt": "..." }');
     const b = body as Record<string, unknown>;
     if (typeof b.prompt !== 'string' || b.prompt.trim() === '')
-      throw new Error('"prompt" must be a non-empty string');
+      throw new PublicError(`${n('prompt')} must be a non-empty string`);
     if (b.prompt.length > MODEL_LIMITS.prompt)
-      throw new Error(`"prompt" is longer than ${MODEL_LIMITS.prompt} characters`);
+      throw new PublicError(`${n('prompt')} is longer than ${MODEL_LIMITS.prompt} characters`);
     const req: ModelRequest = { prompt: b.prompt };
     for (const key of ['max_tokens', 'delay_ms', 'fail_after'] as const) {
       const v = b[key];
       if (v === undefined) continue;
       const max = key === 'delay_ms' ? maxDelay : maxTokens;
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
-        throw new Error(`"${key}" must be a whole number from 0 to ${max}${why(key, max)}`);
+        throw new PublicError(`${n(key)} must be a whole number from 0 to ${max}${why(key, max)}`);
       req[key] = v;
     }
     if (req.max_tokens === undefined) {
       const words = wordsOf(req.prompt).length;
       if (words > maxTokens)
-        throw new Error(
-          `"prompt" has ${words} words, and "max_tokens" defaults to that; send "max_tokens" from 0 to ${maxTokens}${why('max_tokens', maxTokens)}`,
+        throw new PublicError(
+          `${n('prompt')} has ${words} words, and ${n('max_tokens')} defaults to that; send ${n('max_tokens')} from 0 to ${maxTokens}${why('max_tokens', maxTokens)}`,
         );
     }
     return req;

@@ -1,5 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 
 test("the README's tour snippet runs as written and prints what it says", () => {
   const readme = readFileSync('README.md', 'utf8');
@@ -66,4 +67,40 @@ test('the Security section says in bold what is open', () => {
     '**several replicas must share one `STREAM_TOKEN_SECRET`**',
   ])
     expect(security).toContain(claim);
+});
+
+test("the README's openai snippet runs as written against the example server and prints what it says", async () => {
+  const { startServer } = await import('../examples/inference-server.js');
+  const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+  const server = await startServer({ port: 0, logger: quiet });
+  try {
+    const readme = readFileSync('README.md', 'utf8');
+    const section = readme.slice(
+      readme.indexOf('## OpenAI-compatible background responses'),
+      readme.indexOf('## Client (browser or Node)'),
+    );
+    const code = [...section.matchAll(/```ts\n([\s\S]*?)```/g)]
+      .map((m) => m[1]!)
+      .find((c) => c.includes("from 'openai'"))!;
+    expect(code).toContain("baseURL: 'http://127.0.0.1:8080/v1'");
+    mkdirSync('test-output', { recursive: true });
+    writeFileSync(
+      'test-output/readme-openai.ts',
+      code.replace('http://127.0.0.1:8080/v1', `${server.url}/v1`),
+    );
+    // Asynchronously: the server answers from this process.
+    const out = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'test-output/readme-openai.ts'],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+        env: { ...process.env, NODE_OPTIONS: '' },
+      },
+    );
+    expect(out.stderr).toBe('');
+    expect(out.stdout).toBe('one two three four five six seven eight\ncancelled\n');
+  } finally {
+    await server.close();
+  }
 });

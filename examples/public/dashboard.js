@@ -1,11 +1,14 @@
-// The dashboard: a live job table from /v1/events and a prompt form that streams its job's tokens,
-// both through the project's own client (bundled at /assets/client.js).
+// The dashboard: a live job table from /v1/events and a prompt form that streams its job's tokens
+// through the project's own client (bundled at /assets/client.js).
 //
-// When the server requires an API key (a 401 from /v1/jobs), the page asks for one and keeps it in
-// sessionStorage (this tab only). A browser EventSource cannot send an Authorization header, so with a key
-// /v1/events is read with fetch and a small SSE parser; a job's tokens still come through an EventSource,
-// on the signed sse_url the POST answered with.
-import { submitJob, streamJob, watchEvents, cancelJob } from '/assets/client.js';
+// The table is built from /v1/events alone: its snapshot on each (re)connection, then `created`,
+// `stateChanged` and `removed` events, and `progress` events for the token counts of running jobs (the
+// server coalesces them and sends a job's last count before its end). Nothing is polled. The stream is
+// read with fetch and a small SSE parser: it can carry the Authorization header (a browser EventSource
+// cannot), it learns a 401 (the page then asks for an API key, kept in sessionStorage, this tab only), and
+// it passes every event type on. A job's tokens still come through an EventSource, on the (signed, when
+// the server has API keys) sse_url the POST answered with.
+import { submitJob, streamJob, cancelJob } from '/assets/client.js';
 
 const base = '/v1/inference';
 const KEY_STORE = 'job-registry.api-key';
@@ -84,23 +87,6 @@ function cancel(jobId) {
   });
 }
 
-// Token counts of running jobs are refreshed from the list now and then; events carry states.
-async function refreshCounts() {
-  try {
-    const res = await fetch('/v1/jobs', { headers: authHeaders() });
-    if (res.status === 401) return needKey('the server refused the API key');
-    const list = await res.json();
-    // Only counts: a list fetched before an event must not roll a state back.
-    for (const job of list)
-      if (jobs.has(job.job_id)) row({ job_id: job.job_id, token_count: job.token_count });
-  } catch {
-    /* the server may be restarting */
-  }
-}
-setInterval(() => {
-  if ([...jobs.values()].some((j) => j.state === 'running')) refreshCounts();
-}, 500);
-
 function setConn(state, text) {
   $('conn').dataset.state = state;
   $('conn').textContent = text;
@@ -113,11 +99,9 @@ function onEvent(e) {
       if (!e.jobs.some((j) => j.job_id === id)) (entry.row.remove(), jobs.delete(id));
     for (const job of e.jobs) row(job);
   } else if (e.type === 'created') row({ job_id: e.job_id, created_at: e.at, state: 'queued' });
-  else if (e.type === 'stateChanged') {
-    row({ job_id: e.job_id, state: e.to });
-    if (TERMINAL.has(e.to)) refreshCounts();
-  } else if (e.type === 'progress') {
-    // Token counts of live jobs, from servers that send them (the fetch reader passes every event on).
+  else if (e.type === 'stateChanged') row({ job_id: e.job_id, state: e.to });
+  else if (e.type === 'progress') {
+    // Token counts of live jobs, coalesced by the server; a job's last count comes before its end.
     if (jobs.has(e.job_id)) row({ job_id: e.job_id, token_count: e.token_count });
   } else if (e.type === 'removed') {
     const entry = jobs.get(e.job_id);
@@ -163,16 +147,18 @@ function sseParser(dispatch, setRetry) {
 }
 
 /**
- * `/v1/events` through fetch, so it can carry the Authorization header. Reconnects after a dropped
- * connection (the server starts each connection with a fresh snapshot); a 401 asks for a key again.
- * Returns a function that stops it.
+ * `/v1/events` through fetch. Reconnects after a dropped connection (the server starts each connection
+ * with a fresh snapshot), waiting the stream's `retry:` hint, or the `Retry-After` of a busy or draining
+ * server; a 401 asks for a key. `opened` runs once the server accepted the stream. Returns a function that
+ * stops it.
  */
-function watchEventsWithHeaders(url, headers, next) {
+function watchJobEvents(url, headers, next, opened) {
   const abort = new AbortController();
   let stopped = false;
   let retryMs = 1000;
   (async () => {
     while (!stopped) {
+      let wait = retryMs;
       try {
         const res = await fetch(url, {
           headers: { ...headers, Accept: 'text/event-stream' },
@@ -180,8 +166,11 @@ function watchEventsWithHeaders(url, headers, next) {
           signal: abort.signal,
         });
         if (stopped) return;
-        if (res.status === 401) return needKey('the server refused the API key');
+        if (res.status === 401) return needKey(apiKey ? 'the server refused that API key' : '');
+        const retryAfter = Number(res.headers.get('Retry-After'));
+        if (retryAfter > 0) wait = Math.min(retryAfter, 60) * 1000;
         if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`);
+        opened();
         const push = sseParser(
           (type, data) => {
             const body = JSON.parse(data);
@@ -200,7 +189,7 @@ function watchEventsWithHeaders(url, headers, next) {
       }
       if (stopped) return;
       setConn('connecting', 'reconnecting…');
-      await new Promise((r) => setTimeout(r, retryMs));
+      await new Promise((r) => setTimeout(r, wait));
     }
   })();
   return () => {
@@ -210,33 +199,17 @@ function watchEventsWithHeaders(url, headers, next) {
 }
 
 let stopEvents;
-let attempt = 0; // only the latest connect() goes on
 
-async function connect() {
-  const mine = ++attempt;
+function connect() {
   stopEvents?.();
-  stopEvents = undefined;
   setConn('connecting', 'connecting…');
-  let res;
-  try {
-    res = await fetch('/v1/jobs', { headers: authHeaders(), cache: 'no-store' });
-  } catch {
-    setTimeout(() => mine === attempt && connect(), 1000);
-    return;
-  }
-  if (mine !== attempt) return;
-  if (res.status === 401) return needKey(apiKey ? 'the server refused that API key' : '');
-  $('key-form').hidden = true;
-  $('key-forget').hidden = !apiKey;
-  if (apiKey) stopEvents = watchEventsWithHeaders('/v1/events', authHeaders(), onEvent);
-  else {
-    const sub = watchEvents('/v1/events').subscribe(onEvent);
-    stopEvents = () => sub.unsubscribe();
-  }
+  stopEvents = watchJobEvents('/v1/events', authHeaders(), onEvent, () => {
+    $('key-form').hidden = true;
+    $('key-forget').hidden = !apiKey;
+  });
 }
 
 function needKey(why) {
-  attempt++;
   stopEvents?.();
   stopEvents = undefined;
   clearJobs();

@@ -425,14 +425,24 @@ export type WatchedEvent =
       error?: string;
       /** When it happened (ISO 8601). */
       at: string;
+    }
+  | {
+      /** A live job's token count (coalesced: a few per second per job at most). */
+      type: 'progress';
+      /** The job's id. */
+      job_id: string;
+      /** Its tokens so far. */
+      token_count: number;
+      /** When it was counted (ISO 8601). */
+      at: string;
     };
 
 /** A job as the server's JSON describes it. */
 export type WireJob = WireSnapshot;
 
 /**
- * Watches `/v1/events` as an Observable: a `snapshot` of every job, then `created`, `stateChanged` and
- * `removed` events. After a dropped connection the server sends a fresh snapshot.
+ * Watches `/v1/events` as an Observable: a `snapshot` of every job, then `created`, `stateChanged`,
+ * `removed` and `progress` (token counts) events. After a dropped connection the server sends a fresh snapshot.
  * `withCredentials` (default `false`) is passed to the EventSource as in {@link streamJob}.
  */
 export function watchEvents(
@@ -451,6 +461,12 @@ export function watchEvents(
         sub.next({ type, ...(JSON.parse(String(ev.data)) as { job_id: string; at: string }) }),
       );
     }
+    es.addEventListener('progress', (ev) =>
+      sub.next({
+        type: 'progress',
+        ...(JSON.parse(String(ev.data)) as { job_id: string; token_count: number; at: string }),
+      }),
+    );
     return () => es.close();
   });
 }

@@ -224,7 +224,7 @@ export class Lifecycle<T, P> {
 
   read(job: Job<T, P>, sub: Subscriber<TokenEvent<T>>, after: number | undefined): (() => void) | undefined {
     this.timers.stopClaim(job);
-    const ahead = aheadError(job.id, after, job.nextSeq, isTerminal(job.state));
+    const ahead = aheadError(job.id, after, job.nextSeq, job.state);
     if (ahead !== undefined) {
       sub.error(ahead);
       return undefined;
@@ -392,18 +392,21 @@ export class Lifecycle<T, P> {
 }
 
 /**
- * A resume point past what the job has: ahead of a live job's last seq, or past a terminal job's end
- * event (whose id is its token count; resuming at that id just ends).
+ * A resume point past what the job has: ahead of a live job's last seq, or past a completed job's end
+ * event (whose id is its token count; resuming at that id just ends). Past the end of a job that failed
+ * or was cancelled is not an error: the reader gets that end (it may have seen tokens an owner that died
+ * never stored).
  */
 export function aheadError(
   id: string,
   after: number | undefined,
   count: number,
-  terminal: boolean,
+  state: JobState,
 ): ResumeAheadError | undefined {
   if (after === undefined || after < count) return undefined;
-  if (terminal && after === count) return undefined;
-  return new ResumeAheadError(id, after, count, terminal);
+  if (state === 'failed' || state === 'cancelled') return undefined;
+  if (state === 'completed' && after === count) return undefined;
+  return new ResumeAheadError(id, after, count, isTerminal(state));
 }
 
 export function endReason(state: JobState, error: string | undefined): string | undefined {

@@ -461,7 +461,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (job !== REMOTE) {
       const first = job.firstKept();
       if (after !== undefined && after + 1 < first) throw new ReplayExpiredError(id, after, first);
-      const ahead = aheadError(id, after, job.nextSeq, isTerminal(job.state));
+      const ahead = aheadError(id, after, job.nextSeq, job.state);
       if (ahead !== undefined) throw ahead;
       return job.snapshot();
     }
@@ -472,7 +472,7 @@ export class JobRegistry<T = unknown, P = unknown> {
       if (first !== undefined && after + 1 < first) throw new ReplayExpiredError(id, after, first);
       // A live job held elsewhere may not have flushed what this reader saw: its reader waits instead.
       if (isTerminal(snap.state)) {
-        const ahead = aheadError(id, after, snap.tokenCount, true);
+        const ahead = aheadError(id, after, snap.tokenCount, snap.state);
         if (ahead !== undefined) throw ahead;
       }
     }

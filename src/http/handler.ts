@@ -139,10 +139,11 @@ function send(res: ServerResponse, reply: Answer): void {
 class NodeSink implements SseSink {
   constructor(private readonly res: ServerResponse) {}
   write(chunk: string): void {
-    this.res.write(chunk);
+    if (!this.res.destroyed) this.res.write(chunk);
   }
   end(chunk?: string): void {
-    this.res.end(chunk);
+    // The client may be gone already (the stream ends because it closed): nothing to send then.
+    if (!this.res.destroyed && !this.res.writableEnded) this.res.end(chunk);
   }
   get buffered(): number {
     return this.res.writableLength;

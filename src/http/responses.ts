@@ -73,6 +73,7 @@ export interface ResponsesOptions<T, P, Req>
       | 'maxStreamsPerPrincipal'
       | 'maxConnections'
       | 'retryAfterSeconds'
+      | 'logger'
     > {
   /** Where the routes live. @defaultValue `/v1/responses` */
   basePath?: string;

@@ -84,13 +84,12 @@ export class TokenStream<T> {
     this.schedule();
   }
 
+  /**
+   * Ends the stream without a terminal event (the client went away, or the handler closes): what is
+   * pending is written and the response ends, so a client still there resumes elsewhere.
+   */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.unhold();
-    this.subscription?.unsubscribe();
-    this.subscription = undefined;
-    this.options.onClose(this);
+    this.end('');
   }
 
   private subscribe(): void {

@@ -89,7 +89,10 @@ export function remoteTokens(
           // Tokens before the end that never arrived (lost with Redis's data) are a gap, not an end.
           const count = f.count === undefined ? NaN : Number(f.count);
           // A resume point past the end (the end event's own id is the count: resuming there just ends).
-          if (after !== undefined && after > count) end(new ResumeAheadError(jobId, after, count, true));
+          // A resume point past a completed job's end; past a failed one the reader gets the failure (it
+          // may have seen tokens an owner that died never stored).
+          if (after !== undefined && after > count && f.end === 'completed')
+            end(new ResumeAheadError(jobId, after, count, true));
           else if (lastSeq !== undefined && lastSeq + 1 < count)
             end(new ReplayExpiredError(jobId, lastSeq, count));
           else if (f.end === 'completed') end();

@@ -511,6 +511,8 @@ class ChaosRun {
       MAX_CONNECTIONS: 'Infinity',
       MAX_SOCKETS: 'Infinity',
       MAX_DELAY_MS: '600000',
+      // A SIGTERM here stops a server at once, as before: the checker replaces it.
+      DRAIN_MS: '0',
     };
     const p = spawnServerProc({
       slot: slot.index,

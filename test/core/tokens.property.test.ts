@@ -55,7 +55,13 @@ test.each([Infinity, 8])(
               cut: false,
               expired: false,
               // Past a live job's last seq, or past a terminal job's end event (id = token count).
-              ahead: after !== undefined && after >= emitted && !(ended !== undefined && after === emitted),
+              // Past a failed or cancelled job's end the reader gets that end (no RESUME_AHEAD).
+              ahead:
+                after !== undefined &&
+                after >= emitted &&
+                ended !== 'failed' &&
+                ended !== 'cancelled' &&
+                !(ended === 'completed' && after === emitted),
               end: undefined as string | undefined,
               sub: { unsubscribe() {} },
             };

@@ -263,7 +263,7 @@ describe('timeouts, concurrency and failure logs', () => {
     await waitFor(async () => (await state(second)) === 'completed', 5000, 'the second job to run');
   });
 
-  test("an executor's failure is logged to stderr in full, once, and the client sees the public message", async () => {
+  test("an executor's failure is logged (pino, level error) in full, once, and the client sees the public message", async () => {
     const { job_id, sse_url } = JSON.parse(
       (await postJson(`${server.url}/v1/inference`, { prompt: 'a b c', fail_after: 2 })).body,
     );
@@ -274,8 +274,14 @@ describe('timeouts, concurrency and failure logs', () => {
     const lines = server
       .output()
       .split('\n')
-      .filter((l) => l.includes(job_id));
-    expect(lines).toEqual([`inference-server: job ${job_id} failed: simulated failure`]);
+      .filter((l) => l.includes(job_id))
+      .map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 50,
+        msg: `inference-server: job ${job_id} failed: simulated failure`,
+      }),
+    ]);
   });
 
   test('a malformed limit stops the server at startup, naming the variable', async () => {

@@ -62,9 +62,16 @@ describe('without API_KEYS', () => {
   }, 30_000);
   afterAll(() => server?.stop('SIGKILL'));
 
-  test('the server warns loudly, on several lines of stderr, that it is open', async () => {
+  test('the server warns loudly, in a pino warning of several lines, that it is open', async () => {
     await waitFor(() => /THIS SERVER IS OPEN/.test(server.output()), 5000, 'the open-mode warning');
-    const out = server.output();
+    const entry = server
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: number; msg: string })
+      .find((l) => l.msg.includes('THIS SERVER IS OPEN'))!;
+    expect(entry.level).toBe(40);
+    const out = entry.msg;
     const warning = out.split('\n').filter((l) => l.startsWith('!!'));
     expect(warning.length).toBeGreaterThanOrEqual(4);
     expect(out).toMatch(/anyone who can reach 127\.0\.0\.1:\d+ can submit jobs and list, read, stream/i);
@@ -115,6 +122,10 @@ describe('with API_KEYS', () => {
       ['GET', `/v1/inference/${job_id}`],
       ['DELETE', `/v1/inference/${job_id}`],
       ['GET', `/v1/inference/${job_id}/stream`],
+      ['POST', '/v1/responses'],
+      ['GET', `/v1/responses/resp_${job_id}`],
+      ['POST', `/v1/responses/resp_${job_id}/cancel`],
+      ['GET', '/metrics'],
       ['GET', '/no/such/route'],
     ];
     for (const headers of [{}, auth('wrong-key-0000000000000000'), { authorization: KEY_A }]) {
@@ -130,7 +141,15 @@ describe('with API_KEYS', () => {
       }
     }
     expect(server.output()).not.toContain('wrong-key');
-    for (const path of ['/', '/index.html', '/assets/dashboard.js', '/assets/client.js', '/assets/style.css'])
+    for (const path of [
+      '/',
+      '/index.html',
+      '/assets/dashboard.js',
+      '/assets/client.js',
+      '/assets/style.css',
+      '/healthz',
+      '/readyz',
+    ])
       expect([path, (await http(server.url + path)).status]).toEqual([path, 200]);
     expect((await http(`${server.url}/assets/no-such-file.js`)).status).toBe(404);
     expect(await http(`${server.url}/healthz`)).toMatchObject({ status: 200, body: '{"ok":true}' });

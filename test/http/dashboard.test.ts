@@ -96,7 +96,7 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     });
     await postJson(`${server.url}/v1/inference`, { prompt: 'this one fails', max_tokens: 10, fail_after: 2 });
     await page.waitForSelector('tr[data-state="failed"]', { timeout: 10_000 });
-    // The running job's token count climbs live (the list is refreshed while jobs run).
+    // The running job's token count climbs live (from `progress` events).
     await page.waitForFunction(
       () => Number(document.querySelector('tr[data-state="running"] .tokens-cell')?.textContent) > 3,
       undefined,
@@ -110,6 +110,53 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     expect(errors).toEqual([]);
     await page.close();
   }, 60_000);
+
+  test('counts come from progress events: no periodic /v1/jobs request, and the count climbs live', async () => {
+    const page = await browser.newPage();
+    const listRequests: string[] = [];
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname === '/v1/jobs') listRequests.push(r.url());
+    });
+    await page.goto(server.url + '/');
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+
+    // A job POSTed elsewhere: the page never streams its tokens, so only events can tell its count.
+    const { job_id } = JSON.parse(
+      (
+        await postJson(`${server.url}/v1/inference`, {
+          prompt: 'counted live',
+          max_tokens: 400,
+          delay_ms: 20,
+        })
+      ).body,
+    );
+    const cell = `tr[data-job-id="${job_id}"] .tokens-cell`;
+    await page.waitForSelector(`tr[data-job-id="${job_id}"][data-state="running"]`, { timeout: 10_000 });
+    const seen: number[] = [];
+    const started = Date.now();
+    while (Date.now() - started < 3000) {
+      seen.push(Number(await page.textContent(cell)));
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // Rising, in many steps, and never ahead of the job.
+    expect(new Set(seen).size).toBeGreaterThanOrEqual(5);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(seen.at(-1)!).toBeLessThanOrEqual(server.registry.getJob(job_id)!.tokenCount);
+    // The page made no request for the list at all, on the way in or while the job ran.
+    expect(listRequests.length).toBeLessThanOrEqual(1);
+
+    // A cancel: the row's last count is the job's.
+    await http(`${server.url}/v1/inference/${job_id}`, { method: 'DELETE' });
+    await page.waitForSelector(`tr[data-job-id="${job_id}"][data-state="cancelled"]`, { timeout: 10_000 });
+    const final = server.registry.getJob(job_id)!.tokenCount;
+    await page.waitForFunction(
+      ([sel, n]) => document.querySelector(sel as string)?.textContent === String(n),
+      [cell, final] as const,
+      { timeout: 5000 },
+    );
+    expect(listRequests.length).toBeLessThanOrEqual(1);
+    await page.close();
+  }, 30_000);
 });
 
 describeIf(haveChromium())('dashboard in headless Chromium, with API keys', () => {
@@ -137,7 +184,7 @@ describeIf(haveChromium())('dashboard in headless Chromium, with API keys', () =
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(server.url + '/');
-    // The server answers 401 to /v1/jobs: the page asks for a key instead of going live.
+    // The server answers 401 to /v1/events: the page asks for a key instead of going live.
     await page.waitForSelector('#conn[data-state="locked"]', { timeout: 10_000 });
     expect(await page.isVisible('#key-form')).toBe(true);
 

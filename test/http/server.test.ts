@@ -3,11 +3,20 @@ import { waitFor } from '../helpers/collect.js';
 import { http, parseSse, postJson } from '../helpers/http.js';
 import { spawnServer } from '../helpers/processes.js';
 
-test('the example server logs its URL, serves the dashboard, and shuts down cleanly on SIGTERM', async () => {
-  const server = await spawnServer({});
+/** The messages of the pino lines (JSON, one per line) a server printed. */
+function logged(output: string): Array<{ level: number; msg: string }> {
+  return output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: number; msg: string });
+}
+
+test('the example server logs its URL (pino), serves the dashboard, and shuts down cleanly on SIGTERM', async () => {
+  // A short drain: the long job below is cancelled at its end.
+  const server = await spawnServer({ DRAIN_MS: '300' });
   try {
-    expect(server.output()).toMatch(
-      /^job-registry example server on http:\/\/127\.0\.0\.1:\d+\/ \(in memory\)$/m,
+    expect(logged(server.output()).map((l) => l.msg)).toContainEqual(
+      expect.stringMatching(/^job-registry example server on http:\/\/127\.0\.0\.1:\d+\/ \(in memory\)$/),
     );
     const page = await http(`${server.url}/`);
     expect(page.status).toBe(200);
@@ -39,9 +48,11 @@ test('the example server logs its URL, serves the dashboard, and shuts down clea
     expect(events.at(-1)).toEqual({
       id: String(events.filter((e) => e.event === 'token').length),
       event: 'error',
-      data: JSON.stringify({ state: 'cancelled', error: 'registry disposed' }),
+      data: JSON.stringify({ state: 'cancelled', error: 'the server is shutting down' }),
     });
-    expect(server.output()).toContain('SIGTERM: shutting down');
+    const msgs = logged(server.output()).map((l) => l.msg);
+    expect(msgs).toContainEqual(expect.stringMatching(/^SIGTERM: draining/));
+    expect(msgs).toContain('SIGTERM: drained (0 finished, 1 cancelled); exiting');
   } finally {
     await server.stop('SIGKILL');
   }
