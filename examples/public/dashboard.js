@@ -1,73 +1,334 @@
-// The dashboard: a live job table from /v1/events and a prompt form that streams its job's tokens
-// through the project's own client (bundled at /assets/client.js).
+// The dashboard: live charts, a windowed job list from /v1/events, a panel that watches any job's stream,
+// and a prompt form that streams its job's tokens through the project's own client (/assets/client.js).
 //
-// The table is built from /v1/events alone: its snapshot on each (re)connection, then `created`,
+// Everything comes from /v1/events alone: its snapshot on each (re)connection, then `created`,
 // `stateChanged` and `removed` events, and `progress` events for the token counts of running jobs (the
 // server coalesces them and sends a job's last count before its end). Nothing is polled. The stream is
 // read with fetch and a small SSE parser: it can carry the Authorization header (a browser EventSource
 // cannot), it learns a 401 (the page then asks for an API key, kept in sessionStorage, this tab only), and
-// it passes every event type on. A job's tokens still come through an EventSource, on the (signed, when
-// the server has API keys) sse_url the POST answered with.
+// it passes every event type on. The charts sample those events once a second; time to first token and
+// tokens per second use the server's own `at` times, so the browser's clock never mixes in.
+//
+// The list holds 10,000 jobs without freezing: jobs live in a Map and a sorted array, and only the rows
+// in view (plus a few) exist in the DOM, redrawn at most once a frame.
 import { submitJob, streamJob, cancelJob } from '/assets/client.js';
 
 const base = '/v1/inference';
 const KEY_STORE = 'job-registry.api-key';
-const jobs = new Map(); // job_id -> { state, tokens, created, row }
-const $ = (id) => document.getElementById(id);
+const STATES = ['queued', 'running', 'completed', 'failed', 'cancelled'];
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+const HISTORY_S = 180; // seconds the charts keep
+const MIN_SPAN_S = 60; // the charts' time axis starts at this span and grows with the history to HISTORY_S
+const OVERSCAN = 8; // rows drawn above and below the visible ones
+const $ = (id) => document.getElementById(id);
 
 let apiKey = sessionStorage.getItem(KEY_STORE) ?? '';
 const authHeaders = () => (apiKey ? { Authorization: `Bearer ${apiKey}` } : {});
 
-function row(job) {
-  let entry = jobs.get(job.job_id);
-  if (!entry) {
-    const tr = document.createElement('tr');
-    tr.dataset.jobId = job.job_id;
-    tr.className = 'fresh';
-    tr.innerHTML =
-      '<td><code></code></td><td><span class="badge"></span></td><td class="num tokens-cell"></td><td class="num age"></td><td><button class="ghost cancel" type="button">Cancel</button></td>';
-    tr.querySelector('code').textContent = job.job_id;
-    tr.querySelector('code').title = job.job_id;
-    tr.querySelector('.cancel').addEventListener('click', () => cancel(job.job_id));
-    $('jobs').prepend(tr);
-    entry = {
-      state: 'queued',
-      tokens: 0,
-      created: Date.parse(job.created_at ?? job.at ?? new Date().toISOString()),
-      row: tr,
-    };
-    jobs.set(job.job_id, entry);
-    tr.querySelector('.age').textContent = age(Date.now() - entry.created);
-  }
+// ---------------------------------------------------------------------------------------------- the model
+
+/** job_id -> { id, state, tokens, created, firstAt, lastAt, endAt } (times: ms, server clock) */
+const jobs = new Map();
+let order = []; // job ids, newest first
+let orderHasRemoved = false;
+const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+let tokensSeen = 0; // tokens counted from progress events since the page loaded (the tokens/s source)
+const signedUrls = new Map(); // job_id -> sse_url, for jobs this page submitted
+
+const time = (iso) => {
+  const t = Date.parse(iso ?? '');
+  return Number.isNaN(t) ? Date.now() : t;
+};
+
+function setState(job, state, at) {
   // A job never leaves a terminal state, whatever order the updates arrive in.
-  if (job.state && !TERMINAL.has(entry.state)) entry.state = job.state;
-  if (typeof job.token_count === 'number') entry.tokens = Math.max(entry.tokens, job.token_count);
-  paint(entry);
-  return entry;
+  if (!state || state === job.state || TERMINAL.has(job.state)) return;
+  if (job.state in counts) counts[job.state]--;
+  job.state = state;
+  counts[state]++;
+  if (TERMINAL.has(state)) job.endAt = at;
 }
 
-function paint(entry) {
-  const badge = entry.row.querySelector('.badge');
-  badge.textContent = entry.state;
-  badge.className = `badge ${entry.state}`;
-  entry.row.dataset.state = entry.state;
-  entry.row.querySelector('.tokens-cell').textContent = String(entry.tokens);
-  entry.row.querySelector('.cancel').disabled = TERMINAL.has(entry.state);
+function addJob(id, createdAt, state) {
+  let job = jobs.get(id);
+  if (job) return job;
+  job = {
+    id,
+    firstCount: 0,
+    state: '',
+    tokens: 0,
+    created: createdAt,
+    firstAt: undefined,
+    lastAt: undefined,
+    endAt: undefined,
+  };
+  jobs.set(id, job);
+  setState(job, state ?? 'queued', createdAt);
+  return job;
 }
 
-function stats() {
-  const count = { running: 0, completed: 0, failed: 0, cancelled: 0 };
-  for (const j of jobs.values()) if (j.state in count) count[j.state]++;
-  $('stat-total').textContent = String(jobs.size);
-  for (const k of Object.keys(count)) $(`stat-${k}`).textContent = String(count[k]);
-  $('empty').hidden = jobs.size > 0;
+function setTokens(job, count, at, live) {
+  if (count <= job.tokens) return;
+  if (live) tokensSeen += count - job.tokens;
+  // Only a job seen from zero tokens has a known first-token time.
+  // (Counts are coalesced by the server, so it is the time of the first count above zero.)
+  if (job.tokens === 0 && job.firstAt === undefined && live) {
+    job.firstAt = at;
+    job.firstCount = count;
+  }
+  job.tokens = count;
+  job.lastAt = at;
+}
+
+function removeJob(id) {
+  const job = jobs.get(id);
+  if (!job) return;
+  counts[job.state]--;
+  jobs.delete(id);
+  orderHasRemoved = true; // `order` is compacted on the next draw: one pass however many were removed
 }
 
 function clearJobs() {
-  for (const entry of jobs.values()) entry.row.remove();
   jobs.clear();
+  order = [];
+  orderHasRemoved = false;
+  for (const s of STATES) counts[s] = 0;
+  invalidate();
+}
+
+/** Time to first token in ms, when known. */
+const ttft = (job) => (job.firstAt === undefined ? undefined : job.firstAt - job.created);
+
+/**
+ * Tokens per second after the first count (to the end, or to now while it runs); for a job too short to
+ * have two counts, its tokens over its whole life.
+ */
+function rate(job) {
+  if (job.firstAt === undefined) return undefined;
+  const until = job.endAt ?? (job.state === 'running' ? Math.max(job.lastAt, serverNow()) : job.lastAt);
+  const s = (until - job.firstAt) / 1000;
+  if (job.tokens > job.firstCount && s > 0) return (job.tokens - job.firstCount) / s;
+  const life = (until - job.created) / 1000;
+  return TERMINAL.has(job.state) && life > 0 ? job.tokens / life : undefined;
+}
+
+// The server's clock, estimated from the latest event's `at` (events are sent as they happen).
+let clockSkew = 0;
+const serverNow = () => Date.now() + clockSkew;
+
+function onEvent(e) {
+  setConn('live', apiKey ? 'live · key set' : 'live');
+  if (e.at) clockSkew = time(e.at) - Date.now();
+  if (e.type === 'snapshot') {
+    const keep = new Set(e.jobs.map((j) => j.job_id));
+    for (const id of [...jobs.keys()]) if (!keep.has(id)) removeJob(id);
+    for (const w of e.jobs) {
+      const job = addJob(w.job_id, time(w.created_at), 'queued');
+      setState(job, w.state, time(w.updated_at));
+      setTokens(job, w.token_count ?? 0, time(w.updated_at), false);
+    }
+    order = [...jobs.values()].sort((a, b) => b.created - a.created).map((j) => j.id);
+  } else if (e.type === 'created') {
+    if (!jobs.has(e.job_id)) {
+      addJob(e.job_id, time(e.at), 'queued');
+      order.unshift(e.job_id);
+      fresh.add(e.job_id);
+    }
+  } else if (e.type === 'stateChanged') {
+    const job = jobs.get(e.job_id);
+    if (job) setState(job, e.to, time(e.at));
+  } else if (e.type === 'progress') {
+    // Token counts of live jobs, coalesced by the server; a job's last count comes before its end.
+    const job = jobs.get(e.job_id);
+    if (job) setTokens(job, e.token_count, time(e.at), true);
+    if (watching?.id === e.job_id) paintWatchFigures();
+  } else if (e.type === 'removed') removeJob(e.job_id);
+  invalidate(e.type !== 'progress');
+}
+
+// ---------------------------------------------------------------------------------------------- the list
+
+const scroller = $('scroller');
+const tbody = $('jobs');
+const rowsShown = new Map(); // job_id -> tr, the rows in the DOM
+const fresh = new Set(); // ids created since the last draw: their rows flash once
+let filtered = order; // the ids the filter lets through, newest first
+let filterDirty = true;
+let drawQueued = false;
+let rowHeight = 0;
+let activeId; // the row that was focused last
+const topPad = document.createElement('tr');
+const bottomPad = document.createElement('tr');
+topPad.className = bottomPad.className = 'pad';
+topPad.innerHTML = bottomPad.innerHTML = '<td colspan="7"></td>';
+topPad.setAttribute('aria-hidden', 'true');
+bottomPad.setAttribute('aria-hidden', 'true');
+tbody.append(topPad, bottomPad);
+
+/** Asks for a redraw on the next frame; `membership` when the set of listed jobs may have changed. */
+function invalidate(membership = true) {
+  if (membership) filterDirty = true;
+  if (drawQueued) return;
+  drawQueued = true;
+  requestAnimationFrame(draw);
+}
+
+function applyFilter() {
+  const state = $('filter-state').value;
+  const needle = $('search').value.trim().toLowerCase();
+  if (orderHasRemoved) {
+    order = order.filter((id) => jobs.has(id));
+    orderHasRemoved = false;
+  }
+  filtered =
+    !state && !needle
+      ? order
+      : order.filter(
+          (id) => (!state || jobs.get(id).state === state) && (!needle || id.toLowerCase().includes(needle)),
+        );
+  filterDirty = false;
+}
+
+function makeRow(id) {
+  const tr = document.createElement('tr');
+  tr.dataset.jobId = id;
+  tr.tabIndex = -1;
+  tr.innerHTML =
+    '<td class="c-id"><code></code></td><td class="c-state"><span class="badge"></span></td><td class="num tokens-cell"></td><td class="num ttft"></td><td class="num tps"></td><td class="num age"></td><td class="c-act"><button class="ghost cancel" type="button">Cancel</button></td>';
+  const code = tr.querySelector('code');
+  code.textContent = id;
+  code.title = id;
+  const button = tr.querySelector('.cancel');
+  button.setAttribute('aria-label', `Cancel ${id}`);
+  button.tabIndex = -1; // from the keyboard: Delete on the row, or Cancel in the stream panel
+  return tr;
+}
+
+const fmtMs = (ms) =>
+  ms === undefined ? '—' : ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+const fmtRate = (r) => (r === undefined ? '—' : r < 10 ? r.toFixed(1) : String(Math.round(r)));
+
+function paintRow(tr, job, now) {
+  const badge = tr.firstChild.nextSibling.firstChild;
+  if (tr.dataset.state !== job.state) {
+    tr.dataset.state = job.state;
+    badge.textContent = job.state;
+    badge.className = `badge ${job.state}`;
+    tr.querySelector('.cancel').disabled = TERMINAL.has(job.state);
+  }
+  setText(tr.querySelector('.tokens-cell'), String(job.tokens));
+  setText(tr.querySelector('.ttft'), fmtMs(ttft(job)));
+  setText(tr.querySelector('.tps'), fmtRate(rate(job)));
+  setText(tr.querySelector('.age'), age(now - job.created));
+  tr.classList.toggle('watching', watching?.id === job.id);
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function draw() {
+  drawQueued = false;
+  if (filterDirty) applyFilter();
+  if (!rowHeight) rowHeight = measureRow();
+  const viewH = scroller.clientHeight || 400;
+  const first = Math.max(0, Math.floor(scroller.scrollTop / rowHeight) - OVERSCAN);
+  const last = Math.min(filtered.length, Math.ceil((scroller.scrollTop + viewH) / rowHeight) + OVERSCAN);
+  const now = serverNow();
+  const focusedId = document.activeElement?.closest?.('tr[data-job-id]')?.dataset.jobId;
+  const want = new Set(filtered.slice(first, last));
+  for (const [id, tr] of rowsShown)
+    if (!want.has(id)) {
+      tr.remove();
+      rowsShown.delete(id);
+    }
+  // Rows already in place are never moved, so a focused row keeps its focus.
+  let at = topPad.nextSibling;
+  for (let i = first; i < last; i++) {
+    const id = filtered[i];
+    let tr = rowsShown.get(id);
+    if (!tr) {
+      tr = makeRow(id);
+      if (fresh.has(id)) tr.className = 'fresh';
+      rowsShown.set(id, tr);
+    }
+    if (at !== tr) tbody.insertBefore(tr, at);
+    else at = tr.nextSibling;
+    paintRow(tr, jobs.get(id), now);
+  }
+  fresh.clear();
+  // One row is in the tab order (roving tabindex): the last one focused while it is drawn, else the first.
+  const tabbable = rowsShown.has(activeId) ? activeId : filtered[first];
+  for (const [id, tr] of rowsShown) {
+    const index = id === tabbable ? 0 : -1;
+    if (tr.tabIndex !== index) tr.tabIndex = index;
+  }
+  topPad.style.height = `${first * rowHeight}px`;
+  bottomPad.style.height = `${(filtered.length - last) * rowHeight}px`;
+  if (focusedId && document.activeElement === document.body) rowsShown.get(focusedId)?.focus();
   stats();
+}
+
+/** The height of one row as laid out now (it follows the zoom level and the font). */
+function measureRow() {
+  const tr = makeRow('job-measure');
+  tr.style.visibility = 'hidden';
+  tbody.insertBefore(tr, bottomPad);
+  const h = tr.getBoundingClientRect().height || 34;
+  tr.remove();
+  return h;
+}
+window.addEventListener('resize', () => {
+  rowHeight = 0;
+  invalidate(false);
+});
+scroller.addEventListener('scroll', () => invalidate(false), { passive: true });
+$('filter-state').addEventListener('change', () => invalidate());
+$('search').addEventListener('input', () => {
+  scroller.scrollTop = 0;
+  invalidate();
+});
+
+tbody.addEventListener('click', (ev) => {
+  const tr = ev.target.closest('tr[data-job-id]');
+  if (!tr) return;
+  if (ev.target.closest('.cancel')) return cancel(tr.dataset.jobId);
+  watch(tr.dataset.jobId);
+});
+tbody.addEventListener('focusin', (ev) => {
+  const tr = ev.target.closest?.('tr[data-job-id]');
+  if (tr) activeId = tr.dataset.jobId;
+});
+tbody.addEventListener('keydown', (ev) => {
+  const tr = ev.target.closest?.('tr[data-job-id]');
+  if (!tr || ev.target !== tr) return;
+  if (ev.key === 'Delete') {
+    ev.preventDefault();
+    cancel(tr.dataset.jobId);
+  } else if (ev.key === 'Enter' || ev.key === ' ') {
+    ev.preventDefault();
+    watch(tr.dataset.jobId);
+  } else if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
+    ev.preventDefault();
+    const i = filtered.indexOf(tr.dataset.jobId) + (ev.key === 'ArrowDown' ? 1 : -1);
+    if (i < 0 || i >= filtered.length) return;
+    const id = filtered[i];
+    activeId = id;
+    const top = i * rowHeight;
+    if (top < scroller.scrollTop) scroller.scrollTop = top;
+    else if (top + rowHeight > scroller.scrollTop + scroller.clientHeight)
+      scroller.scrollTop = top + rowHeight - scroller.clientHeight;
+    draw();
+    rowsShown.get(id)?.focus();
+  }
+});
+
+function stats() {
+  $('stat-total').textContent = String(jobs.size);
+  for (const s of ['running', 'completed', 'failed', 'cancelled'])
+    $(`stat-${s}`).textContent = String(counts[s]);
+  $('empty').hidden = jobs.size > 0;
+  $('shown').textContent = filtered.length === jobs.size ? '' : `${filtered.length} of ${jobs.size} shown`;
 }
 
 function age(ms) {
@@ -76,10 +337,6 @@ function age(ms) {
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
-setInterval(() => {
-  const now = Date.now();
-  for (const j of jobs.values()) j.row.querySelector('.age').textContent = age(now - j.created);
-}, 1000);
 
 function cancel(jobId) {
   cancelJob(`${base}/${jobId}`, { headers: authHeaders() }).catch((e) => {
@@ -87,62 +344,288 @@ function cancel(jobId) {
   });
 }
 
+// -------------------------------------------------------------------------------------------- the charts
+
+const history = []; // { tps, counts } once a second, oldest first
+let lastTotal = 0;
+const css = getComputedStyle(document.documentElement);
+const colour = (name) => css.getPropertyValue(`--${name}`).trim() || '#888';
+
+function sample() {
+  const tps = Math.max(0, tokensSeen - lastTotal);
+  lastTotal = tokensSeen;
+  history.push({ tps, counts: { ...counts } });
+  if (history.length > HISTORY_S) history.shift();
+  const tpsCanvas = $('chart-tps');
+  tpsCanvas.dataset.latest = String(tps);
+  tpsCanvas.setAttribute('aria-label', `tokens per second, last ${HISTORY_S / 60} minutes: now ${tps}`);
+  $('tps-value').textContent = String(tps);
+  const states = $('chart-states');
+  const summary = STATES.map((s) => `${s} ${counts[s]}`).join(', ');
+  states.dataset.latest = summary;
+  states.setAttribute('aria-label', `jobs by state, last ${HISTORY_S / 60} minutes: ${summary}`);
+  drawChart(tpsCanvas, [{ colour: colour('accent'), values: history.map((h) => h.tps), fill: true }]);
+  drawChart(
+    states,
+    STATES.map((s) => ({ colour: colour(s), values: history.map((h) => h.counts[s]) })),
+  );
+  invalidate(false); // ages and rates move with the clock
+}
+
+/** Line charts of the samples, right-aligned (now at the right edge). */
+function drawChart(canvas, series) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth;
+  const h = canvas.clientHeight;
+  if (!w || !h) return;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const top = niceCeil(max);
+  const pad = { l: 36, r: 6, t: 8, b: 16 };
+  const span = Math.min(HISTORY_S, Math.max(MIN_SPAN_S, history.length));
+  const x = (i, n) => pad.l + (w - pad.l - pad.r) * ((span - n + i) / (span - 1));
+  const y = (v) => h - pad.b - (h - pad.t - pad.b) * (v / top);
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = colour('muted');
+  ctx.strokeStyle = colour('line');
+  ctx.lineWidth = 1;
+  for (const v of [0, top / 2, top]) {
+    ctx.beginPath();
+    ctx.moveTo(pad.l, Math.round(y(v)) + 0.5);
+    ctx.lineTo(w - pad.r, Math.round(y(v)) + 0.5);
+    ctx.stroke();
+    ctx.fillText(Number.isInteger(v) ? String(v) : v.toFixed(1), 4, y(v) + 4);
+  }
+  ctx.fillText(span % 60 === 0 ? `−${span / 60} min` : `−${span} s`, pad.l, h - 3);
+  ctx.fillText('now', w - pad.r - 22, h - 3);
+  for (const s of series) {
+    const n = s.values.length;
+    if (n === 0) continue;
+    ctx.beginPath();
+    s.values.forEach((v, i) => (i ? ctx.lineTo(x(i, n), y(v)) : ctx.moveTo(x(i, n), y(v))));
+    ctx.strokeStyle = s.colour;
+    ctx.lineWidth = 2;
+    ctx.stroke();
+    if (s.fill) {
+      ctx.lineTo(x(n - 1, n), y(0));
+      ctx.lineTo(x(0, n), y(0));
+      ctx.closePath();
+      ctx.globalAlpha = 0.18;
+      ctx.fillStyle = s.colour;
+      ctx.fill();
+      ctx.globalAlpha = 1;
+    }
+  }
+}
+
+function niceCeil(v) {
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+setInterval(sample, 1000);
+sample();
+
+// ------------------------------------------------------------------------------------ watching one job
+
+let watching; // { id, stop() }
+
+/** Opens the side panel on a job and streams it from its first token (replay), then live, to its end. */
+function watch(id) {
+  watching?.stop();
+  const tokensEl = $('watch-tokens');
+  tokensEl.textContent = '';
+  $('watch').hidden = false;
+  $('main').classList.add('watching');
+  $('watch-id').textContent = id;
+  $('watch-id').title = id;
+  setBadge($('watch-state'), jobs.get(id)?.state ?? 'running');
+  $('watch-cancel').disabled = TERMINAL.has(jobs.get(id)?.state);
+  $('watch-cancel').onclick = () => cancel(id);
+  let count = 0;
+  const onToken = (token) => {
+    const span = document.createElement('span');
+    span.textContent = (count++ ? ' ' : '') + token;
+    tokensEl.append(span);
+    $('watch-count').textContent = String(count);
+    if (tokensEl.scrollHeight - tokensEl.scrollTop - tokensEl.clientHeight < 80)
+      tokensEl.scrollTop = tokensEl.scrollHeight;
+  };
+  const onEnd = (state, message) => {
+    setBadge($('watch-state'), state);
+    $('watch-cancel').disabled = true;
+    const note = document.createElement('span');
+    note.className = 'end';
+    note.textContent = state === 'completed' ? '— end of stream' : `— ${state}: ${message}`;
+    tokensEl.append(note);
+    paintWatchFigures();
+  };
+  const url = `${base}/${encodeURIComponent(id)}/stream`;
+  let stop;
+  if (apiKey && !signedUrls.has(id)) {
+    // A job this page did not submit has no signed URL: read its stream with the key, through fetch.
+    stop = watchJobStream(url, authHeaders(), onToken, onEnd);
+  } else {
+    const sub = streamJob(signedUrls.get(id) ?? url).subscribe({
+      next: ({ token }) => onToken(token),
+      complete: () => onEnd('completed'),
+      error: (e) =>
+        onEnd(
+          e.code === 'JOB_CANCELLED' ? 'cancelled' : e.code === 'JOB_FAILED' ? 'failed' : 'error',
+          e.message,
+        ),
+    });
+    stop = () => sub.unsubscribe();
+  }
+  watching = { id, stop };
+  paintWatchFigures();
+  invalidate(false);
+}
+
+function paintWatchFigures() {
+  const job = watching && jobs.get(watching.id);
+  if (!job) return;
+  $('watch-ttft').textContent = fmtMs(ttft(job));
+  $('watch-tps').textContent = fmtRate(rate(job));
+  if (!TERMINAL.has($('watch-state').textContent)) {
+    setBadge($('watch-state'), job.state);
+    $('watch-cancel').disabled = TERMINAL.has(job.state);
+  }
+}
+
+$('watch-close').addEventListener('click', () => {
+  const id = watching?.id;
+  watching?.stop();
+  watching = undefined;
+  $('watch').hidden = true;
+  $('main').classList.remove('watching');
+  invalidate(false);
+  if (id) rowsShown.get(id)?.focus();
+});
+
+/**
+ * A job's token stream through fetch, with the Authorization header: from seq 0, resuming after the last
+ * seq seen when the connection drops (`Last-Event-ID`), until the terminal event. Returns a stop function.
+ */
+function watchJobStream(url, headers, onToken, onEnd) {
+  const abort = new AbortController();
+  let last = -1;
+  let ended = false;
+  let retryMs = 1000;
+  (async () => {
+    for (let attempt = 0; !ended && attempt < 20; attempt++) {
+      try {
+        const res = await fetch(url, {
+          headers: {
+            ...headers,
+            Accept: 'text/event-stream',
+            ...(last >= 0 ? { 'Last-Event-ID': String(last) } : {}),
+          },
+          cache: 'no-store',
+          signal: abort.signal,
+        });
+        if (res.status === 204) return;
+        if (res.status === 401) return ((ended = true), onEnd('error', 'the server refused the API key'));
+        if (!res.ok || res.body === null) {
+          let message = `HTTP ${res.status}`;
+          try {
+            message = (await res.json()).error?.message ?? message;
+          } catch {
+            /* not our JSON error: keep the status */
+          }
+          if (res.status !== 429 && res.status < 500) return ((ended = true), onEnd('error', message));
+          throw new Error(message);
+        }
+        const push = sseParser(
+          (type, data, id) => {
+            if (ended) return;
+            if (type === 'token') {
+              const seq = Number(id);
+              if (seq <= last) return;
+              last = seq;
+              onToken(JSON.parse(data));
+            } else if (type === 'done' || type === 'error') {
+              ended = true;
+              const body = JSON.parse(data);
+              onEnd(body.state ?? (type === 'done' ? 'completed' : 'failed'), body.error);
+              abort.abort();
+            }
+          },
+          (ms) => (retryMs = ms),
+        );
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || ended) break;
+          push(value);
+        }
+      } catch {
+        /* dropped: resume below */
+      }
+      if (!ended) await new Promise((r) => setTimeout(r, retryMs));
+    }
+  })();
+  return () => {
+    ended = true;
+    abort.abort();
+  };
+}
+
+// ------------------------------------------------------------------------------------- /v1/events
+
 function setConn(state, text) {
+  if ($('conn').dataset.state === state && $('conn').textContent === text) return;
   $('conn').dataset.state = state;
   $('conn').textContent = text;
 }
 
-function onEvent(e) {
-  setConn('live', apiKey ? 'live · key set' : 'live');
-  if (e.type === 'snapshot') {
-    for (const [id, entry] of jobs)
-      if (!e.jobs.some((j) => j.job_id === id)) (entry.row.remove(), jobs.delete(id));
-    for (const job of e.jobs) row(job);
-  } else if (e.type === 'created') row({ job_id: e.job_id, created_at: e.at, state: 'queued' });
-  else if (e.type === 'stateChanged') row({ job_id: e.job_id, state: e.to });
-  else if (e.type === 'progress') {
-    // Token counts of live jobs, coalesced by the server; a job's last count comes before its end.
-    if (jobs.has(e.job_id)) row({ job_id: e.job_id, token_count: e.token_count });
-  } else if (e.type === 'removed') {
-    const entry = jobs.get(e.job_id);
-    if (entry) (entry.row.remove(), jobs.delete(e.job_id));
-  }
-  stats();
-}
-
 /**
  * Minimal SSE parsing (the WHATWG rules the server's output needs): lines end with CRLF, LF or CR; a blank
- * line dispatches the event; `:` lines are comments; `retry:` sets the reconnection delay.
+ * line dispatches the event; `:` lines are comments; `retry:` sets the reconnection delay. Lines are cut
+ * from the buffer by index, so a chunk of many events costs one pass.
  */
 function sseParser(dispatch, setRetry) {
   let buffer = '';
   let event = '';
   let data = [];
+  let id = '';
   const line = (l) => {
     if (l === '') {
-      if (data.length > 0) dispatch(event || 'message', data.join('\n'));
+      if (data.length > 0) dispatch(event || 'message', data.join('\n'), id);
       event = '';
       data = [];
       return;
     }
-    if (l.startsWith(':')) return;
+    if (l.charCodeAt(0) === 58 /* : */) return;
     const i = l.indexOf(':');
     const field = i < 0 ? l : l.slice(0, i);
     let value = i < 0 ? '' : l.slice(i + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
+    if (value.charCodeAt(0) === 32) value = value.slice(1);
     if (field === 'event') event = value;
     else if (field === 'data') data.push(value);
+    else if (field === 'id') id = value;
     else if (field === 'retry' && /^\d+$/.test(value)) setRetry(Number(value));
   };
+  const eol = /\r\n|\r|\n/g;
   return (chunk) => {
     buffer += chunk;
+    let start = 0;
+    eol.lastIndex = 0;
     for (;;) {
-      const m = /\r\n|\r|\n/.exec(buffer);
+      const m = eol.exec(buffer);
       // A CR at the very end may be the first half of a CRLF: wait for the next chunk.
-      if (m === null || (m[0] === '\r' && m.index === buffer.length - 1)) return;
-      line(buffer.slice(0, m.index));
-      buffer = buffer.slice(m.index + m[0].length);
+      if (m === null || (m[0] === '\r' && m.index === buffer.length - 1)) break;
+      line(buffer.slice(start, m.index));
+      start = m.index + m[0].length;
     }
+    buffer = buffer.slice(start);
   };
 }
 
@@ -232,11 +715,14 @@ $('key-form').addEventListener('submit', (ev) => {
 $('key-forget').addEventListener('click', () => {
   apiKey = '';
   sessionStorage.removeItem(KEY_STORE);
+  signedUrls.clear();
   clearJobs();
   connect();
 });
 
 connect();
+
+// ------------------------------------------------------------------------------------- submitting
 
 let current;
 $('submit-form').addEventListener('submit', async (ev) => {
@@ -258,6 +744,7 @@ $('submit-form').addEventListener('submit', async (ev) => {
     $('form-error').textContent = e.message;
     return;
   }
+  signedUrls.set(job.job_id, job.sse_url);
   current?.unsubscribe();
   $('output').hidden = false;
   $('output-id').textContent = job.job_id;
@@ -270,18 +757,19 @@ $('submit-form').addEventListener('submit', async (ev) => {
       const span = document.createElement('span');
       span.textContent = ($('output-tokens').childElementCount ? ' ' : '') + token;
       $('output-tokens').append(span);
-      const entry = jobs.get(job.job_id);
-      if (entry)
-        ((entry.tokens = Math.max(entry.tokens, $('output-tokens').childElementCount)), paint(entry));
     },
     complete: () => end('completed', 'completed'),
     error: (e) => end(e.code === 'JOB_CANCELLED' ? 'cancelled' : 'failed', e.message),
   });
 });
 
+function setBadge(el, state) {
+  el.textContent = state;
+  el.className = `badge ${state}`;
+}
+
 function setOutputState(state) {
-  $('output-state').textContent = state;
-  $('output-state').className = `badge ${state}`;
+  setBadge($('output-state'), state);
   $('output-cancel').disabled = TERMINAL.has(state);
 }
 

@@ -157,6 +157,233 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     expect(listRequests.length).toBeLessThanOrEqual(1);
     await page.close();
   }, 30_000);
+
+  test('the charts move while jobs stream: tokens per second rises above 0 and the canvases are redrawn', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(server.url + '/');
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    const pixels = () =>
+      page.evaluate(() =>
+        ['chart-tps', 'chart-states'].map((id) =>
+          (document.getElementById(id) as HTMLCanvasElement).toDataURL(),
+        ),
+      );
+    const before = await pixels();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push(
+        JSON.parse(
+          (await postJson(`${server.url}/v1/inference`, { prompt: 'a b c d', max_tokens: 200, delay_ms: 20 }))
+            .body,
+        ).job_id,
+      );
+    // The latest tokens/s sample is exposed on the canvas, for assistive technology and for this test.
+    await page.waitForFunction(
+      () => Number(document.getElementById('chart-tps')?.dataset.latest) > 10,
+      undefined,
+      {
+        timeout: 10_000,
+      },
+    );
+    expect(await page.getAttribute('#chart-tps', 'aria-label')).toMatch(/now \d+/);
+    await page.waitForFunction(
+      () => /running [1-9]/.test(document.getElementById('chart-states')?.dataset.latest ?? ''),
+      undefined,
+      { timeout: 10_000 },
+    );
+    const during = await pixels();
+    expect(during[0]).not.toBe(before[0]);
+    expect(during[1]).not.toBe(before[1]);
+    // It keeps moving: a second later the tokens/s canvas is drawn again with new samples.
+    await new Promise((r) => setTimeout(r, 1200));
+    expect((await pixels())[0]).not.toBe(during[0]);
+    // Per-job figures: a running job shows its time to first token and its tokens per second.
+    await page.waitForFunction(
+      (id) => {
+        const tr = document.querySelector(`tr[data-job-id="${id}"]`);
+        return (
+          /\d/.test(tr?.querySelector('.ttft')?.textContent ?? '') &&
+          Number(tr?.querySelector('.tps')?.textContent) > 0
+        );
+      },
+      ids[0],
+      { timeout: 10_000 },
+    );
+    for (const id of ids) await http(`${server.url}/v1/inference/${id}`, { method: 'DELETE' });
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 30_000);
+
+  test('clicking a running job shows its tokens in order, from the start, and its end; Enter replays a finished one', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(server.url + '/');
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    const words = Array.from({ length: 16 }, (_, i) => `w${i}`);
+    const { job_id } = JSON.parse(
+      (await postJson(`${server.url}/v1/inference`, { prompt: words.join(' '), delay_ms: 60 })).body,
+    );
+    await page.waitForFunction(
+      (id) => Number(document.querySelector(`tr[data-job-id="${id}"] .tokens-cell`)?.textContent) >= 2,
+      job_id,
+      { timeout: 10_000 },
+    );
+    expect(server.registry.getJobState(job_id)).toBe('running');
+    await page.click(`tr[data-job-id="${job_id}"] code`);
+    expect(await page.textContent('#watch-id')).toBe(job_id);
+    await page.waitForFunction(
+      () => document.querySelector('#watch-state')?.textContent === 'completed',
+      undefined,
+      {
+        timeout: 10_000,
+      },
+    );
+    const tokens = async () =>
+      (await page.locator('#watch-tokens span:not(.end)').allTextContents()).map((t) => t.trim());
+    expect(await tokens()).toEqual(words);
+    expect(await page.textContent('#watch-tokens .end')).toContain('end of stream');
+    expect(await page.textContent('#watch-count')).toBe('16');
+
+    // A finished job, from the keyboard: focus its row, Enter; its stream is replayed from the start.
+    const { job_id: done } = JSON.parse(
+      (await postJson(`${server.url}/v1/inference`, { prompt: 'one two three', delay_ms: 5 })).body,
+    );
+    await page.waitForSelector(`tr[data-job-id="${done}"][data-state="completed"]`, { timeout: 10_000 });
+    await page.focus(`tr[data-job-id="${done}"]`);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((id) => document.querySelector('#watch-id')?.textContent === id, done);
+    await page.waitForSelector('#watch-tokens .end', { timeout: 10_000 });
+    expect(await tokens()).toEqual(['one', 'two', 'three']);
+
+    // Cancel from the panel.
+    const { job_id: long } = JSON.parse(
+      (await postJson(`${server.url}/v1/inference`, { prompt: 'x y', max_tokens: 10_000, delay_ms: 20 }))
+        .body,
+    );
+    await page.waitForSelector(`tr[data-job-id="${long}"][data-state="running"]`, { timeout: 10_000 });
+    await page.click(`tr[data-job-id="${long}"] code`);
+    await page.waitForFunction(() => document.querySelectorAll('#watch-tokens span').length >= 3, undefined, {
+      timeout: 10_000,
+    });
+    await page.click('#watch-cancel');
+    await page.waitForFunction(
+      () => document.querySelector('#watch-state')?.textContent === 'cancelled',
+      undefined,
+      {
+        timeout: 10_000,
+      },
+    );
+    expect(server.registry.getJobState(long)).toBe('cancelled');
+    await page.click('#watch-close');
+    expect(await page.isVisible('#watch')).toBe(false);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 30_000);
+
+  test('filter by state and search by id', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(server.url + '/');
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    const { job_id: failed } = JSON.parse(
+      (await postJson(`${server.url}/v1/inference`, { prompt: 'f g h', fail_after: 1 })).body,
+    );
+    await page.waitForSelector(`tr[data-job-id="${failed}"][data-state="failed"]`, { timeout: 10_000 });
+    await page.selectOption('#filter-state', 'failed');
+    await page.waitForFunction(() =>
+      Array.from(document.querySelectorAll('tr[data-job-id]')).every(
+        (tr) => (tr as HTMLElement).dataset.state === 'failed',
+      ),
+    );
+    expect(await page.locator(`tr[data-job-id="${failed}"]`).count()).toBe(1);
+    await page.selectOption('#filter-state', '');
+    await page.fill('#search', failed.slice(-10));
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-job-id]').length === 1);
+    expect(await page.getAttribute('tr[data-job-id]', 'data-job-id')).toBe(failed);
+
+    // From the keyboard: Tab from the search box lands on the list's one tabbable row; ↓ moves down it.
+    await page.fill('#search', '');
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-job-id]').length > 1);
+    await page.focus('#search');
+    await page.keyboard.press('Tab');
+    const focused = () => page.evaluate(() => (document.activeElement as HTMLElement).dataset.jobId);
+    const ids = await page.$$eval('tr[data-job-id]', (rows) =>
+      rows.map((r) => (r as HTMLElement).dataset.jobId),
+    );
+    expect(await focused()).toBe(ids[0]);
+    expect(await page.locator('tr[data-job-id][tabindex="0"]').count()).toBe(1);
+    await page.keyboard.press('ArrowDown');
+    expect(await focused()).toBe(ids[1]);
+    await page.close();
+  }, 30_000);
+});
+
+describeIf(haveChromium())('dashboard in headless Chromium, with 10,000 jobs', () => {
+  let server: RunningServer;
+  let browser: Browser;
+  const N = 10_000;
+  beforeAll(async () => {
+    server = await startServer({ port: 0, maxJobs: 2 * N, logger: quietLogger() });
+    for (let i = 0; i < N; i++) {
+      const id = server.registry.createJob({ claimTimeout: 'PT1H' });
+      if (i % 100 === 0) continue; // a few stay queued
+      server.registry.updateState(id, 'running');
+      server.registry.emit(id, 'word');
+      server.registry.updateState(id, i % 7 === 0 ? 'failed' : 'completed', i % 7 === 0 ? 'boom' : undefined);
+    }
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  test('the snapshot renders quickly as a windowed list, scrolls to the end, and a new job appears at the top', async () => {
+    expect(server.registry.jobCount()).toBe(N);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.addInitScript(() => {
+      const w = window as unknown as { longest: number };
+      w.longest = 0;
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) w.longest = Math.max(w.longest, e.duration);
+      }).observe({ type: 'longtask', buffered: true });
+    });
+    const started = Date.now();
+    await page.goto(server.url + '/');
+    await page.waitForFunction((n) => document.getElementById('stat-total')?.textContent === String(n), N, {
+      timeout: 10_000,
+    });
+    await page.waitForSelector('tr[data-job-id]');
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeLessThan(5000);
+    // Only the rows in view (and a few around them) are in the DOM.
+    expect(await page.locator('tr[data-job-id]').count()).toBeLessThan(100);
+    const longest = await page.evaluate(() => (window as unknown as { longest: number }).longest);
+    expect(longest).toBeLessThan(1000);
+
+    // Scrolling to the end shows the oldest job.
+    const ids = server.registry.jobIds();
+    await page.evaluate(() => {
+      const s = document.getElementById('scroller')!;
+      s.scrollTop = s.scrollHeight;
+    });
+    await page.waitForSelector(`tr[data-job-id="${ids[0]}"]`, { timeout: 5000 });
+    await page.evaluate(() => (document.getElementById('scroller')!.scrollTop = 0));
+
+    // A new job created after the snapshot appears at the top, live.
+    const { job_id } = JSON.parse(
+      (await postJson(`${server.url}/v1/inference`, { prompt: 'new one', delay_ms: 10 })).body,
+    );
+    await page.waitForSelector(`tr[data-job-id="${job_id}"][data-state="completed"]`, { timeout: 10_000 });
+    expect(await page.getAttribute('tbody tr[data-job-id]', 'data-job-id')).toBe(job_id);
+    expect(await page.textContent('#stat-total')).toBe(String(N + 1));
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
 });
 
 describeIf(haveChromium())('dashboard in headless Chromium, with API keys', () => {
@@ -211,6 +438,15 @@ describeIf(haveChromium())('dashboard in headless Chromium, with API keys', () =
     ).job_id;
     const other2 = JSON.parse((await post(KEY_B, { prompt: 'still not yours', max_tokens: 3 })).body).job_id;
     await page.waitForSelector(`tr[data-job-id="${mine}"][data-state="completed"]`, { timeout: 10_000 });
+
+    // Watching a job the page did not submit: its stream is read with the key (no signed URL for it).
+    await page.click(`tr[data-job-id="${mine}"] code`);
+    await page.waitForSelector('#watch-tokens .end', { timeout: 10_000 });
+    expect(
+      (await page.locator('#watch-tokens span:not(.end)').allTextContents()).map((t) => t.trim()),
+    ).toEqual(['one', 'two', 'three', 'one', 'two', 'three']);
+    expect(await page.textContent('#watch-state')).toBe('completed');
+    await page.click('#watch-close');
 
     // A prompt submitted from the page streams into the output, in order, and is listed.
     await page.fill('#prompt', 'alpha beta gamma delta');
