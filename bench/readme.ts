@@ -28,6 +28,8 @@ const fmt = (n: number): string =>
 const shown = [
   /: job-registry$/,
   /bare/,
+  /fetch handler/,
+  /server CPU per token: /,
   /ReplaySubject\(\)$/,
   /resumable-stream/,
   /emit throughput/,

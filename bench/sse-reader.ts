@@ -1,18 +1,22 @@
 /**
  * The reader side of the SSE benchmark, in its own process: opens N SSE streams to the server it is told
  * about, counts tokens, and measures producer-to-reader latency from the timestamp each token carries.
+ * It serves one set of streams per message, so a section can run many servers with one reader process.
  */
 import { request, Agent } from 'node:http';
 
 interface Go {
   port: number;
   paths: string[];
+  /** Latency of every `sample`th token is kept. @defaultValue 8 */
+  sample?: number;
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
 
 process.on('message', (msg: Go) => {
   const { port, paths } = msg;
+  const sample = msg.sample ?? 8;
   const latencies: number[] = [];
   let tokens = 0;
   let open = 0;
@@ -32,13 +36,14 @@ process.on('message', (msg: Go) => {
         while ((i = buf.indexOf('\n\n')) >= 0) {
           const block = buf.slice(0, i);
           buf = buf.slice(i + 2);
-          if (block.startsWith('id: ')) {
+          // Token events only: the terminal event (done, error) carries an id too.
+          if (block.startsWith('id: ') && block.includes('\nevent: token\n')) {
             const d = block.indexOf('data: ');
             const ts = Number(block.slice(d + 6));
             if (first === 0) first = now;
             last = now;
             tokens++;
-            if ((tokens & 7) === 0) latencies.push(now - ts);
+            if (tokens % sample === 0) latencies.push(now - ts);
           }
         }
       });
@@ -50,6 +55,8 @@ process.on('message', (msg: Go) => {
             type: 'result',
             tokens,
             seconds: (last - first) / 1000,
+            // Wall-clock (timeOrigin-based) time of the last token, for rates from the producer's start.
+            last,
             p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0,
             p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
           });

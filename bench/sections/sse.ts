@@ -1,21 +1,30 @@
 /**
  * SSE over loopback: N concurrent streams of K tokens, the readers in a second process. job-registry's
- * handler against a bare Node `http` SSE server that keeps a Set of responses per job and joins each
- * tick's tokens into one write per connection (what a competent hand-rolled server does). Both use the
- * same producer loop: one token per job per round, a round per setImmediate. Tokens carry the producer's
- * clock, so the reader measures producer-to-reader latency.
+ * Node handler against a bare Node `http` SSE server that keeps a Set of responses per job and joins each
+ * tick's tokens into one write per connection (what a competent hand-rolled server does), and against
+ * job-registry's Web-standard fetch handler mounted in a hono app on `@hono/node-server` (as
+ * test/fetch mounts it: `app.all('/v1/*', (c) => handler(c.req.raw))`). All use the same producer loop:
+ * one token per job per round, a round per setImmediate. Tokens carry the producer's clock, so the reader
+ * measures producer-to-reader latency. Delivered tokens/s counts from the first emit to the last token
+ * read; the server process's CPU per token (process.cpuUsage over the same span) is reported beside it.
+ * One reader process serves every run. Every system runs once untimed first (JIT warm-up); then the
+ * repetitions rotate the order of the three.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createAdaptorServer } from '@hono/node-server';
+import { Hono } from 'hono';
 import { JobRegistry } from '../../src/core/index.js';
+import { createFetchHandler } from '../../src/fetch/index.js';
 import { createJobHandler } from '../../src/http/index.js';
-import { QUICK, figure, ratio, report, type Figure, type Ratio } from '../lib.js';
+import { QUICK, figure, median, ratio, report, type Figure, type Ratio } from '../lib.js';
 
 const TOKENS = QUICK ? 200 : 1000;
 const STREAMS = QUICK ? [1, 100] : [1, 100, 1000];
-const REPS = QUICK ? 2 : 5;
+const REPS = QUICK ? 3 : 5;
 const now = (): number => performance.timeOrigin + performance.now();
+const FETCH = 'job-registry fetch handler (hono, @hono/node-server)';
 
 interface Target {
   server: Server;
@@ -34,6 +43,30 @@ function ours(n: number): Target {
   const registry = new JobRegistry<number>({ replayLimit: TOKENS });
   const handler = createJobHandler(registry, { heartbeatMs: 0, serialize: (t) => String(t) });
   const server = createServer((req, res) => handler(req, res));
+  const ids = Array.from({ length: n }, () => registry.createJob());
+  return {
+    server,
+    paths: ids.map((id) => `/v1/inference/${id}/stream`),
+    emitRound: () => {
+      for (const id of ids) registry.emit(id, now());
+    },
+    finish: () => ids.forEach((id) => registry.updateState(id, 'completed')),
+    close: async () => {
+      await registry.dispose();
+      handler.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** The fetch handler in a hono app, served by `@hono/node-server` (`serve()` is this plus `listen`). */
+function fetched(n: number): Target {
+  const registry = new JobRegistry<number>({ replayLimit: TOKENS });
+  const handler = createFetchHandler(registry, { heartbeatMs: 0, serialize: (t) => String(t) });
+  const app = new Hono();
+  app.all('/v1/*', (c) => handler(c.req.raw));
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   const ids = Array.from({ length: n }, () => registry.createJob());
   return {
     server,
@@ -112,59 +145,109 @@ function message<T>(child: ChildProcess, type: string): Promise<T> {
   });
 }
 
+// One reader process for every run (it opens a fresh set of streams per run): no process start per run.
+const reader = fork(new URL('../sse-reader.ts', import.meta.url).pathname, [], {
+  execArgv: ['--import', 'tsx'],
+  stdio: 'inherit',
+});
+await message(reader, 'up');
+
 async function run(
   make: (n: number) => Target,
   n: number,
-): Promise<{ rate: number; p99: number; p50: number }> {
+): Promise<{ rate: number; p99: number; p50: number; cpu: number }> {
   const target = make(n);
   const port = await listen(target.server);
-  const child = fork(new URL('../sse-reader.ts', import.meta.url).pathname, [], {
-    execArgv: ['--import', 'tsx'],
-    stdio: 'inherit',
-  });
-  await message(child, 'up');
-  const ready = message(child, 'ready');
-  child.send({ port, paths: target.paths });
+  const ready = message(reader, 'ready');
+  // Every token's latency on small runs (1 stream), so that p99 is not the largest of a few samples.
+  reader.send({ port, paths: target.paths, sample: n * TOKENS <= 20_000 ? 1 : 8 });
   await ready;
-  const result = message<{ tokens: number; seconds: number; p50: number; p99: number }>(child, 'result');
+  const result = message<{ tokens: number; last: number; p50: number; p99: number }>(reader, 'result');
+  const start = now();
+  const c0 = process.cpuUsage();
   for (let k = 0; k < TOKENS; k++) {
     target.emitRound();
     await new Promise((r) => setImmediate(r));
   }
   target.finish();
   const r = await result;
-  child.kill();
+  const cpu = process.cpuUsage(c0);
   await target.close();
   if (r.tokens !== n * TOKENS) throw new Error(`reader got ${r.tokens} of ${n * TOKENS} tokens`);
-  return { rate: r.tokens / Math.max(r.seconds, 1e-6), p99: r.p99, p50: r.p50 };
+  // From the first emit to the last token read: a stream whose tokens reach the reader in one burst
+  // (1 stream, a fast producer) is not credited with the burst's rate.
+  return {
+    rate: r.tokens / Math.max((r.last - start) / 1000, 1e-6),
+    p99: r.p99,
+    p50: r.p50,
+    // Server process (producer loop included, the same for all), per token: less sensitive to a
+    // shared machine than the rate.
+    cpu: (cpu.user + cpu.system) / r.tokens,
+  };
 }
+
+/** A ratio's median and min - max, for a note. */
+const spread = (xs: number[]): string =>
+  `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)} - ${Math.max(...xs).toFixed(2)})`;
+
+const SYSTEMS = [ours, bare, fetched];
+// Each repetition runs the three in another order (every order once in six repetitions).
+const ORDERS = [
+  [0, 1, 2],
+  [2, 1, 0],
+  [1, 2, 0],
+  [0, 2, 1],
+  [2, 0, 1],
+  [1, 0, 2],
+].map((o) => o.map((i) => SYSTEMS[i]!));
+const WARMUP = { streams: QUICK ? 20 : 100 };
+
+// Loads and optimizes each system's code path before anything counts.
+for (const make of SYSTEMS) await run(make, WARMUP.streams);
 
 const figures: Figure[] = [];
 const ratios: Ratio[] = [];
 for (const n of STREAMS) {
   const rateRatio: number[] = [];
   const p99Ratio: number[] = [];
+  const fetchRateRatio: number[] = [];
+  const fetchP99Ratio: number[] = [];
   const ourRate: number[] = [];
   const bareRate: number[] = [];
+  const fetchRate: number[] = [];
   const ourP99: number[] = [];
   const bareP99: number[] = [];
+  const fetchP99: number[] = [];
+  const cpu = { ours: [] as number[], bare: [] as number[], fetched: [] as number[] };
   for (let rep = 0; rep < REPS; rep++) {
-    const order = rep % 2 === 0 ? [ours, bare] : [bare, ours];
-    const res = new Map<unknown, { rate: number; p99: number }>();
-    for (const make of order) res.set(make, await run(make, n));
+    const res = new Map<unknown, { rate: number; p99: number; cpu: number }>();
+    for (const make of ORDERS[rep % ORDERS.length]!) res.set(make, await run(make, n));
     const o = res.get(ours)!;
     const b = res.get(bare)!;
+    const f = res.get(fetched)!;
     ourRate.push(o.rate);
     bareRate.push(b.rate);
+    fetchRate.push(f.rate);
     ourP99.push(o.p99);
     bareP99.push(b.p99);
+    fetchP99.push(f.p99);
+    cpu.ours.push(o.cpu);
+    cpu.bare.push(b.cpu);
+    cpu.fetched.push(f.cpu);
     rateRatio.push(o.rate / b.rate);
     p99Ratio.push(o.p99 / Math.max(b.p99, 0.01));
+    fetchRateRatio.push(f.rate / o.rate);
+    fetchP99Ratio.push(f.p99 / Math.max(o.p99, 0.01));
   }
   figures.push(figure(`SSE ${n} streams x ${TOKENS} tokens: job-registry`, 'tokens/s', ourRate));
   figures.push(figure(`SSE ${n} streams x ${TOKENS} tokens: bare http SSE`, 'tokens/s', bareRate));
+  figures.push(figure(`SSE ${n} streams x ${TOKENS} tokens: ${FETCH}`, 'tokens/s', fetchRate));
   figures.push(figure(`SSE ${n} streams p99 latency: job-registry`, 'ms', ourP99));
   figures.push(figure(`SSE ${n} streams p99 latency: bare http SSE`, 'ms', bareP99));
+  figures.push(figure(`SSE ${n} streams p99 latency: ${FETCH}`, 'ms', fetchP99));
+  figures.push(figure(`SSE ${n} streams server CPU per token: job-registry node handler`, 'µs', cpu.ours));
+  figures.push(figure(`SSE ${n} streams server CPU per token: bare http SSE`, 'µs', cpu.bare));
+  figures.push(figure(`SSE ${n} streams server CPU per token: ${FETCH}`, 'µs', cpu.fetched));
   ratios.push(
     ratio(
       `SSE ${n} streams: delivered tokens/s vs bare`,
@@ -183,10 +266,28 @@ for (const n of STREAMS) {
       'bare http SSE, one write per tick',
     ),
   );
+  ratios.push(
+    ratio(
+      `SSE ${n} streams: fetch handler on @hono/node-server, delivered tokens/s vs node handler`,
+      fetchRateRatio,
+      0.7,
+      true,
+      'job-registry node handler (createJobHandler), same run',
+      `p99 latency fetch/node ${spread(fetchP99Ratio)}; server CPU per token fetch/node ${spread(
+        cpu.fetched.map((c, i) => c / cpu.ours[i]!),
+      )}`,
+    ),
+  );
 }
+reader.kill();
 report({
   section: 'sse',
   figures,
   ratios,
-  notes: [`${REPS} repetitions, alternating order; readers in a second process`],
+  notes: [
+    `${REPS} repetitions after one untimed run of each system, order rotated; readers in a second process; ` +
+      `tokens/s = tokens / (first emit -> last token read); ` +
+      `${FETCH}: createFetchHandler in a hono app (app.all('/v1/*', (c) => handler(c.req.raw))) on ` +
+      `@hono/node-server's createAdaptorServer`,
+  ],
 });

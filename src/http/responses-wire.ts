@@ -116,15 +116,16 @@ export function preludeEvents(
   return out;
 }
 
-/** A token as a text delta. */
-export function deltaEvent(jobId: string, seq: number, delta: string): string {
-  return responseEvent('response.output_text.delta', PRELUDE + seq, {
-    item_id: messageId(jobId),
-    output_index: 0,
-    content_index: 0,
-    delta,
-    logprobs: [],
-  });
+/**
+ * Text deltas of one job's stream. The event is written from a template made once per stream: only the
+ * sequence number and the delta are encoded per token (the same bytes as `responseEvent`, about 4x less
+ * work on the per-token path).
+ */
+export function deltaEncoder(jobId: string): (seq: number, delta: string) => string {
+  const head =
+    'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":';
+  const middle = `,"item_id":${JSON.stringify(messageId(jobId))},"output_index":0,"content_index":0,"delta":`;
+  return (seq, delta) => `${head}${PRELUDE + seq}${middle}${JSON.stringify(delta)},"logprobs":[]}\n\n`;
 }
 
 /** The events after the last token (`count` tokens), with a sequence number above `after`. */

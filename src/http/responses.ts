@@ -24,7 +24,7 @@ import { checkRegistry, type Answer, type HttpRequest, type Protocol, type Reply
 import { requestPath, requestQuery } from './route.js';
 import {
   PRELUDE,
-  deltaEvent,
+  deltaEncoder,
   endEvents,
   jobIdOf,
   preludeEvents,
@@ -324,6 +324,7 @@ export function createResponsesProtocol<T, P, Raw>(
       return { kind: 'empty', status: 200, headers };
     }
     const tokenAfter = after >= PRELUDE ? after - PRELUDE : undefined;
+    const delta = deltaEncoder(id);
     return {
       kind: 'sse',
       status: 200,
@@ -334,7 +335,7 @@ export function createResponsesProtocol<T, P, Raw>(
           sink,
           {
             encoder: {
-              token: (ev) => deltaEvent(id, ev.seq, text(ev.token)),
+              token: (ev) => delta(ev.seq, text(ev.token)),
               end: async (state, error, count) =>
                 endEvents(
                   snap,
