@@ -19,6 +19,7 @@ const SECTIONS = [
   'memory',
   'scaling',
   'sse',
+  'responses',
   'connections',
   'redis',
   'redis-realistic',
