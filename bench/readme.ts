@@ -39,6 +39,7 @@ const shown = [
   /p99 latency emit/,
   /: single Redis$/,
   /: 3-master Redis Cluster$/,
+  /^Durable Streams .*, (delivered chunks\/s|p99 append to delivery)$/,
 ];
 
 const out: string[] = [];

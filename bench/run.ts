@@ -21,6 +21,7 @@ const SECTIONS = [
   'sse',
   'responses',
   'connections',
+  'durable',
   'redis',
   'redis-realistic',
   'redis-cluster',
