@@ -201,7 +201,7 @@ async function readJson(request: Request, limits: BodyLimits): Promise<unknown> 
     }
   } catch (e) {
     // Stop the transfer: what is left of the body is never buffered.
-    void reader.cancel().catch(() => undefined);
+    void reader.cancel(e).catch(sameFailure);
     throw e;
   } finally {
     clearTimeout(timer);
@@ -213,4 +213,9 @@ async function readJson(request: Request, limits: BodyLimits): Promise<unknown> 
     at += c.byteLength;
   }
   return parseJsonText(new TextDecoder().decode(all));
+}
+
+/** A body reader's cancel rejects only when its stream already failed: the error thrown instead says why. */
+function sameFailure(): void {
+  return;
 }
