@@ -53,24 +53,28 @@ async function freeBase(): Promise<number> {
 /** Jobs of each producer: JOBS split as evenly as possible. */
 const jobsOf = (p: number): number => Math.floor(JOBS / PRODUCERS) + (p < JOBS % PRODUCERS ? 1 : 0);
 
-async function serverCpuMs(servers: Redis[]): Promise<number> {
-  let ms = 0;
+/** CPU time (user + sys, ms) each server has used so far. */
+async function serverCpuMs(servers: Redis[]): Promise<number[]> {
+  const out: number[] = [];
   for (const r of servers) {
     const info = await r.info('cpu');
-    ms +=
+    out.push(
       (Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1])) *
-      1000;
+        1000,
+    );
   }
-  return ms;
+  return out;
 }
 
 interface Run {
   rate: number;
   clientCpuPer1k: number;
   serverCpuPer1k: number;
+  /** CPU per 1,000 tokens (of all the run's tokens) of the busiest master: what bounds Redis's share. */
+  busiestMasterCpuPer1k: number;
 }
 
-async function run(mode: Mode, target: string, servers: Redis[]): Promise<Run> {
+async function run(mode: Mode, target: string, servers: Redis[], masters: boolean[]): Promise<Run> {
   const prefix = `jrbench:${process.pid}:cl:${mode}:${Math.random().toString(36).slice(2, 8)}:`;
   const spawn = (role: string): ChildProcess =>
     fork(peer, [role, mode, target, prefix, String(SHARDS)], {
@@ -126,10 +130,12 @@ async function run(mode: Mode, target: string, servers: Redis[]): Promise<Run> {
     const first = Math.min(...got.map((r) => r.first));
     const last = Math.max(...got.map((r) => r.last));
     const clientCpu = [...got, ...done].reduce((a, r) => a + r.cpuMs, 0);
+    const used = serverAfter.map((ms, i) => ms - serverBefore[i]!);
     return {
       rate: tokens / ((last - first) / 1000),
       clientCpuPer1k: clientCpu / (tokens / 1000),
-      serverCpuPer1k: (serverAfter - serverBefore) / (tokens / 1000),
+      serverCpuPer1k: used.reduce((a, b) => a + b, 0) / (tokens / 1000),
+      busiestMasterCpuPer1k: Math.max(...used.filter((_, i) => masters[i])) / (tokens / 1000),
     };
   } catch (e) {
     if (!timedOut) throw e;
@@ -211,6 +217,8 @@ const cluster = new Cluster(clusterNodes, { lazyConnect: true });
 cluster.on('error', () => undefined);
 const runs: Record<Mode, Run[]> = { single: [], cluster: [] };
 const pairs: number[] = [];
+const capacity: number[] = [];
+let isMaster: boolean[] = [];
 const all: Redis[] = [];
 try {
   await cluster.connect();
@@ -230,6 +238,7 @@ try {
     c.on('error', () => undefined);
     all.push(c);
   }
+  isMaster = members.map((m) => m.master);
   const masters = members.filter((m) => m.master).length;
   notes.push(
     `${masters} masters and ${members.length - masters} replicas in the cluster; the single node is the standalone Redis at ${REDIS}`,
@@ -240,7 +249,10 @@ try {
     for (const mode of order) {
       const t = now();
       try {
-        got[mode] = await run(mode, mode === 'single' ? REDIS : nodes, mode === 'single' ? [single] : all);
+        got[mode] =
+          mode === 'single'
+            ? await run(mode, REDIS, [single], [true])
+            : await run(mode, nodes, all, isMaster);
       } finally {
         await removeKeys(mode, single, cluster);
       }
@@ -250,6 +262,7 @@ try {
       );
     }
     pairs.push(got.cluster!.rate / got.single!.rate);
+    capacity.push(got.single!.busiestMasterCpuPer1k / got.cluster!.busiestMasterCpuPer1k);
   }
 } finally {
   for (const c of all) c.disconnect();
@@ -279,9 +292,24 @@ report({
         'ms',
         runs[m].map((r) => r.serverCpuPer1k),
       ),
+      figure(
+        `${load}: CPU per 1,000 tokens of the busiest ${m === 'cluster' ? 'master' : 'node'}, ${name}`,
+        'ms',
+        runs[m].map((r) => r.busiestMasterCpuPer1k),
+      ),
     ];
   }),
-  ratios: [ratio(`${load}: cluster vs single Redis`, pairs, 2, true, 'single Redis node')],
+  ratios: [
+    ratio(`${load}: cluster vs single Redis, delivered tokens/s`, pairs, 2, true, 'single Redis node'),
+    ratio(
+      `${load}: Redis capacity, 3 masters vs 1 (busiest node's CPU per token)`,
+      capacity,
+      2,
+      true,
+      'single Redis node',
+      "derived, not a throughput: how much more the cluster carries before its busiest master fills a core, from each node's CPU per token in the same runs (clients on their own machines)",
+    ),
+  ],
   notes: [
     ...notes,
     `shards ${SHARDS}; ${BATCH} tokens per job per producer tick; throughput = tokens / (last job end - first token) over all readers; ${REPS} repetition(s), order alternating`,

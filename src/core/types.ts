@@ -42,6 +42,11 @@ export interface JobSnapshot {
   updatedAt: DateTime;
   /** How many tokens the job has had so far (the next token's seq). */
   tokenCount: number;
+  /**
+   * Set on a shared backend when the job was ended by another process because the one running it died:
+   * `tokenCount` counts the tokens it stored, and its own readers may have seen a few more.
+   */
+  tailLost?: true;
 }
 
 /** What `events$` publishes: one event per create, state change and removal, in order. */

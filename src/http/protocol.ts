@@ -373,8 +373,9 @@ export function createProtocol<T, P, Raw>(
     if (!access.open && !caller.byToken) await visibleJob(id, caller, 'stream');
     const snap = await registry.checkReadable(id, after === undefined ? {} : { after });
     // The client already saw the end (the terminal event's id is the token count): nothing to send, and
-    // a browser EventSource stops reconnecting on 204.
-    if (after !== undefined && isTerminal(snap.state) && after === snap.tokenCount)
+    // a browser EventSource stops reconnecting on 204. Not when the job's runner died: its readers may
+    // have seen more tokens than it stored, so that id can be a token's, and the end is sent again.
+    if (after !== undefined && isTerminal(snap.state) && after === snap.tokenCount && snap.tailLost !== true)
       return { kind: 'empty', status: 204, headers: {} };
     const ticket = tracker.admit(id, caller.principal?.id);
     if (req.method === 'HEAD') {

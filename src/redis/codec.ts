@@ -1,6 +1,6 @@
-import { DateTime } from 'luxon';
 import { isValidJobId } from '../core/ids.js';
 import { isJobState, isTerminal } from '../core/states.js';
+import { utc } from '../core/time.js';
 import type { JobSnapshot, RegistryEvent } from '../core/types.js';
 
 /** One entry of a shard's event stream, decoded. */
@@ -24,7 +24,7 @@ export function decodeEvent(fields: string[]): StreamEvent | undefined {
       ? { kind: 'progress', jobId: f.job, origin: f.origin, tokenCount: count, at }
       : undefined;
   }
-  const when = DateTime.fromMillis(at, { zone: 'utc' });
+  const when = utc(at);
   let event: RegistryEvent;
   if (f.type === 'created') {
     event = { type: 'created', jobId: f.job, at: when };
@@ -74,8 +74,8 @@ export function decodeSnapshot(
   const snap: JobSnapshot = {
     id: jobId,
     state: meta.state,
-    createdAt: DateTime.fromMillis(created, { zone: 'utc' }),
-    updatedAt: DateTime.fromMillis(updated, { zone: 'utc' }),
+    createdAt: utc(created),
+    updatedAt: utc(updated),
     tokenCount: count,
   };
   if (meta.error !== undefined && meta.error !== '') {
@@ -83,6 +83,7 @@ export function decodeSnapshot(
     if (meta.error_private === '1') snap.errorPrivate = true;
   }
   if (meta.principal !== undefined && meta.principal !== '') snap.owner = meta.principal;
+  if (meta.tail_lost === '1') snap.tailLost = true;
   return snap;
 }
 

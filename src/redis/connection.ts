@@ -1,6 +1,6 @@
 import { Redis, type ChainableCommander, type Cluster } from 'ioredis';
 import { BackendError, messageOf } from '../core/errors.js';
-import { CREATE, REMOVE, RESTORE_ENDED, TRANSITION } from './scripts.js';
+import { CREATE, REMOVE, RESTORE_ENDED, TOKENS, TRANSITION } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 export type Pipeline = ChainableCommander;
@@ -11,6 +11,7 @@ export interface ScriptCommands {
   jrTransition(...args: (string | number)[]): unknown;
   jrRestoreEnded(...args: (string | number)[]): unknown;
   jrRemove(...args: (string | number)[]): unknown;
+  jrTokens(...args: (string | number)[]): unknown;
 }
 
 /**
@@ -51,6 +52,7 @@ export class Connection {
     this.cmd.defineCommand('jrTransition', { numberOfKeys: 4, lua: TRANSITION });
     this.cmd.defineCommand('jrRestoreEnded', { numberOfKeys: 4, lua: RESTORE_ENDED });
     this.cmd.defineCommand('jrRemove', { numberOfKeys: 5, lua: REMOVE });
+    this.cmd.defineCommand('jrTokens', { numberOfKeys: 1, lua: TOKENS });
   }
 
   /** Group of a shard: the unit of one pipeline and one blocking reader. */

@@ -58,15 +58,16 @@ export class Leases {
 
   /**
    * Whether a process whose lease is missing is dead. Redis must have been reachable, quick and whole
-   * (no data lost) here for half a lease: an owner that is alive renews within a third of a lease, so
-   * its lease is back by then. Otherwise (Redis just came back, was paused, or lost its data: every
-   * lease is gone at once) the lease must stay missing for half a lease after it was first seen gone.
+   * (no data lost) here for a whole lease: an owner that is alive renews every third of a lease, so it
+   * had three chances to put its lease back. Otherwise (Redis just came back, was paused, or lost its
+   * data: every lease is gone at once, and an owner whose connections were cut must reconnect first) the
+   * lease must stay missing for a whole lease after it was first seen gone.
    */
   confirmedDead(owner: string, now = Date.now()): boolean {
     const since = this.missingSince.get(owner);
     if (since === undefined) return false;
-    const calm = now - Math.max(this.trouble, this.c.outages.lastChange) >= this.c.leaseMs / 2;
-    return calm || now - since >= this.c.leaseMs / 2;
+    const calm = now - Math.max(this.trouble, this.c.outages.lastChange) >= this.c.leaseMs;
+    return calm || now - since >= this.c.leaseMs;
   }
 
   close(): void {

@@ -48,7 +48,8 @@ return 1
 /**
  * Moves a job to a new state, unless it is missing, terminal, or already there. A terminal move appends
  * the end entry to the token stream (with the job's token count when the writer knows it, so a reader
- * can tell it got every token), takes the job off the live hash and starts the retention TTL.
+ * can tell it got every token), takes the job off the live hash and starts the retention TTL; written by
+ * another process than the job's holder (origin `<process>/remote`), it also marks the hash `tail_lost`.
  *
  * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
  * ARGV[1] target state, ARGV[2] error ('' for none), ARGV[3] time (ms), ARGV[4] retention ms (-1: keep),
@@ -72,6 +73,9 @@ if terminal(ARGV[1]) then
   if ARGV[7] ~= '' then table.insert(ending, 'private'); table.insert(ending, '1') end
   redis.call('XADD', KEYS[2], '*', unpack(ending))
   redis.call('HDEL', KEYS[4], id)
+  -- Ended by another process than its holder (which died): tokens it made but never stored may have
+  -- reached its own readers, so the stored count is not the last id every reader saw.
+  if string.sub(origin, -7) == '/remote' then redis.call('HSET', KEYS[1], 'tail_lost', '1') end
   local keep = tonumber(ARGV[4])
   if keep >= 0 then
     redis.call('PEXPIRE', KEYS[1], keep)
@@ -140,4 +144,27 @@ redis.call('ZREM', KEYS[4], id)
 redis.call('HDEL', KEYS[5], id)
 event(KEYS[3], maxlen, ttl, {'type', 'removed', 'job', id, 'at', ARGV[1], 'origin', origin})
 return 1
+`;
+
+/**
+ * Appends a run of one job's consecutive tokens to its stream: one command for many tokens, so a burst
+ * costs one round of client and protocol work instead of one per token. Entry ids are `0-<seq+1>` as
+ * with a single XADD. A refused entry (the stream moved past it: a resend of a run already stored, or
+ * another process ended the job; or the key holds another type) stops the run there; the entries
+ * before it stay.
+ *
+ * KEYS[1] token stream
+ * ARGV[1] seq of the first token, ARGV[2] field (`s` raw string, `t` JSON), ARGV[3] replayLimit to trim
+ * to ('' for none), ARGV[4] live TTL ms set when the run starts the stream (-1: none), ARGV[5..] tokens.
+ * Returns the number of tokens written, or {index of the refused token, Redis's error}.
+ */
+export const TOKENS = `
+local first = tonumber(ARGV[1])
+for i = 5, #ARGV do
+  local r = redis.pcall('XADD', KEYS[1], string.format('0-%d', first + i - 4), ARGV[2], ARGV[i])
+  if type(r) == 'table' and r.err then return {i - 5, r.err} end
+end
+if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[3]) end
+if first == 0 and tonumber(ARGV[4]) >= 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return #ARGV - 4
 `;

@@ -27,13 +27,33 @@ export interface Ttls {
   live: number;
 }
 
-type Run = [number, number, string, number];
+/** A token command in a batch: [command index, job id, first seq, tokens]. */
+type Run = [number, string, number, number];
+
+/** One job's consecutive tokens: one command when its batch is sent (or sooner, see `closeRun`). */
+interface OpenRun {
+  jobId: string;
+  key: string;
+  seq: number;
+  field: 's' | 't';
+  values: string[];
+  batch: Batch;
+  closed: boolean;
+}
+
+/** Tokens per TOKENS command at most: bounds the arguments of one call and the time Redis spends in it. */
+const RUN_MAX = 512;
 
 interface Batch {
   pipe: Pipeline & ScriptCommands;
+  /** Writes this batch holds (each token counts as one), taken off `pending` once Redis answered. */
   size: number;
-  /** Token writes as runs of one job's consecutive commands: [first index, end index, job id, first seq]. */
+  /** Commands in the pipeline: the index of the next one in Redis's answers. */
+  commands: number;
+  /** Token commands, in pipeline order. */
   runs: Run[];
+  /** Token runs not yet in the pipeline, by job. */
+  open: Map<string, OpenRun>;
   transitions: Array<[number, string, JobState]>;
   /** Settled once Redis's answers to this batch's ends were read (or the batch failed). */
   ends: Array<() => void> | undefined;
@@ -42,9 +62,11 @@ interface Batch {
 
 /**
  * Batches this process's writes per tick into one pipeline per group (one per slot on a cluster), sends
- * them at the end of the tick, and reads back what Redis answered. New jobs and tokens are refused with
- * `BackendError` while `maxPending` commands wait for Redis; state changes and removals never are, so a
- * job's end always reaches Redis once it is back.
+ * them at the end of the tick, and reads back what Redis answered. A job's consecutive tokens of one
+ * tick go as one TOKENS script call (a lone token as a plain XADD); any other write of that job first
+ * puts its open run in the pipeline, so Redis applies a job's writes in the order they were made. New
+ * jobs and tokens are refused with `BackendError` while `maxPending` writes wait for Redis; state
+ * changes and removals never are, so a job's end always reaches Redis once it is back.
  */
 export class Writer {
   private batches = new Map<number, Batch>();
@@ -58,6 +80,7 @@ export class Writer {
   private lastJob = '';
   private lastShard = 0;
   private lastKey = '';
+  private lastRun: OpenRun | undefined;
 
   constructor(
     private readonly conn: Connection,
@@ -89,7 +112,7 @@ export class Writer {
       principal,
       ...this.tail(jobId),
     );
-    this.count(b, 1);
+    this.added(b);
   }
 
   token(jobId: string, seq: number, token: unknown): void {
@@ -101,24 +124,27 @@ export class Writer {
       this.lastKey = this.keys.tokens(jobId, this.lastShard);
     }
     const b = this.batch(this.lastShard);
-    const key = this.lastKey;
     // String tokens (the usual LLM token) are stored raw under `s`; anything else as JSON under `t`.
     const field = typeof token === 'string' ? 's' : 't';
     const data = typeof token === 'string' ? token : (JSON.stringify(token) ?? 'null');
-    const index = b.size;
-    const run = b.runs.length === 0 ? undefined : b.runs[b.runs.length - 1]!;
-    if (run !== undefined && run[2] === jobId && run[1] === index) run[1] = index + 1;
+    let run = this.lastRun;
+    if (run === undefined || run.jobId !== jobId || run.batch !== b || run.closed) run = b.open.get(jobId);
+    if (
+      run !== undefined &&
+      run.field === field &&
+      run.seq + run.values.length === seq &&
+      run.values.length < RUN_MAX
+    )
+      run.values.push(data);
     else {
-      b.runs.push([index, index + 1, jobId, seq]);
+      if (run !== undefined) this.closeRun(run);
+      run = { jobId, key: this.lastKey, seq, field, values: [data], batch: b, closed: false };
+      b.open.set(jobId, run);
       b.tokenJobs.add(jobId);
     }
-    if (this.replayLimit === Infinity) b.pipe.xadd(key, tokenId(seq), field, data);
-    else b.pipe.xadd(key, 'MAXLEN', this.replayLimit, tokenId(seq), field, data);
-    this.count(b, 1);
-    if (seq === 0) {
-      b.pipe.pexpire(key, this.ttls.live);
-      this.count(b, 1);
-    }
+    this.lastRun = run;
+    b.size++;
+    this.pending++;
     this.counts?.set(jobId, seq + 1);
   }
 
@@ -134,12 +160,13 @@ export class Writer {
   ): Promise<void> | undefined {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
+    this.closeRunOf(b, jobId);
     this.counts?.delete(jobId);
-    b.transitions.push([b.size, jobId, to]);
+    b.transitions.push([b.commands, jobId, to]);
     b.pipe.jrTransition(
       ...this.transitionArgs(jobId, to, error, at, count, request, this.owner, errorPrivate),
     );
-    this.count(b, 1);
+    this.added(b);
     if (to !== 'completed' && to !== 'failed' && to !== 'cancelled') return undefined;
     return new Promise<void>((resolve) => (b.ends ??= []).push(resolve));
   }
@@ -147,6 +174,7 @@ export class Writer {
   removed(jobId: string, at: number): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
+    this.closeRunOf(b, jobId);
     this.counts?.delete(jobId);
     b.pipe.jrRemove(
       this.keys.meta(jobId, shard),
@@ -157,7 +185,7 @@ export class Writer {
       at,
       ...this.tail(jobId),
     );
-    this.count(b, 1);
+    this.added(b);
   }
 
   /**
@@ -194,6 +222,7 @@ export class Writer {
   progress(jobId: string, count: number, at: number): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
+    this.closeRunOf(b, jobId);
     b.pipe.xadd(
       this.keys.events(shard),
       'MAXLEN',
@@ -211,7 +240,7 @@ export class Writer {
       'origin',
       this.owner,
     );
-    this.count(b, 1);
+    this.added(b);
   }
 
   /** Asks the owner of a job (through the shard's event stream) to cancel it. */
@@ -238,7 +267,7 @@ export class Writer {
       'error',
       reason,
     );
-    this.count(b, 1);
+    this.added(b);
   }
 
   /** Writes a job Redis lost back as ended (see RESTORE_ENDED). */
@@ -255,6 +284,7 @@ export class Writer {
   ): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
+    this.closeRunOf(b, jobId);
     b.pipe.jrRestoreEnded(
       ...this.keys.ofJob(jobId, shard),
       state,
@@ -269,7 +299,7 @@ export class Writer {
       principal,
       ...this.tail(jobId),
     );
-    this.count(b, 1);
+    this.added(b);
   }
 
   /** Writes waiting for Redis's answer. */
@@ -305,9 +335,36 @@ export class Writer {
       );
   }
 
-  private count(b: Batch, n: number): void {
-    b.size += n;
-    this.pending += n;
+  /** One command (other than a token run) was put in the batch's pipeline. */
+  private added(b: Batch): void {
+    b.commands++;
+    b.size++;
+    this.pending++;
+  }
+
+  private closeRunOf(b: Batch, jobId: string): void {
+    const run = b.open.get(jobId);
+    if (run !== undefined) this.closeRun(run);
+  }
+
+  /** Puts an open token run in its batch's pipeline. */
+  private closeRun(run: OpenRun): void {
+    const b = run.batch;
+    run.closed = true;
+    b.open.delete(run.jobId);
+    b.runs.push([b.commands, run.jobId, run.seq, run.values.length]);
+    b.commands++;
+    if (run.values.length > 1) {
+      const limit = this.replayLimit === Infinity ? '' : this.replayLimit;
+      b.pipe.jrTokens(run.key, run.seq, run.field, limit, this.ttls.live, ...run.values);
+      return;
+    }
+    if (this.replayLimit === Infinity) b.pipe.xadd(run.key, tokenId(run.seq), run.field, run.values[0]!);
+    else b.pipe.xadd(run.key, 'MAXLEN', this.replayLimit, tokenId(run.seq), run.field, run.values[0]!);
+    if (run.seq === 0) {
+      b.pipe.pexpire(run.key, this.ttls.live);
+      this.added(b);
+    }
   }
 
   private batch(shard: number): Batch {
@@ -317,7 +374,9 @@ export class Writer {
       b = {
         pipe: this.conn.pipeline(),
         size: 0,
+        commands: 0,
         runs: [],
+        open: new Map(),
         transitions: [],
         tokenJobs: new Set(),
         ends: undefined,
@@ -336,6 +395,8 @@ export class Writer {
     if (this.batches.size === 0) return;
     const batches = this.batches;
     this.batches = new Map();
+    for (const b of batches.values()) for (const run of b.open.values()) this.closeRun(run);
+    this.lastRun = undefined;
     const counts = this.counts;
     if (counts !== undefined && counts.size > 0) {
       for (const [jobId, n] of counts) {
@@ -343,7 +404,7 @@ export class Writer {
         const b = batches.get(this.conn.groupOf(shard));
         if (b === undefined) continue;
         b.pipe.hset(this.keys.meta(jobId, shard), 'token_count', n);
-        this.count(b, 1);
+        this.added(b);
       }
       counts.clear();
     }
@@ -393,24 +454,37 @@ export class Writer {
         this.hooks.endedElsewhere(jobId, state!, error ?? '', priv === '1');
     }
     let refused: Set<string> | undefined;
+    const refuse = (run: Run): void => {
+      if ((refused ??= new Set()).has(run[1])) return;
+      refused.add(run[1]);
+      // The run's last seq: the stream's own last entry then tells a resend of a stored run (the first
+      // entry refused, every one already there) from tokens Redis never took.
+      this.hooks.tokenRefused(run[1], run[2] + run[3] - 1);
+    };
+    for (const run of b.runs) {
+      const [err, reply] = results[run[0]] ?? [null, null];
+      if (err === null && run[3] > 1 && Array.isArray(reply)) refuse(run);
+    }
     for (let i = 0; i < results.length; i++) {
       const err = results[i]![0];
       if (err === null) continue;
       const run = runAt(b.runs, i);
       if (run === undefined) this.outages.fail('writes', `a Redis write to ${this.conn.where} failed`, err);
-      else if (!(refused ??= new Set()).has(run[2])) {
-        refused.add(run[2]);
-        this.hooks.tokenRefused(run[2], run[3] + (i - run[0]));
-      }
+      else refuse(run);
     }
   }
 }
 
-/** The token run a command index falls in, if it is a token write. */
+/** The token command at a command index, if it is one (runs are in index order). */
 function runAt(runs: Run[], index: number): Run | undefined {
-  for (const run of runs) {
-    if (run[0] > index) return undefined;
-    if (index < run[1]) return run;
+  let lo = 0;
+  let hi = runs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const at = runs[mid]![0];
+    if (at === index) return runs[mid];
+    if (at < index) lo = mid + 1;
+    else hi = mid - 1;
   }
   return undefined;
 }

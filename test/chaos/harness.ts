@@ -810,20 +810,32 @@ class ChaosRun {
         const own = redis as OwnRedis;
         const persist = f.kind === 'restart_persist';
         const how = persist ? (f.variant as 'shutdown' | 'sigkill') : 'nosave';
+        // The outage is on record from the moment Redis stops, open-ended until it is back: a check made
+        // while Redis is still down (loading its AOF can take seconds on a busy machine) knows of it.
+        const fault: FaultRecord = {
+          kind: f.kind,
+          at,
+          window: { from: at, to: Infinity },
+          detail: `redis ${persist ? `restart with its AOF (${how})` : 'SHUTDOWN NOSAVE and restart with an empty dir'}, still down`,
+        };
+        this.faults.push(fault);
+        this.count(f.kind);
         await own.stop(how);
         const stoppedAt = Date.now();
-        if (!persist) own.wipe();
+        if (!persist) {
+          own.wipe();
+          fault.at = stoppedAt;
+          fault.loss = true;
+        }
         await sleep(f.ms);
-        await own.start();
-        const upAt = Date.now();
-        this.faults.push({
-          kind: f.kind,
-          at: persist ? at : stoppedAt,
-          window: { from: at, to: upAt },
-          ...(persist ? {} : { loss: true }),
-          detail: `redis ${persist ? `restart with its AOF (${how})` : 'SHUTDOWN NOSAVE and restart with an empty dir'}, down ${upAt - at} ms`,
-        });
-        this.count(f.kind);
+        try {
+          await own.start();
+        } finally {
+          const upAt = Date.now();
+          fault.window = { from: at, to: upAt };
+          fault.detail = fault.detail.replace('still down', `down ${upAt - at} ms`);
+        }
+        const upAt = fault.window.to;
         this.log(`${this.rel(at)} redis ${f.kind} (${how}), down ${upAt - at} ms`);
         return;
       }
