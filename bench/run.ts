@@ -21,6 +21,7 @@ const SECTIONS = [
   'sse',
   'responses',
   'connections',
+  'dashboard',
   'durable',
   'redis',
   'redis-realistic',

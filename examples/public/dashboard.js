@@ -10,7 +10,9 @@
 // tokens per second use the server's own `at` times, so the browser's clock never mixes in.
 //
 // The list holds 10,000 jobs without freezing: jobs live in a Map and a sorted array, and only the rows
-// in view (plus a few) exist in the DOM, redrawn at most once a frame.
+// in view (plus a few) exist in the DOM. New data redraws them at most every DATA_REDRAW_MS (1,000 jobs
+// streaming send thousands of events a second: the list need not follow each), scrolling on the next
+// frame. Tokens of a watched or submitted job are appended once a frame, however many arrived.
 import { submitJob, streamJob, cancelJob } from '/assets/client.js';
 
 const base = '/v1/inference';
@@ -20,6 +22,10 @@ const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const HISTORY_S = 180; // seconds the charts keep
 const MIN_SPAN_S = 60; // the charts' time axis starts at this span and grows with the history to HISTORY_S
 const OVERSCAN = 8; // rows drawn above and below the visible ones
+const DATA_REDRAW_MS = 100; // the list redraws for new events at most this often
+const FLASH_MAX = 4; // new rows flash only when at most this many jobs arrived since the last draw
+const QUIET_BATCH = 20; // tokens appended in one frame beyond this do not fade in one by one
+const TOKENS_PER_FRAME = 2000; // a replay of a long job is appended over several frames
 const $ = (id) => document.getElementById(id);
 
 let apiKey = sessionStorage.getItem(KEY_STORE) ?? '';
@@ -93,7 +99,7 @@ function clearJobs() {
   order = [];
   orderHasRemoved = false;
   for (const s of STATES) counts[s] = 0;
-  invalidate();
+  invalidate(true, true);
 }
 
 /** Time to first token in ms, when known. */
@@ -154,7 +160,9 @@ const rowsShown = new Map(); // job_id -> tr, the rows in the DOM
 const fresh = new Set(); // ids created since the last draw: their rows flash once
 let filtered = order; // the ids the filter lets through, newest first
 let filterDirty = true;
-let drawQueued = false;
+let frameQueued = false; // a draw is asked for the next frame
+let drawTimer; // a draw waits for DATA_REDRAW_MS since the last one
+let lastDraw = -Infinity;
 let rowHeight = 0;
 let activeId; // the row that was focused last
 const topPad = document.createElement('tr');
@@ -165,11 +173,27 @@ topPad.setAttribute('aria-hidden', 'true');
 bottomPad.setAttribute('aria-hidden', 'true');
 tbody.append(topPad, bottomPad);
 
-/** Asks for a redraw on the next frame; `membership` when the set of listed jobs may have changed. */
-function invalidate(membership = true) {
+/**
+ * Asks for a redraw: on the next frame when `soon` (scrolling, typing, a click), else once
+ * DATA_REDRAW_MS have passed since the last draw, so a flood of events costs a few draws a second instead
+ * of one each frame. `membership` when the set of listed jobs may have changed.
+ */
+function invalidate(membership = true, soon = false) {
   if (membership) filterDirty = true;
-  if (drawQueued) return;
-  drawQueued = true;
+  if (frameQueued) return;
+  const wait = soon ? 0 : lastDraw + DATA_REDRAW_MS - performance.now();
+  if (wait > 0) {
+    drawTimer ??= setTimeout(queueFrame, wait);
+    return;
+  }
+  queueFrame();
+}
+
+function queueFrame() {
+  clearTimeout(drawTimer);
+  drawTimer = undefined;
+  if (frameQueued) return;
+  frameQueued = true;
   requestAnimationFrame(draw);
 }
 
@@ -189,18 +213,22 @@ function applyFilter() {
   filterDirty = false;
 }
 
+// Rows are clones of one parsed template: no HTML parsing per row.
+const rowTemplate = document.createElement('tr');
+rowTemplate.tabIndex = -1;
+rowTemplate.innerHTML =
+  '<td class="c-id"><code></code></td><td class="c-state"><span class="badge"></span></td><td class="num tokens-cell"></td><td class="num ttft"></td><td class="num tps"></td><td class="num age"></td><td class="c-act"><button class="ghost cancel" type="button">Cancel</button></td>';
+// From the keyboard: Delete on the row, or Cancel in the stream panel.
+rowTemplate.querySelector('.cancel').tabIndex = -1;
+const CELL = { id: 0, state: 1, tokens: 2, ttft: 3, tps: 4, age: 5, action: 6 }; // column indexes
+
 function makeRow(id) {
-  const tr = document.createElement('tr');
+  const tr = rowTemplate.cloneNode(true);
   tr.dataset.jobId = id;
-  tr.tabIndex = -1;
-  tr.innerHTML =
-    '<td class="c-id"><code></code></td><td class="c-state"><span class="badge"></span></td><td class="num tokens-cell"></td><td class="num ttft"></td><td class="num tps"></td><td class="num age"></td><td class="c-act"><button class="ghost cancel" type="button">Cancel</button></td>';
-  const code = tr.querySelector('code');
+  const code = tr.cells[CELL.id].firstChild;
   code.textContent = id;
   code.title = id;
-  const button = tr.querySelector('.cancel');
-  button.setAttribute('aria-label', `Cancel ${id}`);
-  button.tabIndex = -1; // from the keyboard: Delete on the row, or Cancel in the stream panel
+  tr.cells[CELL.action].firstChild.setAttribute('aria-label', `Cancel ${id}`);
   return tr;
 }
 
@@ -209,17 +237,18 @@ const fmtMs = (ms) =>
 const fmtRate = (r) => (r === undefined ? '—' : r < 10 ? r.toFixed(1) : String(Math.round(r)));
 
 function paintRow(tr, job, now) {
-  const badge = tr.firstChild.nextSibling.firstChild;
+  const cells = tr.cells;
   if (tr.dataset.state !== job.state) {
     tr.dataset.state = job.state;
+    const badge = cells[CELL.state].firstChild;
     badge.textContent = job.state;
     badge.className = `badge ${job.state}`;
-    tr.querySelector('.cancel').disabled = TERMINAL.has(job.state);
+    cells[CELL.action].firstChild.disabled = TERMINAL.has(job.state);
   }
-  setText(tr.querySelector('.tokens-cell'), String(job.tokens));
-  setText(tr.querySelector('.ttft'), fmtMs(ttft(job)));
-  setText(tr.querySelector('.tps'), fmtRate(rate(job)));
-  setText(tr.querySelector('.age'), age(now - job.created));
+  setText(cells[CELL.tokens], String(job.tokens));
+  setText(cells[CELL.ttft], fmtMs(ttft(job)));
+  setText(cells[CELL.tps], fmtRate(rate(job)));
+  setText(cells[CELL.age], age(now - job.created));
   tr.classList.toggle('watching', watching?.id === job.id);
 }
 
@@ -228,7 +257,10 @@ function setText(el, text) {
 }
 
 function draw() {
-  drawQueued = false;
+  frameQueued = false;
+  clearTimeout(drawTimer);
+  drawTimer = undefined;
+  lastDraw = performance.now();
   if (filterDirty) applyFilter();
   if (!rowHeight) rowHeight = measureRow();
   const viewH = scroller.clientHeight || 400;
@@ -237,6 +269,8 @@ function draw() {
   const now = serverNow();
   const focusedId = document.activeElement?.closest?.('tr[data-job-id]')?.dataset.jobId;
   const want = new Set(filtered.slice(first, last));
+  // A burst of new jobs moves every row at once: flashing them all would restyle each cell every frame.
+  const flash = fresh.size <= FLASH_MAX;
   for (const [id, tr] of rowsShown)
     if (!want.has(id)) {
       tr.remove();
@@ -249,7 +283,7 @@ function draw() {
     let tr = rowsShown.get(id);
     if (!tr) {
       tr = makeRow(id);
-      if (fresh.has(id)) tr.className = 'fresh';
+      if (flash && fresh.has(id)) tr.className = 'fresh';
       rowsShown.set(id, tr);
     }
     if (at !== tr) tbody.insertBefore(tr, at);
@@ -280,13 +314,13 @@ function measureRow() {
 }
 window.addEventListener('resize', () => {
   rowHeight = 0;
-  invalidate(false);
+  invalidate(false, true);
 });
-scroller.addEventListener('scroll', () => invalidate(false), { passive: true });
-$('filter-state').addEventListener('change', () => invalidate());
+scroller.addEventListener('scroll', () => invalidate(false, true), { passive: true });
+$('filter-state').addEventListener('change', () => invalidate(true, true));
 $('search').addEventListener('input', () => {
   scroller.scrollTop = 0;
-  invalidate();
+  invalidate(true, true);
 });
 
 tbody.addEventListener('click', (ev) => {
@@ -323,12 +357,13 @@ tbody.addEventListener('keydown', (ev) => {
   }
 });
 
+const COUNTED = ['running', 'completed', 'failed', 'cancelled']; // the states the header counts
+const statEls = Object.fromEntries(['total', ...COUNTED].map((s) => [s, $(`stat-${s}`)]));
 function stats() {
-  $('stat-total').textContent = String(jobs.size);
-  for (const s of ['running', 'completed', 'failed', 'cancelled'])
-    $(`stat-${s}`).textContent = String(counts[s]);
+  setText(statEls.total, String(jobs.size));
+  for (const s of COUNTED) setText(statEls[s], String(counts[s]));
   $('empty').hidden = jobs.size > 0;
-  $('shown').textContent = filtered.length === jobs.size ? '' : `${filtered.length} of ${jobs.size} shown`;
+  setText($('shown'), filtered.length === jobs.size ? '' : `${filtered.length} of ${jobs.size} shown`);
 }
 
 function age(ms) {
@@ -437,11 +472,65 @@ sample();
 
 let watching; // { id, stop() }
 
+/**
+ * Appends a stream's tokens to `el`, each in its own span, once a frame and at most TOKENS_PER_FRAME at a
+ * time: a replay brings thousands in one chunk, and a few appends (and layout reads) per frame keep the
+ * page responsive where one per token would freeze it. `end` runs once every token before it is written.
+ * With `follow`, the panel stays scrolled to its end while the reader was there.
+ */
+function tokenWriter(el, { follow = false, onCount } = {}) {
+  let pending = [];
+  let count = 0;
+  let frame = 0;
+  let ended;
+  const write = () => {
+    frame = 0;
+    const atEnd = follow && el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    const take = pending.length > TOKENS_PER_FRAME ? pending.splice(0, TOKENS_PER_FRAME) : pending;
+    if (take === pending) pending = [];
+    const batch = document.createDocumentFragment();
+    const quiet = take.length > QUIET_BATCH; // a replay: no fade-in for each of them
+    for (const token of take) {
+      const span = document.createElement('span');
+      span.textContent = (count++ ? ' ' : '') + token;
+      if (quiet) span.className = 'quiet';
+      batch.append(span);
+    }
+    el.append(batch);
+    onCount?.(count);
+    if (pending.length > 0) frame = requestAnimationFrame(write);
+    else ended?.();
+    if (atEnd) el.scrollTop = el.scrollHeight;
+  };
+  return {
+    push(token) {
+      pending.push(token);
+      frame ||= requestAnimationFrame(write);
+    },
+    /** Runs `fn` (the end note) once every token pushed so far is written. */
+    end(fn) {
+      ended = () => {
+        ended = undefined;
+        fn();
+      };
+      if (pending.length === 0 && frame === 0) ended();
+    },
+    /** Drops what is pending: the panel is closed or shows another stream. */
+    stop() {
+      cancelAnimationFrame(frame);
+      frame = 0;
+      pending = [];
+      ended = undefined;
+    },
+  };
+}
+
 /** Opens the side panel on a job and streams it from its first token (replay), then live, to its end. */
 function watch(id) {
   watching?.stop();
   const tokensEl = $('watch-tokens');
   tokensEl.textContent = '';
+  $('watch-count').textContent = '0';
   $('watch').hidden = false;
   $('main').classList.add('watching');
   $('watch-id').textContent = id;
@@ -449,29 +538,26 @@ function watch(id) {
   setBadge($('watch-state'), jobs.get(id)?.state ?? 'running');
   $('watch-cancel').disabled = TERMINAL.has(jobs.get(id)?.state);
   $('watch-cancel').onclick = () => cancel(id);
-  let count = 0;
-  const onToken = (token) => {
-    const span = document.createElement('span');
-    span.textContent = (count++ ? ' ' : '') + token;
-    tokensEl.append(span);
-    $('watch-count').textContent = String(count);
-    if (tokensEl.scrollHeight - tokensEl.scrollTop - tokensEl.clientHeight < 80)
-      tokensEl.scrollTop = tokensEl.scrollHeight;
-  };
-  const onEnd = (state, message) => {
-    setBadge($('watch-state'), state);
-    $('watch-cancel').disabled = true;
-    const note = document.createElement('span');
-    note.className = 'end';
-    note.textContent = state === 'completed' ? '— end of stream' : `— ${state}: ${message}`;
-    tokensEl.append(note);
-    paintWatchFigures();
-  };
+  const writer = tokenWriter(tokensEl, {
+    follow: true,
+    onCount: (n) => ($('watch-count').textContent = String(n)),
+  });
+  const onToken = (token) => writer.push(token);
+  const onEnd = (state, message) =>
+    writer.end(() => {
+      setBadge($('watch-state'), state);
+      $('watch-cancel').disabled = true;
+      const note = document.createElement('span');
+      note.className = 'end';
+      note.textContent = state === 'completed' ? '— end of stream' : `— ${state}: ${message}`;
+      tokensEl.append(note);
+      paintWatchFigures();
+    });
   const url = `${base}/${encodeURIComponent(id)}/stream`;
-  let stop;
+  let stopStream;
   if (apiKey && !signedUrls.has(id)) {
     // A job this page did not submit has no signed URL: read its stream with the key, through fetch.
-    stop = watchJobStream(url, authHeaders(), onToken, onEnd);
+    stopStream = watchJobStream(url, authHeaders(), onToken, onEnd);
   } else {
     const sub = streamJob(signedUrls.get(id) ?? url).subscribe({
       next: ({ token }) => onToken(token),
@@ -482,11 +568,15 @@ function watch(id) {
           e.message,
         ),
     });
-    stop = () => sub.unsubscribe();
+    stopStream = () => sub.unsubscribe();
   }
+  const stop = () => {
+    stopStream();
+    writer.stop();
+  };
   watching = { id, stop };
   paintWatchFigures();
-  invalidate(false);
+  invalidate(false, true);
 }
 
 function paintWatchFigures() {
@@ -506,7 +596,7 @@ $('watch-close').addEventListener('click', () => {
   watching = undefined;
   $('watch').hidden = true;
   $('main').classList.remove('watching');
-  invalidate(false);
+  invalidate(false, true);
   if (id) rowsShown.get(id)?.focus();
 });
 
@@ -580,10 +670,11 @@ function watchJobStream(url, headers, onToken, onEnd) {
 
 // ------------------------------------------------------------------------------------- /v1/events
 
+const connEl = $('conn');
 function setConn(state, text) {
-  if ($('conn').dataset.state === state && $('conn').textContent === text) return;
-  $('conn').dataset.state = state;
-  $('conn').textContent = text;
+  if (connEl.dataset.state === state && connEl.textContent === text) return;
+  connEl.dataset.state = state;
+  connEl.textContent = text;
 }
 
 /**
@@ -724,7 +815,7 @@ connect();
 
 // ------------------------------------------------------------------------------------- submitting
 
-let current;
+let current; // { stop() }: the submitted job's stream in the output panel
 $('submit-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   $('form-error').textContent = '';
@@ -745,22 +836,33 @@ $('submit-form').addEventListener('submit', async (ev) => {
     return;
   }
   signedUrls.set(job.job_id, job.sse_url);
-  current?.unsubscribe();
+  current?.stop();
   $('output').hidden = false;
   $('output-id').textContent = job.job_id;
   $('output-tokens').textContent = '';
   setOutputState('running');
   $('output-cancel').onclick = () => cancel(job.job_id);
+  const writer = tokenWriter($('output-tokens'));
+  const end = (state, message) =>
+    writer.end(() => {
+      setOutputState(state);
+      const note = document.createElement('span');
+      note.className = 'end';
+      note.textContent = state === 'completed' ? '— end of stream' : `— ${message}`;
+      $('output-tokens').append(note);
+    });
   // sse_url carries a signed stream token when the server has API keys, so a plain EventSource works.
-  current = streamJob(job.sse_url).subscribe({
-    next: ({ token }) => {
-      const span = document.createElement('span');
-      span.textContent = ($('output-tokens').childElementCount ? ' ' : '') + token;
-      $('output-tokens').append(span);
-    },
+  const sub = streamJob(job.sse_url).subscribe({
+    next: ({ token }) => writer.push(token),
     complete: () => end('completed', 'completed'),
     error: (e) => end(e.code === 'JOB_CANCELLED' ? 'cancelled' : 'failed', e.message),
   });
+  current = {
+    stop: () => {
+      sub.unsubscribe();
+      writer.stop();
+    },
+  };
 });
 
 function setBadge(el, state) {
@@ -771,12 +873,4 @@ function setBadge(el, state) {
 function setOutputState(state) {
   setBadge($('output-state'), state);
   $('output-cancel').disabled = TERMINAL.has(state);
-}
-
-function end(state, message) {
-  setOutputState(state);
-  const note = document.createElement('span');
-  note.className = 'end';
-  note.textContent = state === 'completed' ? '— end of stream' : `— ${message}`;
-  $('output-tokens').append(note);
 }
