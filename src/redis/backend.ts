@@ -170,7 +170,7 @@ class RedisBackend implements RegistryBackend {
         (shards, g) =>
           new Tailer({
             blocking: this.conn.duplicate(`reader${g}`),
-            cmd: this.conn.cmd,
+            reads: this.conn.reads,
             events: shards.map((s) => this.keys.events(s)),
             shards,
             wakeKey: this.keys.wake(shards[0]!, this.owner),
@@ -402,7 +402,7 @@ class RedisBackend implements RegistryBackend {
   private remote(): ReaderContext & RemoteContext {
     return (this.context ??= {
       started: this.started ?? Promise.reject(new BackendError('redis backend was never opened')),
-      cmd: this.conn.cmd,
+      reads: this.conn.reads,
       conn: this.conn,
       keys: this.keys,
       log: this.o.log,

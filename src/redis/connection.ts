@@ -16,11 +16,15 @@ export interface ScriptCommands {
 
 /**
  * The command connection (a `Redis` or a `Cluster`, given or made from a URL), the scripts defined on
- * it, and duplicates of it for blocking reads. On a cluster every shard is its own group (one slot: one
- * pipeline, one blocking XREAD); on a single Redis all shards form one group.
+ * it, a read connection, and duplicates of it for blocking reads. Job writes go through `cmd`; lookups
+ * and replays of jobs held elsewhere go through `reads`, so a burst of writes waiting for Redis never
+ * holds a reader up behind it. On a cluster every shard is its own group (one slot: one pipeline, one
+ * blocking XREAD); on a single Redis all shards form one group.
  */
 export class Connection {
   readonly cmd: RedisClient;
+  /** Lookups, replays and wake-ups: commands whose order against this process's job writes does not matter. */
+  readonly reads: RedisClient;
   readonly cluster: boolean;
   readonly where: string;
   private readonly owned: boolean;
@@ -53,6 +57,7 @@ export class Connection {
     this.cmd.defineCommand('jrRestoreEnded', { numberOfKeys: 4, lua: RESTORE_ENDED });
     this.cmd.defineCommand('jrRemove', { numberOfKeys: 5, lua: REMOVE });
     this.cmd.defineCommand('jrTokens', { numberOfKeys: 1, lua: TOKENS });
+    this.reads = this.copy('reads', {});
   }
 
   /** Group of a shard: the unit of one pipeline and one blocking reader. */
@@ -70,6 +75,10 @@ export class Connection {
     return this.cmd.pipeline() as Pipeline & ScriptCommands;
   }
 
+  readPipeline(): Pipeline {
+    return this.reads.pipeline();
+  }
+
   get scripts(): ScriptCommands {
     return this.cmd as unknown as ScriptCommands;
   }
@@ -79,27 +88,28 @@ export class Connection {
    * Its commands wait for a reconnect instead of failing after a number of retries.
    */
   duplicate(suffix: string): RedisClient {
+    return this.copy(suffix, { maxRetriesPerRequest: null });
+  }
+
+  private copy(suffix: string, extra: { maxRetriesPerRequest?: null }): RedisClient {
     const connectionName = `${this.name}:${suffix}`;
     const dup = this.cluster
       ? (this.cmd as Cluster).duplicate(undefined, {
           lazyConnect: true,
-          redisOptions: {
-            ...(this.cmd as Cluster).options.redisOptions,
-            connectionName,
-            maxRetriesPerRequest: null,
-          },
+          redisOptions: { ...(this.cmd as Cluster).options.redisOptions, connectionName, ...extra },
         })
-      : (this.cmd as Redis).duplicate({ lazyConnect: true, maxRetriesPerRequest: null, connectionName });
+      : (this.cmd as Redis).duplicate({ lazyConnect: true, connectionName, ...extra });
     dup.on('error', this.onError);
     this.blocking.push(dup);
     return dup;
   }
 
-  /** Connects the command connection (when not yet connected) and checks it answers. */
+  /** Connects the command and read connections (when not yet connected) and checks they answer. */
   async connect(): Promise<void> {
     try {
       if (this.cmd.status === 'wait') await this.cmd.connect();
-      await this.cmd.ping();
+      if (this.reads.status === 'wait') await this.reads.connect();
+      await Promise.all([this.cmd.ping(), this.reads.ping()]);
     } catch (e) {
       this.close();
       throw new BackendError(`cannot reach Redis at ${this.where}: ${messageOf(e)}`, e);

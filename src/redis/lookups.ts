@@ -7,8 +7,9 @@ import { seqOf, type Keys } from './keys.js';
 type Entries = Array<[string, string[]]>;
 
 /**
- * Runs `add` for each item in one pipeline per group (one per slot on a cluster) and returns, per item,
- * the replies of the `perItem` commands it added, in order. Throws the first error reply.
+ * Runs `add` for each item in one pipeline per group (one per slot on a cluster) on the command or the
+ * read connection, and returns, per item, the replies of the `perItem` commands it added, in order.
+ * Throws the first error reply.
  */
 export async function perGroup<I>(
   conn: Connection,
@@ -16,6 +17,7 @@ export async function perGroup<I>(
   shardOf: (item: I) => number,
   perItem: number,
   add: (pipe: Pipeline, item: I, shard: number) => void,
+  via: 'cmd' | 'reads' = 'cmd',
 ): Promise<unknown[][]> {
   const byGroup = new Map<number, number[]>();
   items.forEach((item, i) => {
@@ -27,7 +29,7 @@ export async function perGroup<I>(
   const out: unknown[][] = new Array(items.length);
   await Promise.all(
     [...byGroup.values()].map(async (indexes) => {
-      const pipe = conn.pipeline();
+      const pipe = via === 'reads' ? conn.readPipeline() : conn.pipeline();
       for (const i of indexes) add(pipe, items[i]!, shardOf(items[i]!));
       const results = (await pipe.exec()) ?? [];
       indexes.forEach((i, n) => {
@@ -59,6 +61,7 @@ export async function readSnapshots(
       pipe.hgetall(keys.meta(id, shard));
       pipe.xrevrange(keys.tokens(id, shard), '+', '-', 'COUNT', 2);
     },
+    'reads',
   );
   return ids.map((id, i) => {
     const [meta, last] = replies[i] as [Record<string, string>, Entries];
@@ -80,6 +83,7 @@ export async function indexedIds(
     (pipe, shard) => {
       pipe.zrange(keys.jobs(shard), 0, -1, 'WITHSCORES');
     },
+    'reads',
   );
   const all: Array<[string, number]> = [];
   const foreign: string[] = [];
@@ -104,6 +108,7 @@ export async function firstKept(conn: Connection, keys: Keys, jobId: string): Pr
     (pipe, id, shard) => {
       pipe.xrange(keys.tokens(id, shard), '-', '+', 'COUNT', 1);
     },
+    'reads',
   )) as [[Entries]];
   const seq = first.length > 0 ? seqOf(first[0]![0]) : undefined;
   if (seq !== undefined) return seq;

@@ -19,7 +19,8 @@ import type { Tailer, TailReader } from './tailer.js';
 /** What a remote reader needs from the backend. */
 export interface ReaderContext {
   started: Promise<void>;
-  cmd: RedisClient;
+  /** The read connection (never behind this process's queued writes). */
+  reads: RedisClient;
   keys: Keys;
   log: BackendLogger;
   tailer(shard: number): Tailer;
@@ -112,20 +113,21 @@ export function remoteTokens(
     });
     const run = async (): Promise<void> => {
       await ctx.started;
-      const [state, limit] = await ctx.cmd.hmget(ctx.keys.meta(jobId, shard), 'state', 'limit');
+      const [state, limit] = await ctx.reads.hmget(ctx.keys.meta(jobId, shard), 'state', 'limit');
       if (state === null)
         throw new JobNotFoundError(jobId, 'not in this process nor in Redis; it may have expired');
       // A job whose stream was never trimmed (it keeps every token, or fewer than its limit were made)
       // starts at seq 0: a fresh reader that finds a later first seq found a gap (tokens lost with
       // Redis's data), not a trimmed buffer.
-      if (after === undefined && (limit === 'inf' || (await ctx.cmd.xlen(key)) < Number(limit))) lastSeq = -1;
+      if (after === undefined && (limit === 'inf' || (await ctx.reads.xlen(key)) < Number(limit)))
+        lastSeq = -1;
       if (after !== undefined) {
         const first = await ctx.firstKept(jobId);
         if (first !== undefined && after + 1 < first) throw new ReplayExpiredError(jobId, after, first);
       }
       // Replay in pages, then join the shard's tail; catch up again if the tail moved meanwhile.
       for (;;) {
-        const page = await ctx.cmd.xrange(key, '(' + reader.lastId, '+', 'COUNT', PAGE);
+        const page = await ctx.reads.xrange(key, '(' + reader.lastId, '+', 'COUNT', PAGE);
         if (!active) return;
         for (const [id, fields] of page) if (reader.deliver(id, fields)) return;
         if (page.length === PAGE) continue;

@@ -27,9 +27,9 @@ interface Tail {
 }
 
 export interface TailerConfig {
-  /** The blocking connection (used by this tailer only) and the command connection (for wake writes). */
+  /** The blocking connection (used by this tailer only) and the read connection (wake writes, checks). */
   blocking: RedisClient;
-  cmd: RedisClient;
+  reads: RedisClient;
   /** Event stream keys of the shards this tailer reads, and the shard number of each. */
   events: string[];
   shards: number[];
@@ -72,7 +72,7 @@ export class Tailer {
   async start(): Promise<void> {
     if (this.c.blocking.status === 'wait') await this.c.blocking.connect();
     for (let i = 0; i < this.c.events.length; i++) {
-      const last = await this.c.cmd.xrevrange(this.c.events[i]!, '+', '-', 'COUNT', 1);
+      const last = await this.c.reads.xrevrange(this.c.events[i]!, '+', '-', 'COUNT', 1);
       if (last.length > 0) this.cursors[i] = last[0]![0];
     }
     this.done = this.loop();
@@ -133,8 +133,8 @@ export class Tailer {
     this.waking = true;
     const key = this.c.wakeKey;
     Promise.all([
-      this.c.cmd.xadd(key, 'MAXLEN', 1, '*', 'w', '1'),
-      this.c.cmd.pexpire(key, this.c.leaseMs * 3),
+      this.c.reads.xadd(key, 'MAXLEN', 1, '*', 'w', '1'),
+      this.c.reads.pexpire(key, this.c.leaseMs * 3),
     ]).then(
       () => {
         this.c.outages.ok('wake-ups');
@@ -231,7 +231,7 @@ export class Tailer {
   private async isolate(keys: string[]): Promise<void> {
     let types: string[];
     try {
-      types = await Promise.all(keys.map((k) => this.c.cmd.type(k)));
+      types = await Promise.all(keys.map((k) => this.c.reads.type(k)));
     } catch (e) {
       this.c.outages.fail('key checks', 'checking key types after a failed read failed', e);
       return;
