@@ -15,6 +15,7 @@ const doc = JSON.parse(readFileSync(join(root, 'bench/results/latest.json'), 'ut
   sections: Array<{ section: string; figures: Figure[]; notes: string[] }>;
   ratios: Array<Ratio & { section: string }>;
   summary: { met: number; missed: number };
+  rerun?: Record<string, string>;
 };
 
 const fmt = (n: number): string =>
@@ -39,6 +40,7 @@ const shown = [
   /p99 latency emit/,
   /: single Redis$/,
   /: 3-master Redis Cluster$/,
+  /busiest (node|master)/,
   /^Durable Streams .*, (delivered chunks\/s|p99 append to delivery)$/,
 ];
 
@@ -46,7 +48,10 @@ const out: string[] = [];
 out.push(
   `Last full run (${doc.date.slice(0, 10)}): ${doc.machine.cpus} x ${doc.machine.model}, ${doc.machine.memoryGiB} GiB, Node ${doc.machine.node}; ` +
     `rxjs ${doc.versions.rxjs}, ioredis ${doc.versions.ioredis}, resumable-stream ${doc.versions['resumable-stream']}. ` +
-    `${doc.summary.met} of ${doc.summary.met + doc.summary.missed} ratios met.`,
+    `${doc.summary.met} of ${doc.summary.met + doc.summary.missed} ratios met.` +
+    (doc.rerun === undefined
+      ? ''
+      : ` Rerun after a later change: ${Object.keys(doc.rerun).join(', ')} (${Object.values(doc.rerun)[0]!.slice(0, 16).replace('T', ' ')} UTC).`),
   '',
   '| section | ratio | value | target | met |',
   '|---|---|---:|---:|:---:|',

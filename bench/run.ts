@@ -1,6 +1,8 @@
 /**
- * `npm run bench [-- --quick] [-- --only core,sse]`: runs every section in a fresh process, collects
- * medians and ratios, and writes bench/results/latest.json, latest.md and ratios.svg.
+ * `npm run bench [-- --quick] [-- --only=core,sse [--merge]]`: runs every section in a fresh process,
+ * collects medians and ratios, and writes bench/results/latest.json, latest.md and ratios.svg. A partial
+ * run (`--only`) writes partial.*; with `--merge` its sections replace those of latest.json instead (for
+ * rerunning the sections a change touched), and latest.json says which sections were rerun when.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,6 +16,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='));
 const only = onlyArg === undefined ? undefined : onlyArg.slice(7).split(',');
+const merge = process.argv.includes('--merge');
+if (merge && (only === undefined || quick)) {
+  console.error('bench: --merge goes with --only=<sections> of a full run');
+  process.exit(2);
+}
 const SECTIONS = [
   'core',
   'memory',
@@ -83,10 +90,27 @@ const version = (p: string): string => {
     return 'absent';
   }
 };
-const ratios: Array<Ratio & { section: string }> = results.flatMap((r) =>
-  r.ratios.map((x) => ({ ...x, section: r.section })),
-);
-const doc = {
+interface Doc {
+  date: string;
+  mode: string;
+  seconds: number;
+  machine: { cpus: number; model: string; memoryGiB: number; node: string; platform: string };
+  versions: Record<string, string>;
+  sections: SectionResult[];
+  ratios: Array<Ratio & { section: string }>;
+  summary: { met: number; missed: number };
+  /** Sections rerun into this document by `--merge`, with when. */
+  rerun?: Record<string, string>;
+}
+
+const ratiosOf = (sections: SectionResult[]): Array<Ratio & { section: string }> =>
+  sections.flatMap((r) => r.ratios.map((x) => ({ ...x, section: r.section })));
+const summaryOf = (ratios: Ratio[]): Doc['summary'] => ({
+  met: ratios.filter((r) => r.met).length,
+  missed: ratios.filter((r) => !r.met).length,
+});
+const ratios = ratiosOf(results);
+let doc: Doc = {
   date: new Date().toISOString(),
   mode: quick ? 'quick' : 'full',
   seconds: Math.round((Date.now() - started) / 1000),
@@ -105,8 +129,20 @@ const doc = {
   },
   sections: results,
   ratios,
-  summary: { met: ratios.filter((r) => r.met).length, missed: ratios.filter((r) => !r.met).length },
+  summary: summaryOf(ratios),
 };
+
+const outDir = join(here, 'results');
+if (merge) {
+  const full = JSON.parse(readFileSync(join(outDir, 'latest.json'), 'utf8')) as Doc;
+  const fresh = new Map(results.map((r) => [r.section, r]));
+  const sections = full.sections.map((s) => fresh.get(s.section) ?? s);
+  for (const r of results) if (!full.sections.some((s) => s.section === r.section)) sections.push(r);
+  const merged = ratiosOf(sections);
+  const rerun = { ...full.rerun };
+  for (const r of results) rerun[r.section] = doc.date;
+  doc = { ...full, sections, ratios: merged, summary: summaryOf(merged), rerun };
+}
 
 const lines: string[] = [];
 lines.push(`# Benchmark results (${doc.mode})`, '');
@@ -114,13 +150,20 @@ lines.push(
   `${doc.date}, ${doc.machine.cpus} x ${doc.machine.model}, ${doc.machine.memoryGiB} GiB, Node ${doc.machine.node}; rxjs ${doc.versions.rxjs}, ioredis ${doc.versions.ioredis}, resumable-stream ${doc.versions['resumable-stream']}.`,
   '',
 );
+if (doc.rerun !== undefined)
+  lines.push(
+    `Rerun since on the same machine: ${Object.entries(doc.rerun)
+      .map(([section, at]) => `${section} (${at})`)
+      .join(', ')}.`,
+    '',
+  );
 lines.push(
   '## Ratios against their targets',
   '',
   '| section | ratio | value | target | met |',
   '|---|---|---:|---:|:---:|',
 );
-for (const r of ratios)
+for (const r of doc.ratios)
   lines.push(
     `| ${r.section} | ${r.name} | ${fmt(r.value)} | ${r.higherIsBetter ? '>=' : '<='} ${fmt(r.target)} | ${r.met ? 'yes' : '**no**'} |`,
   );
@@ -131,23 +174,22 @@ lines.push(
   '| section | figure | median | min - max | unit |',
   '|---|---|---:|---:|---|',
 );
-for (const s of results)
+for (const s of doc.sections)
   for (const f of s.figures)
     lines.push(`| ${s.section} | ${f.name} | ${fmt(f.median)} | ${fmt(f.min)} - ${fmt(f.max)} | ${f.unit} |`);
-const notes = results.flatMap((s) => s.notes.map((n) => `- ${s.section}: ${n}`));
+const notes = doc.sections.flatMap((s) => s.notes.map((n) => `- ${s.section}: ${n}`));
 if (notes.length > 0) lines.push('', '## Notes', '', ...notes);
 const table = lines.join('\n') + '\n';
 
-const outDir = join(here, 'results');
 mkdirSync(outDir, { recursive: true });
-// A partial run (--only) never overwrites the full results.
-const base = quick ? 'quick' : only !== undefined ? 'partial' : 'latest';
+// A partial run (--only) never overwrites the full results, unless it is merged into them.
+const base = quick ? 'quick' : only !== undefined && !merge ? 'partial' : 'latest';
 writeFileSync(join(outDir, `${base}.json`), JSON.stringify(doc, null, 2) + '\n');
 writeFileSync(join(outDir, `${base}.md`), table);
 writeFileSync(
   join(outDir, `${base === 'latest' ? 'ratios' : `${base}-ratios`}.svg`),
   renderChart(
-    ratios,
+    doc.ratios,
     `${doc.machine.cpus} x ${doc.machine.model}, Node ${doc.machine.node}, ${doc.mode} run`,
   ),
 );

@@ -7,16 +7,16 @@
  */
 import { chromium } from 'playwright-core';
 import { startServer } from '../examples/inference-server.js';
+import { CHROMIUM, CHROMIUM_FLAGS } from './chromium.js';
 
 const out = process.argv[2] ?? 'docs/dashboard.png';
-const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const server = await startServer({ port: 0, logger: quiet });
 const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ['--no-sandbox', '--disable-gpu'],
+  executablePath: CHROMIUM,
+  args: CHROMIUM_FLAGS,
 });
 try {
   const post = async (body: object): Promise<string> => {

@@ -25,18 +25,9 @@ import { existsSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../examples/inference-server.js';
+import { CHROMIUM, CHROMIUM_FLAGS } from '../../scripts/chromium.js';
 import { QUICK, figure, ratio, report, type Figure, type Ratio } from '../lib.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const N = 1000;
 const ROUNDS = QUICK ? 1 : 3;
 /** How long each job streams. */

@@ -30,7 +30,7 @@ export interface Ttls {
 /** A token command in a batch: [command index, job id, first seq, tokens]. */
 type Run = [number, string, number, number];
 
-/** One job's consecutive tokens: one command when its batch is sent (or sooner, see `closeRun`). */
+/** One job's consecutive tokens: one command, put in the pipeline once another write comes. */
 interface OpenRun {
   jobId: string;
   key: string;
@@ -38,7 +38,6 @@ interface OpenRun {
   field: 's' | 't';
   values: string[];
   batch: Batch;
-  closed: boolean;
 }
 
 /** Tokens per TOKENS command at most: bounds the arguments of one call and the time Redis spends in it. */
@@ -52,8 +51,6 @@ interface Batch {
   commands: number;
   /** Token commands, in pipeline order. */
   runs: Run[];
-  /** Token runs not yet in the pipeline, by job. */
-  open: Map<string, OpenRun>;
   transitions: Array<[number, string, JobState]>;
   /** Settled once Redis's answers to this batch's ends were read (or the batch failed). */
   ends: Array<() => void> | undefined;
@@ -62,9 +59,9 @@ interface Batch {
 
 /**
  * Batches this process's writes per tick into one pipeline per group (one per slot on a cluster), sends
- * them at the end of the tick, and reads back what Redis answered. A job's consecutive tokens of one
- * tick go as one TOKENS script call (a lone token as a plain XADD); any other write of that job first
- * puts its open run in the pipeline, so Redis applies a job's writes in the order they were made. New
+ * them at the end of the tick, and reads back what Redis answered. A job's consecutive tokens go as one
+ * TOKENS script call (a lone token as a plain XADD); the run goes in the pipeline before the job's next
+ * write of another kind, so Redis applies a job's writes in the order they were made. New
  * jobs and tokens are refused with `BackendError` while `maxPending` writes wait for Redis; state
  * changes and removals never are, so a job's end always reaches Redis once it is back.
  */
@@ -80,7 +77,8 @@ export class Writer {
   private lastJob = '';
   private lastShard = 0;
   private lastKey = '';
-  private lastRun: OpenRun | undefined;
+  /** The token run being added to (the last token's job): it goes in the pipeline when anything else does. */
+  private open: OpenRun | undefined;
 
   constructor(
     private readonly conn: Connection,
@@ -127,10 +125,11 @@ export class Writer {
     // String tokens (the usual LLM token) are stored raw under `s`; anything else as JSON under `t`.
     const field = typeof token === 'string' ? 's' : 't';
     const data = typeof token === 'string' ? token : (JSON.stringify(token) ?? 'null');
-    let run = this.lastRun;
-    if (run === undefined || run.jobId !== jobId || run.batch !== b || run.closed) run = b.open.get(jobId);
+    const run = this.open;
     if (
       run !== undefined &&
+      run.jobId === jobId &&
+      run.batch === b &&
       run.field === field &&
       run.seq + run.values.length === seq &&
       run.values.length < RUN_MAX
@@ -138,11 +137,9 @@ export class Writer {
       run.values.push(data);
     else {
       if (run !== undefined) this.closeRun(run);
-      run = { jobId, key: this.lastKey, seq, field, values: [data], batch: b, closed: false };
-      b.open.set(jobId, run);
+      this.open = { jobId, key: this.lastKey, seq, field, values: [data], batch: b };
       b.tokenJobs.add(jobId);
     }
-    this.lastRun = run;
     b.size++;
     this.pending++;
     this.counts?.set(jobId, seq + 1);
@@ -160,7 +157,7 @@ export class Writer {
   ): Promise<void> | undefined {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(b, jobId);
+    this.closeRunOf(jobId);
     this.counts?.delete(jobId);
     b.transitions.push([b.commands, jobId, to]);
     b.pipe.jrTransition(
@@ -174,7 +171,7 @@ export class Writer {
   removed(jobId: string, at: number): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(b, jobId);
+    this.closeRunOf(jobId);
     this.counts?.delete(jobId);
     b.pipe.jrRemove(
       this.keys.meta(jobId, shard),
@@ -222,7 +219,7 @@ export class Writer {
   progress(jobId: string, count: number, at: number): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(b, jobId);
+    this.closeRunOf(jobId);
     b.pipe.xadd(
       this.keys.events(shard),
       'MAXLEN',
@@ -284,7 +281,7 @@ export class Writer {
   ): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(b, jobId);
+    this.closeRunOf(jobId);
     b.pipe.jrRestoreEnded(
       ...this.keys.ofJob(jobId, shard),
       state,
@@ -342,16 +339,15 @@ export class Writer {
     this.pending++;
   }
 
-  private closeRunOf(b: Batch, jobId: string): void {
-    const run = b.open.get(jobId);
-    if (run !== undefined) this.closeRun(run);
+  /** Before another write of a job: its open token run goes first. */
+  private closeRunOf(jobId: string): void {
+    if (this.open !== undefined && this.open.jobId === jobId) this.closeRun(this.open);
   }
 
-  /** Puts an open token run in its batch's pipeline. */
+  /** Puts the open token run in its batch's pipeline. */
   private closeRun(run: OpenRun): void {
     const b = run.batch;
-    run.closed = true;
-    b.open.delete(run.jobId);
+    this.open = undefined;
     b.runs.push([b.commands, run.jobId, run.seq, run.values.length]);
     b.commands++;
     if (run.values.length > 1) {
@@ -376,7 +372,6 @@ export class Writer {
         size: 0,
         commands: 0,
         runs: [],
-        open: new Map(),
         transitions: [],
         tokenJobs: new Set(),
         ends: undefined,
@@ -395,8 +390,7 @@ export class Writer {
     if (this.batches.size === 0) return;
     const batches = this.batches;
     this.batches = new Map();
-    for (const b of batches.values()) for (const run of b.open.values()) this.closeRun(run);
-    this.lastRun = undefined;
+    if (this.open !== undefined) this.closeRun(this.open);
     const counts = this.counts;
     if (counts !== undefined && counts.size > 0) {
       for (const [jobId, n] of counts) {

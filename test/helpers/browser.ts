@@ -1,16 +1,8 @@
 import { existsSync } from 'node:fs';
 
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-export const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
+import { CHROMIUM } from '../../scripts/chromium.js';
+
+export { CHROMIUM, CHROMIUM_FLAGS } from '../../scripts/chromium.js';
 
 /** Whether the browser test can run here. In CI it must: a missing Chromium fails instead of skipping. */
 export function haveChromium(): boolean {

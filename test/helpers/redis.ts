@@ -1,4 +1,6 @@
 import { Redis } from 'ioredis';
+import { JobRegistry, type JobRegistryOptions } from '../../src/core/index.js';
+import { redisBackend, type BackendLogger, type RedisBackendOptions } from '../../src/redis/index.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -38,4 +40,42 @@ export async function dropPrefix(prefix: string): Promise<void> {
   } finally {
     r.disconnect();
   }
+}
+
+/** A logger that keeps the backend's expected warnings out of the test output. */
+export const quietLogger: BackendLogger = { warn: () => undefined, error: () => undefined };
+
+/**
+ * Registries on Redis under one prefix for a test file, with `defaults` for every backend, and an admin
+ * connection; `close()` disposes them all and drops the prefix.
+ */
+export function registriesOn(
+  prefix: string,
+  defaults: Omit<RedisBackendOptions, 'url' | 'prefix'> = {},
+): {
+  admin: Redis;
+  make<T = string>(
+    backend?: Omit<RedisBackendOptions, 'url' | 'prefix'>,
+    registry?: JobRegistryOptions,
+  ): JobRegistry<T>;
+  close(): Promise<void>;
+} {
+  const made: Array<JobRegistry<unknown>> = [];
+  const admin = new Redis(REDIS_URL);
+  return {
+    admin,
+    make<T = string>(backend = {}, registry: JobRegistryOptions = {}): JobRegistry<T> {
+      const r = new JobRegistry<T>({
+        ...registry,
+        backend: redisBackend({ url: REDIS_URL, prefix, ...defaults, ...backend }),
+      });
+      made.push(r as JobRegistry<unknown>);
+      return r;
+    },
+    async close() {
+      await Promise.all(made.map((r) => r.dispose()));
+      await dropPrefix(prefix);
+      admin.disconnect();
+    },
+  };
 }

@@ -3,31 +3,20 @@
  * writes are queued up waiting for Redis (here: CLIENT PAUSE WRITE while it streams a job) still answers
  * `findJob` and replays another process's job at once, instead of behind every queued write.
  */
-import { Redis } from 'ioredis';
-import { JobRegistry } from '../../src/core/index.js';
-import { redisBackend, type BackendLogger } from '../../src/redis/index.js';
+import type { JobRegistry } from '../../src/core/index.js';
 import { collect, describeIf, sleep } from '../helpers/collect.js';
-import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
+import { haveRedis, quietLogger, registriesOn, testPrefix } from '../helpers/redis.js';
 
 const available = await haveRedis();
 const prefix = testPrefix('reads');
 
 describeIf(available)('redis backend: reads never wait behind queued writes', () => {
-  const registries: JobRegistry<string>[] = [];
-  const admin = new Redis(REDIS_URL);
-  const quiet: BackendLogger = { warn: () => undefined, error: () => undefined };
-  const make = (): JobRegistry<string> => {
-    const r = new JobRegistry<string>({
-      backend: redisBackend({ url: REDIS_URL, prefix, leaseMs: 10_000, blockMs: 1000, logger: quiet }),
-    });
-    registries.push(r);
-    return r;
-  };
+  const on = registriesOn(prefix, { leaseMs: 10_000, blockMs: 1000, logger: quietLogger });
+  const admin = on.admin;
+  const make = (): JobRegistry<string> => on.make();
   afterAll(async () => {
     await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
-    await Promise.all(registries.map((r) => r.dispose()));
-    await dropPrefix(prefix);
-    admin.disconnect();
+    await on.close();
   });
 
   test('findJob and a replay of a job held elsewhere answer while this process has writes held up', async () => {

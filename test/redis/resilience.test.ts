@@ -2,35 +2,17 @@ import { Redis } from 'ioredis';
 import { JobRegistry, JobNotFoundError, InvalidArgumentError } from '../../src/core/index.js';
 import { Keys, redisBackend, type BackendLogger } from '../../src/redis/index.js';
 import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
-import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
+import { REDIS_URL, haveRedis, quietLogger, registriesOn, testPrefix } from '../helpers/redis.js';
 
 const available = await haveRedis();
 const prefix = testPrefix('resilience');
 const K = new Keys(prefix, 8);
 
 describeIf(available)('redis backend: dropped connections and bad input', () => {
-  const registries: JobRegistry<string>[] = [];
-  const admin = new Redis(REDIS_URL);
-  const quiet: BackendLogger = { warn: () => undefined, error: () => undefined };
-  const make = (extra: { logger?: BackendLogger; redis?: Redis } = {}) => {
-    const r = new JobRegistry<string>({
-      backend: redisBackend({
-        url: REDIS_URL,
-        prefix,
-        leaseMs: 2000,
-        blockMs: 1000,
-        logger: quiet,
-        ...extra,
-      }),
-    });
-    registries.push(r);
-    return r;
-  };
-  afterAll(async () => {
-    await Promise.all(registries.map((r) => r.dispose()));
-    await dropPrefix(prefix);
-    admin.disconnect();
-  });
+  const on = registriesOn(prefix, { leaseMs: 2000, blockMs: 1000, logger: quietLogger });
+  const admin = on.admin;
+  const make = (extra: { logger?: BackendLogger; redis?: Redis } = {}): JobRegistry<string> => on.make(extra);
+  afterAll(() => on.close());
 
   test('CLIENT KILL of every backend connection mid-stream loses and repeats nothing', async () => {
     const a = make();
@@ -114,10 +96,7 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
   });
 
   test('writes waiting for Redis are bounded by maxPendingWrites, then refused loudly with BackendError', async () => {
-    const r = new JobRegistry<string>({
-      backend: redisBackend({ url: REDIS_URL, prefix, maxPendingWrites: 50, logger: quiet }),
-    });
-    registries.push(r);
+    const r = on.make({ maxPendingWrites: 50 });
     await r.ready();
     const id = r.createJob();
     await r.flush();
@@ -210,8 +189,7 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
   });
 
   test("retention expires a terminal job's keys in Redis", async () => {
-    const a = new JobRegistry<string>({ retention: 300, backend: redisBackend({ url: REDIS_URL, prefix }) });
-    registries.push(a);
+    const a = on.make({}, { retention: 300 });
     await a.ready();
     const id = a.createJob();
     a.emit(id, 'x');

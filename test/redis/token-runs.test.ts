@@ -3,33 +3,21 @@
  * XADD): the stored entries, their ids, the trim and the TTL are those of one XADD per token, a mixed
  * burst keeps its types, and a run Redis refuses part of fails the job instead of leaving a gap.
  */
-import { Redis } from 'ioredis';
-import { JobRegistry } from '../../src/core/index.js';
-import { Keys, redisBackend, type BackendLogger } from '../../src/redis/index.js';
+import type { JobRegistry } from '../../src/core/index.js';
+import { Keys } from '../../src/redis/index.js';
 import { collect, describeIf, waitFor } from '../helpers/collect.js';
-import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
+import { haveRedis, quietLogger, registriesOn, testPrefix } from '../helpers/redis.js';
 
 const available = await haveRedis();
 const prefix = testPrefix('token-runs');
 const K = new Keys(prefix, 8);
 
 describeIf(available)('redis backend: token runs', () => {
-  const registries: JobRegistry<unknown>[] = [];
-  const admin = new Redis(REDIS_URL);
-  const quiet: BackendLogger = { warn: () => undefined, error: () => undefined };
-  const make = (replayLimit?: number): JobRegistry<unknown> => {
-    const r = new JobRegistry<unknown>({
-      ...(replayLimit !== undefined ? { replayLimit } : {}),
-      backend: redisBackend({ url: REDIS_URL, prefix, leaseMs: 2000, blockMs: 1000, logger: quiet }),
-    });
-    registries.push(r);
-    return r;
-  };
-  afterAll(async () => {
-    await Promise.all(registries.map((r) => r.dispose()));
-    await dropPrefix(prefix);
-    admin.disconnect();
-  });
+  const on = registriesOn(prefix, { leaseMs: 2000, blockMs: 1000, logger: quietLogger });
+  const admin = on.admin;
+  const make = (replayLimit?: number): JobRegistry<unknown> =>
+    on.make<unknown>({}, replayLimit !== undefined ? { replayLimit } : {});
+  afterAll(() => on.close());
 
   test('a burst is stored as one entry per token, ids 0-<seq+1>, with the live TTL; a reader elsewhere gets each once', async () => {
     const a = make();
