@@ -58,11 +58,13 @@ export function registryMetrics<T, P>(
   const handlers = options.handlers ?? [];
   const registers = [register];
 
-  // One stats() per scrape, shared by every collect callback of that scrape.
+  // One stats() per scrape, shared by every collect callback of that scrape. A scrape collects the
+  // metrics in the order they were made, so the first one (`jobs`) reads afresh; the others reuse what
+  // it read within the same millisecond (a lone metric read on its own reads afresh too).
   let cached: { at: number; stats: RegistryStats | undefined } = { at: -1, stats: undefined };
-  const stats = (): RegistryStats | undefined => {
+  const stats = (fresh = false): RegistryStats | undefined => {
     const now = Date.now();
-    if (cached.at !== now) {
+    if (fresh || cached.at !== now) {
       let s: RegistryStats | undefined;
       try {
         s = registry.stats();
@@ -97,7 +99,7 @@ export function registryMetrics<T, P>(
     labelNames: ['state'],
     registers,
     collect() {
-      const s = stats();
+      const s = stats(true);
       for (const state of JOB_STATES) this.set({ state }, s?.jobs[state] ?? 0);
     },
   });

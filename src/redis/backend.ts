@@ -288,7 +288,8 @@ class RedisBackend implements RegistryBackend {
         continue;
       }
       if (s.kind === 'progress') {
-        if (s.origin !== this.owner) this.counts.received(s.jobId, s.tokenCount, s.at);
+        if (s.origin !== this.owner)
+          for (const [id, count] of s.counts) this.counts.received(id, count, s.at);
         continue;
       }
       const ev = s.event;

@@ -7,23 +7,31 @@ import type { JobSnapshot, RegistryEvent } from '../core/types.js';
 export type StreamEvent =
   | { kind: 'event'; event: RegistryEvent; origin: string; request?: string }
   | { kind: 'cancel'; jobId: string; origin: string; request: string; reason: string }
-  | { kind: 'progress'; jobId: string; origin: string; tokenCount: number; at: number };
+  | { kind: 'progress'; origin: string; at: number; counts: Array<[jobId: string, tokenCount: number]> };
 
 /** Decodes an event stream entry; `undefined` for an entry this backend did not write. */
 export function decodeEvent(fields: string[]): StreamEvent | undefined {
   const f = fieldMap(fields);
   const at = Number(f.at);
-  if (!isValidJobId(f.job) || !Number.isFinite(at) || f.origin === undefined) return undefined;
+  if (!Number.isFinite(at) || f.origin === undefined) return undefined;
+  // Token counts of many jobs of the shard: `<job id> <count>` joined by commas.
+  if (f.type === 'progress') {
+    if (f.jobs === undefined) return undefined;
+    const counts: Array<[string, number]> = [];
+    for (const pair of f.jobs.split(',')) {
+      const space = pair.indexOf(' ');
+      const id = pair.slice(0, space);
+      const count = Number(pair.slice(space + 1));
+      if (space > 0 && isValidJobId(id) && Number.isSafeInteger(count) && count >= 0)
+        counts.push([id, count]);
+    }
+    return counts.length === 0 ? undefined : { kind: 'progress', origin: f.origin, at, counts };
+  }
+  if (!isValidJobId(f.job)) return undefined;
   if (f.type === 'cancel')
     return f.req === undefined
       ? undefined
       : { kind: 'cancel', jobId: f.job, origin: f.origin, request: f.req, reason: f.error ?? '' };
-  if (f.type === 'progress') {
-    const count = Number(f.count);
-    return Number.isSafeInteger(count) && count >= 0
-      ? { kind: 'progress', jobId: f.job, origin: f.origin, tokenCount: count, at }
-      : undefined;
-  }
   const when = utc(at);
   let event: RegistryEvent;
   if (f.type === 'created') {

@@ -43,6 +43,9 @@ interface OpenRun {
 /** Tokens per TOKENS command at most: bounds the arguments of one call and the time Redis spends in it. */
 const RUN_MAX = 512;
 
+/** Job counts per progress entry at most: bounds the size of one event stream entry. */
+const PROGRESS_MAX = 500;
+
 interface Batch {
   pipe: Pipeline & ScriptCommands;
   /** Writes this batch holds (each token counts as one), taken off `pending` once Redis answered. */
@@ -55,6 +58,9 @@ interface Batch {
   /** Settled once Redis's answers to this batch's ends were read (or the batch failed). */
   ends: Array<() => void> | undefined;
   tokenJobs: Set<string>;
+  /** Token counts to publish, `<job id> <count>` by shard, and when they were taken. */
+  progress?: Map<number, string[]>;
+  progressAt?: number;
 }
 
 /**
@@ -215,29 +221,18 @@ export class Writer {
     ];
   }
 
-  /** Publishes a live job's token count on its shard's event stream (for other processes' dashboards). */
+  /**
+   * Publishes a live job's token count on its shard's event stream (for other processes' dashboards).
+   * The counts of one tick go out as one entry per shard, after the tokens of that tick.
+   */
   progress(jobId: string, count: number, at: number): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(jobId);
-    b.pipe.xadd(
-      this.keys.events(shard),
-      'MAXLEN',
-      '~',
-      this.eventsMaxLen,
-      '*',
-      'type',
-      'progress',
-      'job',
-      jobId,
-      'count',
-      String(count),
-      'at',
-      String(at),
-      'origin',
-      this.owner,
-    );
-    this.added(b);
+    b.progress ??= new Map();
+    let list = b.progress.get(shard);
+    if (list === undefined) b.progress.set(shard, (list = []));
+    list.push(`${jobId} ${count}`);
+    b.progressAt = at;
   }
 
   /** Asks the owner of a job (through the shard's event stream) to cancel it. */
@@ -402,7 +397,33 @@ export class Writer {
       }
       counts.clear();
     }
-    for (const b of batches.values()) this.send(b);
+    for (const b of batches.values()) {
+      if (b.progress !== undefined) this.publishProgress(b, b.progress, b.progressAt!);
+      this.send(b);
+    }
+  }
+
+  private publishProgress(b: Batch, byShard: Map<number, string[]>, at: number): void {
+    for (const [shard, all] of byShard)
+      for (let i = 0; i < all.length; i += PROGRESS_MAX) {
+        const counts = all.slice(i, i + PROGRESS_MAX);
+        b.pipe.xadd(
+          this.keys.events(shard),
+          'MAXLEN',
+          '~',
+          this.eventsMaxLen,
+          '*',
+          'type',
+          'progress',
+          'jobs',
+          counts.join(','),
+          'at',
+          String(at),
+          'origin',
+          this.owner,
+        );
+        this.added(b);
+      }
   }
 
   private send(b: Batch): void {
