@@ -103,6 +103,14 @@ test.each([Infinity, 5])(
             continue;
           }
           r.seen.forEach((seq, i) => expect(seq).toBe(r.from + i));
+          if (r.end === 'REPLAY_EXPIRED') {
+            // Overtaken during its replay: appends made from the callbacks (its own, or other readers'
+            // in answer to them) pushed the next seq it needed out of the bounded buffer. Allowed only
+            // when that seq is really gone; it is told, never handed a gap.
+            expect(limit).not.toBe(Infinity);
+            expect(channel.firstKept()).toBeGreaterThan(r.from + r.seen.length);
+            continue;
+          }
           if (!r.cut) {
             expect(r.seen.length).toBe(Math.max(0, channel.nextSeq - r.from));
             expect(r.end).toBe('completed');
@@ -110,7 +118,24 @@ test.each([Infinity, 5])(
         }
         expect(channel.readers).toHaveLength(0);
       }),
-      { numRuns: 300 },
+      {
+        numRuns: 300,
+        // Found by the property: a reader replaying from 0 echoes seq 5, a live reader echoes seq 6 in
+        // answer, and with 5 kept the replaying reader's seq 1 is gone.
+        examples: [
+          [
+            [
+              { kind: 'append' },
+              { kind: 'append' },
+              { kind: 'append' },
+              { kind: 'append' },
+              { kind: 'read', after: 4, echo: true },
+              { kind: 'append' },
+              { kind: 'read', after: null, echo: true },
+            ],
+          ],
+        ],
+      },
     );
   },
 );
