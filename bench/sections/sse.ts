@@ -39,10 +39,13 @@ async function listen(server: Server): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-function ours(n: number): Target {
-  const registry = new JobRegistry<number>({ replayLimit: TOKENS });
-  const handler = createJobHandler(registry, { heartbeatMs: 0, serialize: (t) => String(t) });
-  const server = createServer((req, res) => handler(req, res));
+/** `n` jobs of `registry`, streamed by `server` through `handler`: what both of our targets share. */
+function registryTarget(
+  n: number,
+  registry: JobRegistry<number>,
+  handler: { close(): void },
+  server: Server,
+): Target {
   const ids = Array.from({ length: n }, () => registry.createJob());
   return {
     server,
@@ -60,28 +63,24 @@ function ours(n: number): Target {
   };
 }
 
+function ours(n: number): Target {
+  const registry = new JobRegistry<number>({ replayLimit: TOKENS });
+  const handler = createJobHandler(registry, { heartbeatMs: 0, serialize: (t) => String(t) });
+  return registryTarget(
+    n,
+    registry,
+    handler,
+    createServer((req, res) => handler(req, res)),
+  );
+}
+
 /** The fetch handler in a hono app, served by `@hono/node-server` (`serve()` is this plus `listen`). */
 function fetched(n: number): Target {
   const registry = new JobRegistry<number>({ replayLimit: TOKENS });
   const handler = createFetchHandler(registry, { heartbeatMs: 0, serialize: (t) => String(t) });
   const app = new Hono();
   app.all('/v1/*', (c) => handler(c.req.raw));
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
-  const ids = Array.from({ length: n }, () => registry.createJob());
-  return {
-    server,
-    paths: ids.map((id) => `/v1/inference/${id}/stream`),
-    emitRound: () => {
-      for (const id of ids) registry.emit(id, now());
-    },
-    finish: () => ids.forEach((id) => registry.updateState(id, 'completed')),
-    close: async () => {
-      await registry.dispose();
-      handler.close();
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return registryTarget(n, registry, handler, createAdaptorServer({ fetch: app.fetch }) as Server);
 }
 
 function bare(n: number): Target {

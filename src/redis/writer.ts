@@ -1,21 +1,22 @@
 import { ReplyError } from 'ioredis';
 import { BackendError, messageOf } from '../core/errors.js';
 import type { JobState } from '../core/types.js';
-import type { Connection, Pipeline, ScriptCommands } from './connection.js';
-import { tokenId, type Keys } from './keys.js';
+import {
+  RUN_MAX,
+  addCommand,
+  newBatch,
+  putProgress,
+  putRun,
+  readAnswers,
+  type Batch,
+  type OpenRun,
+  type WriterHooks,
+} from './batch.js';
+import type { Connection } from './connection.js';
+import type { Keys } from './keys.js';
 import type { Outages } from './outage.js';
 
-/** What the writer reports back about writes Redis did not take as sent. */
-export interface WriterHooks {
-  /** A transition found the job's hash gone: Redis lost the job's data, or it was removed. */
-  missing(jobId: string): void;
-  /** A transition found the job already ended in Redis, in another state than this one. */
-  endedElsewhere(jobId: string, state: string, error: string, errorPrivate: boolean): void;
-  /** Redis refused a token write (the stream moved past it, or holds another type): check the stream. */
-  tokenRefused(jobId: string, seq: number): void;
-  /** A whole batch failed to reach Redis: these jobs' tokens are lost. */
-  tokensLost(jobIds: string[], error: unknown): void;
-}
+export type { WriterHooks } from './batch.js';
 
 /** TTLs the scripts apply, in ms (-1: none). */
 export interface Ttls {
@@ -25,42 +26,6 @@ export interface Ttls {
   shard: number;
   /** A live job's keys: refreshed by its owner, so an orphan vanishes when no process is left. */
   live: number;
-}
-
-/** A token command in a batch: [command index, job id, first seq, tokens]. */
-type Run = [number, string, number, number];
-
-/** One job's consecutive tokens: one command, put in the pipeline once another write comes. */
-interface OpenRun {
-  jobId: string;
-  key: string;
-  seq: number;
-  field: 's' | 't';
-  values: string[];
-  batch: Batch;
-}
-
-/** Tokens per TOKENS command at most: bounds the arguments of one call and the time Redis spends in it. */
-const RUN_MAX = 512;
-
-/** Job counts per progress entry at most: bounds the size of one event stream entry. */
-const PROGRESS_MAX = 500;
-
-interface Batch {
-  pipe: Pipeline & ScriptCommands;
-  /** Writes this batch holds (each token counts as one), taken off `pending` once Redis answered. */
-  size: number;
-  /** Commands in the pipeline: the index of the next one in Redis's answers. */
-  commands: number;
-  /** Token commands, in pipeline order. */
-  runs: Run[];
-  transitions: Array<[number, string, JobState]>;
-  /** Settled once Redis's answers to this batch's ends were read (or the batch failed). */
-  ends: Array<() => void> | undefined;
-  tokenJobs: Set<string>;
-  /** Token counts to publish, `<job id> <count>` by shard, and when they were taken. */
-  progress?: Map<number, string[]>;
-  progressAt?: number;
 }
 
 /**
@@ -329,8 +294,7 @@ export class Writer {
 
   /** One command (other than a token run) was put in the batch's pipeline. */
   private added(b: Batch): void {
-    b.commands++;
-    b.size++;
+    addCommand(b);
     this.pending++;
   }
 
@@ -341,36 +305,15 @@ export class Writer {
 
   /** Puts the open token run in its batch's pipeline. */
   private closeRun(run: OpenRun): void {
-    const b = run.batch;
     this.open = undefined;
-    b.runs.push([b.commands, run.jobId, run.seq, run.values.length]);
-    b.commands++;
-    if (run.values.length > 1) {
-      const limit = this.replayLimit === Infinity ? '' : this.replayLimit;
-      b.pipe.jrTokens(run.key, run.seq, run.field, limit, this.ttls.live, ...run.values);
-      return;
-    }
-    if (this.replayLimit === Infinity) b.pipe.xadd(run.key, tokenId(run.seq), run.field, run.values[0]!);
-    else b.pipe.xadd(run.key, 'MAXLEN', this.replayLimit, tokenId(run.seq), run.field, run.values[0]!);
-    if (run.seq === 0) {
-      b.pipe.pexpire(run.key, this.ttls.live);
-      this.added(b);
-    }
+    this.pending += putRun(run, this.replayLimit, this.ttls.live);
   }
 
   private batch(shard: number): Batch {
     const group = this.conn.groupOf(shard);
     let b = this.batches.get(group);
     if (b === undefined) {
-      b = {
-        pipe: this.conn.pipeline(),
-        size: 0,
-        commands: 0,
-        runs: [],
-        transitions: [],
-        tokenJobs: new Set(),
-        ends: undefined,
-      };
+      b = newBatch(this.conn.pipeline());
       this.batches.set(group, b);
       if (!this.scheduled) {
         this.scheduled = true;
@@ -398,32 +341,10 @@ export class Writer {
       counts.clear();
     }
     for (const b of batches.values()) {
-      if (b.progress !== undefined) this.publishProgress(b, b.progress, b.progressAt!);
+      if (b.progress !== undefined)
+        this.pending += putProgress(b, (shard) => this.keys.events(shard), this.eventsMaxLen, this.owner);
       this.send(b);
     }
-  }
-
-  private publishProgress(b: Batch, byShard: Map<number, string[]>, at: number): void {
-    for (const [shard, all] of byShard)
-      for (let i = 0; i < all.length; i += PROGRESS_MAX) {
-        const counts = all.slice(i, i + PROGRESS_MAX);
-        b.pipe.xadd(
-          this.keys.events(shard),
-          'MAXLEN',
-          '~',
-          this.eventsMaxLen,
-          '*',
-          'type',
-          'progress',
-          'jobs',
-          counts.join(','),
-          'at',
-          String(at),
-          'origin',
-          this.owner,
-        );
-        this.added(b);
-      }
   }
 
   private send(b: Batch): void {
@@ -437,7 +358,10 @@ export class Writer {
         const lost = results?.find(([e]) => e !== null && !(e instanceof ReplyError))?.[0];
         if (lost) throw lost;
         this.outages.ok('writes');
-        if (results !== null) this.read(b, results);
+        if (results !== null)
+          readAnswers(b, results, this.hooks, (err) =>
+            this.outages.fail('writes', `a Redis write to ${this.conn.where} failed`, err),
+          );
       })
       .catch((e: unknown) => {
         this.outages.fail('writes', `${b.size} Redis writes to ${this.conn.where} failed`, e);
@@ -458,50 +382,6 @@ export class Writer {
     // reported above, so the copy kept here must not count as unhandled.
     settled.catch(alreadyReported);
   }
-
-  private read(b: Batch, results: Array<[Error | null, unknown]>): void {
-    for (const [index, jobId, to] of b.transitions) {
-      const [err, reply] = results[index] ?? [null, null];
-      if (err !== null) continue; // reported below with the other command errors
-      const [code, state, error, priv] = reply as [string, string?, string?, string?];
-      if (code === 'missing') this.hooks.missing(jobId);
-      else if (code === 'ended' && state !== to)
-        this.hooks.endedElsewhere(jobId, state!, error ?? '', priv === '1');
-    }
-    let refused: Set<string> | undefined;
-    const refuse = (run: Run): void => {
-      if ((refused ??= new Set()).has(run[1])) return;
-      refused.add(run[1]);
-      // The run's last seq: the stream's own last entry then tells a resend of a stored run (the first
-      // entry refused, every one already there) from tokens Redis never took.
-      this.hooks.tokenRefused(run[1], run[2] + run[3] - 1);
-    };
-    for (const run of b.runs) {
-      const [err, reply] = results[run[0]] ?? [null, null];
-      if (err === null && run[3] > 1 && Array.isArray(reply)) refuse(run);
-    }
-    for (let i = 0; i < results.length; i++) {
-      const err = results[i]![0];
-      if (err === null) continue;
-      const run = runAt(b.runs, i);
-      if (run === undefined) this.outages.fail('writes', `a Redis write to ${this.conn.where} failed`, err);
-      else refuse(run);
-    }
-  }
-}
-
-/** The token command at a command index, if it is one (runs are in index order). */
-function runAt(runs: Run[], index: number): Run | undefined {
-  let lo = 0;
-  let hi = runs.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const at = runs[mid]![0];
-    if (at === index) return runs[mid];
-    if (at < index) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return undefined;
 }
 
 function alreadyReported(): void {
