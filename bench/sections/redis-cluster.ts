@@ -15,7 +15,7 @@ import { waitFor } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PRODUCERS = 3;
-const JOBS = 64;
+const JOBS = 192;
 const TOTAL = QUICK ? 10_000 : 100_000;
 const PER_JOB = Math.ceil(TOTAL / JOBS);
 const BATCH = 5;

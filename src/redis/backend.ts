@@ -80,6 +80,7 @@ class RedisBackend implements RegistryBackend {
     this.conn = new Connection(
       { url: options.url, redis: options.redis },
       `jr:${this.o.prefix}:${this.owner}`,
+      this.keys.slots,
       (e) => this.outages.fail('connection', `a connection to Redis failed`, e),
       () => this.outages.ok('connection'),
     );

@@ -18,8 +18,8 @@ export interface ScriptCommands {
  * The command connection (a `Redis` or a `Cluster`, given or made from a URL), the scripts defined on
  * it, a read connection, and duplicates of it for blocking reads. Job writes go through `cmd`; lookups
  * and replays of jobs held elsewhere go through `reads`, so a burst of writes waiting for Redis never
- * holds a reader up behind it. On a cluster every shard is its own group (one slot: one pipeline, one
- * blocking XREAD); on a single Redis all shards form one group.
+ * holds a reader up behind it. On a cluster a pipeline goes to one master and carries every shard it
+ * serves, and each shard has its own blocking XREAD; on a single Redis, one of each carries all shards.
  */
 export class Connection {
   readonly cmd: RedisClient;
@@ -33,6 +33,8 @@ export class Connection {
   constructor(
     options: { url?: string | undefined; redis?: RedisClient | undefined },
     private readonly name: string,
+    /** The cluster slot of each shard. */
+    private readonly slots: readonly number[],
     private readonly onError: (e: unknown) => void,
     private readonly onReady: () => void,
   ) {
@@ -60,12 +62,22 @@ export class Connection {
     this.reads = this.copy('reads', {});
   }
 
-  /** Group of a shard: the unit of one pipeline and one blocking reader. */
-  groupOf(shard: number): number {
-    return this.cluster ? shard : 0;
+  /**
+   * Group of a shard: the unit of one pipeline. On a cluster, the node now serving the shard's slot, as
+   * the client's slot table says: ioredis sends a pipeline to one node and takes any slots that node
+   * serves, so a tick's writes go out as one pipeline per master, not one per shard (fewer, larger
+   * pipelines are most of what a master spends per token). A slot the table does not know yet is a group
+   * of its own. Callers build and send a group's pipeline within one tick, so the table cannot change
+   * in between; a slot that moves while its commands are in flight gets `MOVED`, as with one slot.
+   * On a single Redis, one group.
+   */
+  groupOf(shard: number, client: RedisClient = this.cmd): number {
+    if (!this.cluster) return 0;
+    const slot = this.slots[shard]!;
+    return (client as Cluster)._groupsBySlot[slot] ?? -1 - slot;
   }
 
-  /** The shards of each group. */
+  /** The shards of each blocking reader: all of them on a single Redis, one each on a cluster (an XREAD cannot span slots). */
   groups(shards: number): number[][] {
     const all = Array.from({ length: shards }, (_, i) => i);
     return this.cluster ? all.map((s) => [s]) : [all];

@@ -1,4 +1,4 @@
-import { shardIndex, shardTags } from './slot.js';
+import { shardIndex, shardTags, slotOf } from './slot.js';
 
 /**
  * Key layout. Jobs are spread over `shards` shards; every key of a shard shares one hash tag, picked so
@@ -24,6 +24,8 @@ import { shardIndex, shardTags } from './slot.js';
 export class Keys {
   /** The hash tag of each shard, by shard index. */
   readonly tags: string[];
+  /** The cluster slot of each shard, by shard index. */
+  readonly slots: number[];
   private readonly bases: string[];
 
   constructor(
@@ -33,6 +35,7 @@ export class Keys {
     readonly shards: number,
   ) {
     this.tags = shardTags(shards);
+    this.slots = this.tags.map(slotOf);
     this.bases = this.tags.map((t) => `${prefix}{${t}}:`);
   }
 

@@ -7,7 +7,7 @@ import { seqOf, type Keys } from './keys.js';
 type Entries = Array<[string, string[]]>;
 
 /**
- * Runs `add` for each item in one pipeline per group (one per slot on a cluster) on the command or the
+ * Runs `add` for each item in one pipeline per group (one per node on a cluster) on the command or the
  * read connection, and returns, per item, the replies of the `perItem` commands it added, in order.
  * Throws the first error reply.
  */
@@ -21,7 +21,7 @@ export async function perGroup<I>(
 ): Promise<unknown[][]> {
   const byGroup = new Map<number, number[]>();
   items.forEach((item, i) => {
-    const g = conn.groupOf(shardOf(item));
+    const g = conn.groupOf(shardOf(item), via === 'reads' ? conn.reads : conn.cmd);
     let list = byGroup.get(g);
     if (list === undefined) byGroup.set(g, (list = []));
     list.push(i);

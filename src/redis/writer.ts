@@ -29,7 +29,7 @@ export interface Ttls {
 }
 
 /**
- * Batches this process's writes per tick into one pipeline per group (one per slot on a cluster), sends
+ * Batches this process's writes per tick into one pipeline per group (one per master on a cluster), sends
  * them at the end of the tick, and reads back what Redis answered. A job's consecutive tokens go as one
  * TOKENS script call (a lone token as a plain XADD); the run goes in the pipeline before the job's next
  * write of another kind, so Redis applies a job's writes in the order they were made. New

@@ -70,6 +70,35 @@ describeIf(cluster !== undefined)('redis backend on Redis Cluster', () => {
     await Promise.all([a.dispose(), b.dispose()]);
   }, 30_000);
 
+  test("a tick's writes go to each master as one pipeline, whichever shards they touch", async () => {
+    const redis = client();
+    const a = new JobRegistry<string>({ backend: redisBackend({ redis, prefix }) });
+    const b = new JobRegistry<string>({ backend: redisBackend({ redis: client(), prefix }) });
+    await Promise.all([a.ready(), b.ready()]);
+    const keys = new Keys(prefix, 8);
+    const pipeline = redis.pipeline.bind(redis);
+    try {
+      let pipelines = 0;
+      redis.pipeline = (...args: Parameters<typeof pipeline>) => (pipelines++, pipeline(...args));
+      // 120 random ids miss one of 8 shards with a chance of about 1 in a million.
+      const ids = Array.from({ length: 120 }, () => a.createJob());
+      for (const id of ids) for (let k = 0; k < 3; k++) a.emit(id, `${id}:${k}`);
+      await a.flush();
+      redis.pipeline = pipeline;
+      expect(new Set(ids.map((id) => keys.shardOf(id))).size).toBe(8);
+      expect(pipelines).toBe(3);
+      const reads = ids.map((id) => collect(b.tokens$(id)));
+      for (const id of ids) a.updateState(id, 'completed');
+      await Promise.all(reads.map((r) => r.done));
+      reads.forEach((r, i) =>
+        expect(r.values.map((v) => v.token)).toEqual([0, 1, 2].map((k) => `${ids[i]}:${k}`)),
+      );
+    } finally {
+      redis.pipeline = pipeline;
+      await Promise.all([a.dispose(), b.dispose()]);
+    }
+  }, 30_000);
+
   describe('example servers sharing the cluster', () => {
     let A: ServerProcess;
     let B: ServerProcess;
