@@ -34,6 +34,12 @@ async function redisCpuMs(admin: Redis): Promise<number> {
   return (user + sys) * 1000;
 }
 
+/** XREAD calls Redis has served so far (INFO commandstats). */
+async function xreadCalls(admin: Redis): Promise<number> {
+  const info = await admin.info('commandstats');
+  return Number(/cmdstat_xread:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
 async function removeKeys(admin: Redis, prefix: string): Promise<void> {
   const keys = await admin.keys(`${prefix}*`);
   for (let i = 0; i < keys.length; i += 500) await admin.del(...keys.slice(i, i + 500));
@@ -45,6 +51,8 @@ interface Run {
   p99: number;
   max: number;
   redisCpuPer1k: number;
+  /** XREAD calls Redis served during the run, per 1,000 tokens. */
+  xreadsPer1k: number;
   late: number;
   seconds: number;
 }
@@ -75,6 +83,7 @@ async function run(system: System, admin: Redis): Promise<Run> {
     // Let the reader's subscriptions settle (replay done, joined the live tail) before the clock starts.
     await new Promise((r) => setTimeout(r, QUICK ? 300 : 1000));
     const redisBefore = await redisCpuMs(admin);
+    const xreadsBefore = await xreadCalls(admin);
     const result = waitFor<{
       tokens: number;
       cpuMs: number;
@@ -88,6 +97,7 @@ async function run(system: System, admin: Redis): Promise<Run> {
     reader.send({ type: 'go' });
     const [r, s] = await Promise.all([result, sent]);
     const redisAfter = await redisCpuMs(admin);
+    const xreadsAfter = await xreadCalls(admin);
     const expected = JOBS * TICKS;
     if (r.problems.length > 0 || r.tokens !== expected)
       throw new Error(
@@ -107,6 +117,7 @@ async function run(system: System, admin: Redis): Promise<Run> {
       p99: r.p99,
       max: r.max,
       redisCpuPer1k: (redisAfter - redisBefore) / k,
+      xreadsPer1k: (xreadsAfter - xreadsBefore) / k,
       late: s.late,
       seconds: s.seconds,
     };
@@ -184,7 +195,7 @@ report({
   notes: [
     `${JOBS} jobs, ${TICKS} ticks of ${INTERVAL_MS} ms (${SECONDS} s), ${REPS} repetition(s), order alternating; producer and reader in their own processes; every job checked complete and in order`,
     `CPU is process.cpuUsage (user + system) of producer + reader from start to the last delivery; Redis server CPU from INFO cpu, for context only`,
-    `per run: max latency (ms) ${perRun((r) => r.max.toFixed(0))}; producer seconds for the ${SECONDS} s schedule ${perRun((r) => r.seconds.toFixed(1))}; ticks more than one interval late ${perRun((r) => String(r.late))}`,
+    `per run: max latency (ms) ${perRun((r) => r.max.toFixed(0))}; XREAD calls per 1,000 tokens ${perRun((r) => r.xreadsPer1k.toFixed(1))}; producer seconds for the ${SECONDS} s schedule ${perRun((r) => r.seconds.toFixed(1))}; ticks more than one interval late ${perRun((r) => String(r.late))}`,
     `jobs are created and set running before the clock starts; load average at the end ${loadavg()
       .map((l) => l.toFixed(1))
       .join(' ')} on ${cpus().length} cores`,

@@ -122,7 +122,7 @@ class RedisBackend implements RegistryBackend {
       {
         missing: (id) => this.repair.lost(id),
         endedElsewhere: (id, state, error, priv) => this.repair.adopt(id, state, error, priv),
-        tokenRefused: (id, seq) => void this.repair.checkRefused(id, seq),
+        tokenRefused: (id, first, last) => void this.repair.checkRefused(id, first, last),
         tokensLost: (ids, e) => {
           for (const id of ids)
             host.end(id, 'failed', `job-registry: tokens could not be written to Redis: ${messageOf(e)}`);

@@ -1,6 +1,6 @@
 import { Redis, type ChainableCommander, type Cluster } from 'ioredis';
 import { BackendError, messageOf } from '../core/errors.js';
-import { CREATE, REMOVE, RESTORE_ENDED, TOKENS, TRANSITION } from './scripts.js';
+import { CREATE, REMOVE, RESTORE_ENDED, TOKEN_RUNS, TOKENS, TRANSITION } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 export type Pipeline = ChainableCommander;
@@ -12,6 +12,8 @@ export interface ScriptCommands {
   jrRestoreEnded(...args: (string | number)[]): unknown;
   jrRemove(...args: (string | number)[]): unknown;
   jrTokens(...args: (string | number)[]): unknown;
+  /** TOKEN_RUNS: the number of keys first. */
+  jrTokenRuns(...args: (string | number)[]): unknown;
 }
 
 /**
@@ -59,6 +61,7 @@ export class Connection {
     this.cmd.defineCommand('jrRestoreEnded', { numberOfKeys: 4, lua: RESTORE_ENDED });
     this.cmd.defineCommand('jrRemove', { numberOfKeys: 5, lua: REMOVE });
     this.cmd.defineCommand('jrTokens', { numberOfKeys: 1, lua: TOKENS });
+    this.cmd.defineCommand('jrTokenRuns', { lua: TOKEN_RUNS });
     this.reads = this.copy('reads', {});
   }
 

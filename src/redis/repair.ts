@@ -2,7 +2,7 @@ import type { BackendHost } from '../core/backend.js';
 import { messageOf } from '../core/errors.js';
 import { isTerminal } from '../core/states.js';
 import type { Connection } from './connection.js';
-import { seqOf, type Keys } from './keys.js';
+import { seqOf, tokenId, type Keys } from './keys.js';
 import type { BackendLogger } from './options.js';
 import type { Outages } from './outage.js';
 import type { Writer } from './writer.js';
@@ -55,14 +55,24 @@ export class Repair {
     this.host?.adoptEnd(jobId, state, error === '' ? undefined : error, errorPrivate);
   }
 
-  /** Redis refused a token: find out why from the stream itself, not from the error's text. */
-  async checkRefused(jobId: string, seq: number): Promise<void> {
+  /**
+   * Redis refused a run of tokens (seqs `first` to `last`): find out why from the stream itself, not
+   * from the error's text. Every entry of the run there (those a bounded buffer trimmed aside): a write
+   * resent after a reconnect, stored once.
+   */
+  async checkRefused(jobId: string, first: number, last: number): Promise<void> {
     try {
       const shard = this.keys.shardOf(jobId);
-      const last = await this.conn.cmd.xrevrange(this.keys.tokens(jobId, shard), '+', '-', 'COUNT', 1);
-      if (last.length === 0) return this.lost(jobId);
-      const lastSeq = seqOf(last[0]![0]);
-      if (lastSeq !== undefined && lastSeq >= seq) return; // a write resent after a reconnect: stored once
+      const key = this.keys.tokens(jobId, shard);
+      const [head, stored, tail] = await Promise.all([
+        this.conn.cmd.xrange(key, '-', '+', 'COUNT', 1),
+        this.conn.cmd.xrange(key, tokenId(first), tokenId(last), 'COUNT', last - first + 1),
+        this.conn.cmd.xrevrange(key, '+', '-', 'COUNT', 1),
+      ]);
+      if (tail.length === 0) return this.lost(jobId);
+      const from = Math.max(first, seqOf(head[0]![0]) ?? Infinity);
+      if (from > last || stored.length === last - from + 1) return;
+      const lastSeq = seqOf(tail[0]![0]);
       if (lastSeq === undefined) {
         // The stream ended: another process ended the job. Take its end.
         const [state, error, priv] = await this.conn.cmd.hmget(
@@ -74,10 +84,10 @@ export class Repair {
         if (state === null) return this.lost(jobId);
         return this.adopt(jobId, state, error ?? '', priv === '1');
       }
-      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${seq} of job '${jobId}'`);
+      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${last} of job '${jobId}'`);
     } catch (e) {
       this.outages.fail('writes', `checking a refused token write of '${jobId}' failed`, e);
-      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${seq}: ${messageOf(e)}`);
+      this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${last}: ${messageOf(e)}`);
     }
   }
 }

@@ -168,3 +168,63 @@ if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[3]) end
 if first == 0 and tonumber(ARGV[4]) >= 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return #ARGV - 4
 `;
+
+/**
+ * Appends the token runs of many jobs of one shard (their streams share the shard's hash tag): one
+ * command for a tick's tokens of a shard, however many jobs they belong to, so a tick of a thousand jobs
+ * each with a token costs a handful of commands instead of a thousand. Each run is written as TOKENS
+ * writes it; a refused entry stops its run there, and the job's later runs in the call are refused
+ * too (no entry is stored past a gap), while other jobs' runs go on. The client sends each run's first
+ * entry id, so a lone token (the common case: many jobs, a token each per tick) costs Redis one XADD
+ * and no arithmetic.
+ *
+ * KEYS[1..n] token streams, one per run (a job may have several runs, in order)
+ * ARGV[1] replayLimit to trim to ('' for none), ARGV[2] live TTL ms set when a run starts its stream
+ * (-1: none), ARGV[3] the field when every run is one token with that field (the common case, sent
+ * with two arguments a run), else ''; then per run: its first entry id (`0-<seq+1>`), and the token
+ * when ARGV[3] is set, else the field (`s` raw string, `t` JSON), the token count and the tokens.
+ * Returns the positions (from 0, in KEYS order) of the runs Redis refused.
+ */
+export const TOKEN_RUNS = `
+local limit, ttl, lone = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local refused, stopped = {}, {}
+local function done(k, key, id, ok)
+  if not ok then
+    refused[#refused + 1] = k - 1
+    stopped[key] = true
+  elseif id == '0-1' and ttl >= 0 then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+if lone ~= '' then
+  for k = 1, #KEYS do
+    local key, id = KEYS[k], ARGV[2 * k + 2]
+    local ok = not stopped[key]
+    if ok then
+      local r
+      if limit == '' then r = redis.pcall('XADD', key, id, lone, ARGV[2 * k + 3])
+      else r = redis.pcall('XADD', key, 'MAXLEN', limit, id, lone, ARGV[2 * k + 3]) end
+      ok = not (type(r) == 'table' and r.err)
+    end
+    done(k, key, id, ok)
+  end
+  return refused
+end
+local a = 4
+for k = 1, #KEYS do
+  local key, id, field, n = KEYS[k], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  local ok = not stopped[key]
+  if ok then
+    local base = tonumber(string.sub(id, 3))
+    for i = 0, n - 1 do
+      local r = redis.pcall('XADD', key, string.format('0-%d', base + i), field, ARGV[a + i])
+      if type(r) == 'table' and r.err then ok = false break end
+    end
+    if ok and limit ~= '' then redis.call('XTRIM', key, 'MAXLEN', limit) end
+  end
+  a = a + n
+  done(k, key, id, ok)
+end
+return refused
+`;

@@ -62,6 +62,8 @@ export class Tailer {
   private readonly skip = new Map<string, number>();
 
   private readonly eventsIndex: Map<string, number>;
+  /** The XREAD arguments of the last read, kept while the tails stay the same (see `args`). */
+  private xread: { version: number; args: string[]; tails: Tail[]; base: number } | undefined;
 
   constructor(private readonly c: TailerConfig) {
     this.cursors = c.events.map(() => '0-0');
@@ -152,38 +154,53 @@ export class Tailer {
     );
   }
 
+  /**
+   * The XREAD arguments: `COUNT n BLOCK ms STREAMS <keys> <ids>`, kept from one read to the next while
+   * the set of streams stays the same (only the ids are written again), so a tailer of a thousand jobs
+   * does not build two thousand-long arrays per read.
+   */
+  private args(now: number): string[] {
+    const cached = this.xread;
+    if (cached !== undefined && cached.version === this.version && this.skip.size === 0) {
+      const { args, tails, base } = cached;
+      let i = base;
+      for (let k = 0; k < this.cursors.length; k++) args[i++] = this.cursors[k]!;
+      args[i++] = this.wakeCursor;
+      for (const t of tails) args[i++] = t.cursor;
+      return args;
+    }
+    const tails = [...this.tails.values()].filter((t) => !this.skipped(t.key, now));
+    const keys: string[] = [];
+    const ids: string[] = [];
+    this.c.events.forEach((k, i) => {
+      if (!this.skipped(k, now)) (keys.push(k), ids.push(this.cursors[i]!));
+    });
+    const all = keys.length === this.c.events.length;
+    keys.push(this.c.wakeKey);
+    ids.push(this.wakeCursor);
+    for (const t of tails) (keys.push(t.key), ids.push(t.cursor));
+    const args = ['COUNT', '1000', 'BLOCK', String(this.c.blockMs), 'STREAMS', ...keys, ...ids];
+    // Kept only when no key is skipped (the event streams are then all there, in order).
+    this.xread =
+      all && this.skip.size === 0 ? { version: this.version, args, tails, base: 5 + keys.length } : undefined;
+    return args;
+  }
+
   private async loop(): Promise<void> {
     let backoff = 50;
     while (!this.closed) {
-      const now = Date.now();
-      const tails = [...this.tails.values()].filter((t) => !this.skipped(t.key, now));
-      const keys: string[] = [];
-      const ids: string[] = [];
-      this.c.events.forEach((k, i) => {
-        if (!this.skipped(k, now)) (keys.push(k), ids.push(this.cursors[i]!));
-      });
-      keys.push(this.c.wakeKey);
-      ids.push(this.wakeCursor);
-      for (const t of tails) (keys.push(t.key), ids.push(t.cursor));
+      const args = this.args(Date.now());
       let res: Array<[string, Entries]> | null;
       this.blockedVersion = this.version;
       try {
-        res = (await this.c.blocking.xread(
-          'COUNT',
-          1000,
-          'BLOCK',
-          this.c.blockMs,
-          'STREAMS',
-          ...keys,
-          ...ids,
-        )) as typeof res;
+        res = (await this.c.blocking.call('xread', args)) as typeof res;
         this.c.outages.ok('reads');
         backoff = 50;
       } catch (e) {
         this.blockedVersion = -1;
         if (this.closed) break;
         this.c.outages.fail('reads', `blocking reads from Redis failed; remote readers wait`, e);
-        if (e instanceof ReplyError) await this.isolate(keys);
+        if (e instanceof ReplyError) await this.isolate(args.slice(5, 5 + (args.length - 5) / 2));
         this.failReadersAfterLease();
         await new Promise((r) => setTimeout(r, backoff).unref());
         backoff = Math.min(backoff * 2, 2000);

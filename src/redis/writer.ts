@@ -4,9 +4,11 @@ import type { JobState } from '../core/types.js';
 import {
   RUN_MAX,
   addCommand,
+  holdRun,
   newBatch,
+  putAllHeld,
+  putHeldOf,
   putProgress,
-  putRun,
   readAnswers,
   type Batch,
   type OpenRun,
@@ -30,9 +32,10 @@ export interface Ttls {
 
 /**
  * Batches this process's writes per tick into one pipeline per group (one per master on a cluster), sends
- * them at the end of the tick, and reads back what Redis answered. A job's consecutive tokens go as one
- * TOKENS script call (a lone token as a plain XADD); the run goes in the pipeline before the job's next
- * write of another kind, so Redis applies a job's writes in the order they were made. New
+ * them at the end of the tick, and reads back what Redis answered. A job's consecutive tokens form a
+ * run; a tick's runs of one shard go as one TOKEN_RUNS script call (a shard's lone run as TOKENS, a lone
+ * token as a plain XADD). A job's runs go in the pipeline before its next write of another kind, so Redis
+ * applies a job's writes in the order they were made. New
  * jobs and tokens are refused with `BackendError` while `maxPending` writes wait for Redis; state
  * changes and removals never are, so a job's end always reaches Redis once it is back.
  */
@@ -108,7 +111,7 @@ export class Writer {
       run.values.push(data);
     else {
       if (run !== undefined) this.closeRun(run);
-      this.open = { jobId, key: this.lastKey, seq, field, values: [data], batch: b };
+      this.open = { jobId, shard: this.lastShard, key: this.lastKey, seq, field, values: [data], batch: b };
       b.tokenJobs.add(jobId);
     }
     b.size++;
@@ -128,7 +131,7 @@ export class Writer {
   ): Promise<void> | undefined {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(jobId);
+    this.before(b, jobId, shard);
     this.counts?.delete(jobId);
     b.transitions.push([b.commands, jobId, to]);
     b.pipe.jrTransition(
@@ -142,7 +145,7 @@ export class Writer {
   removed(jobId: string, at: number): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(jobId);
+    this.before(b, jobId, shard);
     this.counts?.delete(jobId);
     b.pipe.jrRemove(
       this.keys.meta(jobId, shard),
@@ -241,7 +244,7 @@ export class Writer {
   ): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    this.closeRunOf(jobId);
+    this.before(b, jobId, shard);
     b.pipe.jrRestoreEnded(
       ...this.keys.ofJob(jobId, shard),
       state,
@@ -298,15 +301,16 @@ export class Writer {
     this.pending++;
   }
 
-  /** Before another write of a job: its open token run goes first. */
-  private closeRunOf(jobId: string): void {
+  /** Before another write of a job: its token runs go in the pipeline first. */
+  private before(b: Batch, jobId: string, shard: number): void {
     if (this.open !== undefined && this.open.jobId === jobId) this.closeRun(this.open);
+    if (b.heldJobs.has(jobId)) this.pending += putHeldOf(b, jobId, shard, this.replayLimit, this.ttls.live);
   }
 
-  /** Puts the open token run in its batch's pipeline. */
+  /** Closes the open token run: it waits with its shard's other runs until they go in the pipeline. */
   private closeRun(run: OpenRun): void {
     this.open = undefined;
-    this.pending += putRun(run, this.replayLimit, this.ttls.live);
+    this.pending += holdRun(run, this.replayLimit, this.ttls.live);
   }
 
   private batch(shard: number): Batch {
@@ -341,6 +345,7 @@ export class Writer {
       counts.clear();
     }
     for (const b of batches.values()) {
+      this.pending += putAllHeld(b, this.replayLimit, this.ttls.live);
       if (b.progress !== undefined)
         this.pending += putProgress(b, (shard) => this.keys.events(shard), this.eventsMaxLen, this.owner);
       this.send(b);
