@@ -70,8 +70,9 @@ export class Repair {
         this.conn.cmd.xrevrange(key, '+', '-', 'COUNT', 1),
       ]);
       if (tail.length === 0) return this.lost(jobId);
+      // Entries below the first one kept were trimmed by a bounded buffer: only the rest can be checked.
       const from = Math.max(first, seqOf(head[0]![0]) ?? Infinity);
-      if (from > last || stored.length === last - from + 1) return;
+      if (from <= last && stored.length === last - from + 1) return;
       const lastSeq = seqOf(tail[0]![0]);
       if (lastSeq === undefined) {
         // The stream ended: another process ended the job. Take its end.
@@ -84,6 +85,7 @@ export class Repair {
         if (state === null) return this.lost(jobId);
         return this.adopt(jobId, state, error ?? '', priv === '1');
       }
+      if (from > last) return; // the whole run lies below the first entry kept: stored, then trimmed
       this.host?.end(jobId, 'failed', `job-registry: Redis refused token ${last} of job '${jobId}'`);
     } catch (e) {
       this.outages.fail('writes', `checking a refused token write of '${jobId}' failed`, e);

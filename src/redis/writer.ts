@@ -333,6 +333,8 @@ export class Writer {
     const batches = this.batches;
     this.batches = new Map();
     if (this.open !== undefined) this.closeRun(this.open);
+    // Tokens before the counts and progress entries that include them.
+    for (const b of batches.values()) this.pending += putAllHeld(b, this.replayLimit, this.ttls.live);
     const counts = this.counts;
     if (counts !== undefined && counts.size > 0) {
       for (const [jobId, n] of counts) {
@@ -345,7 +347,6 @@ export class Writer {
       counts.clear();
     }
     for (const b of batches.values()) {
-      this.pending += putAllHeld(b, this.replayLimit, this.ttls.live);
       if (b.progress !== undefined)
         this.pending += putProgress(b, (shard) => this.keys.events(shard), this.eventsMaxLen, this.owner);
       this.send(b);

@@ -199,6 +199,22 @@ describeIf(available)('redis backend: token runs', () => {
     }
   });
 
+  test('with no token kept, a token refused because another process ended the job takes that end', async () => {
+    const a = make(0);
+    await a.ready();
+    const ids = Array.from({ length: 6 }, () => a.createJob());
+    for (const id of ids) a.emit(id, 'first');
+    await a.flush();
+    const ended = ids[2]!;
+    // What another process's cancel writes: the end entry, and the state in the job's hash.
+    await admin.xadd(K.tokens(ended), '*', 'end', 'cancelled', 'error', 'stopped elsewhere');
+    await admin.hset(K.meta(ended), 'state', 'cancelled', 'error', 'stopped elsewhere');
+    for (const id of ids) a.emit(id, 'second');
+    await a.flush();
+    await waitFor(() => a.getJob(ended)?.state === 'cancelled', 5000);
+    for (const id of ids.filter((x) => x !== ended)) expect(a.getJob(id)?.state).toBe('running');
+  });
+
   test('a bounded replay buffer is trimmed alike for lone tokens and bursts of many jobs in one tick', async () => {
     const a = make(5);
     await a.ready();
