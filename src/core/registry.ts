@@ -503,10 +503,19 @@ export class JobRegistry<T = unknown, P = unknown> {
     return moved;
   }
 
-  /** Like `getJob`, across every process when a shared backend is set. */
+  /**
+   * Like `getJob`, across every process when a shared backend is set. A job of this process that just
+   * ended is answered once the backend stored its end (as its readers learn it): until then another
+   * process's end may still win, and `getJob` shows this process's own.
+   */
   async findJob(id: string): Promise<JobSnapshot | undefined> {
     if (this.disposed) throw new RegistryDisposedError('findJob');
-    const job = this.jobs.get(id);
+    let job = this.jobs.get(id);
+    if (job?.ending !== undefined) {
+      await job.ending;
+      if (this.disposed) throw new RegistryDisposedError('findJob');
+      job = this.jobs.get(id);
+    }
     if (job !== undefined) return job.snapshot();
     return this.shared && isValidJobId(id) ? this.backend.findJob(id) : undefined;
   }
@@ -514,6 +523,12 @@ export class JobRegistry<T = unknown, P = unknown> {
   /** Snapshots of every job, across every process when a shared backend is set; oldest first. */
   async listJobs(): Promise<JobSnapshot[]> {
     if (this.disposed) throw new RegistryDisposedError('listJobs');
+    // Ends being stored are listed once stored, as `findJob` answers them.
+    const ending = [...this.jobs.values()].flatMap((job) => (job.ending !== undefined ? [job.ending] : []));
+    if (ending.length > 0) {
+      await Promise.all(ending);
+      if (this.disposed) throw new RegistryDisposedError('listJobs');
+    }
     const local = [...this.jobs.values()].map((job) => job.snapshot());
     if (!this.shared) return local;
     const remote = await this.backend.listJobs();

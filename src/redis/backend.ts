@@ -31,6 +31,8 @@ import { Writer, type Ttls } from './writer.js';
 // Jobs remembered as created, ended or removed, to drop a repeated event (a write resent after a
 // dropped connection).
 const SEEN_MEMORY = 10_000;
+/** How long after an end's write failed to reach Redis it is written again (ms). */
+const END_RETRY_MS = 250;
 
 /**
  * A Redis Streams backend: every process that uses the same Redis (or Redis Cluster) and prefix sees
@@ -212,7 +214,33 @@ class RedisBackend implements RegistryBackend {
     if (this.closed) return undefined;
     const count = isTerminal(to) ? (this.host?.describe(jobId)?.tokenCount ?? -1) : -1;
     const request = this.requests.get(jobId) ?? '';
-    return this.writer!.state(jobId, to, error ?? '', at, count, request, errorPrivate);
+    const sent = this.writer!.state(jobId, to, error ?? '', at, count, request, errorPrivate);
+    return sent === undefined ? undefined : this.untilStored(jobId, at, sent);
+  }
+
+  /**
+   * An end whose write did not reach Redis (its batch failed; the writer logged it) is written again,
+   * as this process holds it then, until Redis answers: the job's readers here learn the end only once
+   * Redis has it, so no process reports an end the others never see.
+   */
+  private untilStored(jobId: string, at: number, sent: Promise<boolean>): Promise<void> {
+    return sent.then((stored) => {
+      if (stored || this.closed) return;
+      return new Promise<void>((resolve) => setTimeout(resolve, END_RETRY_MS).unref()).then(() => {
+        const now = this.host?.describe(jobId);
+        if (now === undefined || this.closed || !isTerminal(now.state)) return;
+        const again = this.writer!.state(
+          jobId,
+          now.state,
+          now.error ?? '',
+          at,
+          now.tokenCount,
+          this.requests.get(jobId) ?? '',
+          now.errorPrivate === true,
+        );
+        return again === undefined ? undefined : this.untilStored(jobId, at, again);
+      });
+    });
   }
 
   jobRemoved(jobId: string): void {

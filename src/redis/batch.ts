@@ -33,8 +33,11 @@ export interface Batch {
   /** Token commands, in pipeline order. */
   runs: Run[];
   transitions: Array<[number, string, JobState]>;
-  /** Settled once Redis's answers to this batch's ends were read (or the batch failed). */
-  ends: Array<() => void> | undefined;
+  /**
+   * Called once Redis's answers to this batch's ends and restores were read (`true`), or the batch
+   * failed to reach Redis (`false`).
+   */
+  ends: Array<(stored: boolean) => void> | undefined;
   tokenJobs: Set<string>;
   /** Token runs waiting to go in the pipeline, by shard, as one command per shard; and their jobs. */
   held: Map<number, OpenRun[]>;

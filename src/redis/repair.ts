@@ -1,6 +1,7 @@
 import type { BackendHost } from '../core/backend.js';
 import { messageOf } from '../core/errors.js';
 import { isTerminal } from '../core/states.js';
+import type { JobState } from '../core/types.js';
 import type { Connection } from './connection.js';
 import { seqOf, tokenId, type Keys } from './keys.js';
 import type { BackendLogger } from './options.js';
@@ -8,6 +9,9 @@ import type { Outages } from './outage.js';
 import type { Writer } from './writer.js';
 
 const LOST = 'job-registry: Redis lost this job (restarted without persistence, or flushed)';
+
+/** How long after a restore that did not reach Redis it is written again (ms). */
+const RESTORE_RETRY_MS = 250;
 
 /**
  * Puts right what Redis and this process disagree on, for jobs this process holds: a job Redis lost is
@@ -25,24 +29,47 @@ export class Repair {
     private readonly closed: () => boolean,
   ) {}
 
+  /**
+   * Jobs being restored: every write of a lost job that was sent before its restore reports it lost
+   * again, and those reports (one per token run) neither log nor write again until Redis has the restore.
+   */
+  private readonly restoring = new Set<string>();
+
   /** A job this process holds has no data in Redis: restore it as ended, so every reader ends. */
   lost(jobId: string): void {
+    if (this.restoring.has(jobId)) return;
     const held = this.host?.describe(jobId);
     if (held === undefined || this.closed()) return;
     this.log.warn(`job-registry: Redis lost job '${jobId}'; it ends as failed`);
     if (!isTerminal(held.state)) this.host!.adoptEnd(jobId, 'failed', LOST);
-    const now = this.host!.describe(jobId)!;
-    this.writer.restoreEnded(
-      jobId,
-      now.state,
-      now.error ?? '',
-      Date.now(),
-      now.tokenCount,
-      now.createdAt,
-      held.state,
-      now.errorPrivate === true,
-      now.owner ?? '',
-    );
+    this.restoring.add(jobId);
+    this.restore(jobId, held.state);
+  }
+
+  /**
+   * Writes the job back as ended; a restore that did not reach Redis is written again until one does
+   * (otherwise the job would stay gone everywhere but here), or the job is gone here too.
+   */
+  private restore(jobId: string, from: JobState): void {
+    const now = this.host?.describe(jobId);
+    if (now === undefined || this.closed()) return void this.restoring.delete(jobId);
+    void this.writer
+      .restoreEnded(
+        jobId,
+        now.state,
+        now.error ?? '',
+        Date.now(),
+        now.tokenCount,
+        now.createdAt,
+        from,
+        now.errorPrivate === true,
+        now.owner ?? '',
+      )
+      .then((stored) => {
+        if (stored) return void this.restoring.delete(jobId);
+        // The batch's failure was logged by the writer (once per outage).
+        setTimeout(() => this.restore(jobId, from), RESTORE_RETRY_MS).unref();
+      });
   }
 
   adopt(jobId: string, state: string, error: string, errorPrivate = false): void {

@@ -119,7 +119,10 @@ export class Writer {
     this.counts?.set(jobId, seq + 1);
   }
 
-  /** Writes a transition; for an end, returns a promise that settles once Redis's answer was read. */
+  /**
+   * Writes a transition; for an end, returns a promise that resolves `true` once Redis's answer was read
+   * (and acted on), `false` when the write did not reach Redis (the batch failed; logged here).
+   */
   state(
     jobId: string,
     to: JobState,
@@ -128,7 +131,7 @@ export class Writer {
     count: number,
     request: string,
     errorPrivate: boolean,
-  ): Promise<void> | undefined {
+  ): Promise<boolean> | undefined {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
     this.before(b, jobId, shard);
@@ -139,7 +142,7 @@ export class Writer {
     );
     this.added(b);
     if (to !== 'completed' && to !== 'failed' && to !== 'cancelled') return undefined;
-    return new Promise<void>((resolve) => (b.ends ??= []).push(resolve));
+    return new Promise<boolean>((resolve) => (b.ends ??= []).push(resolve));
   }
 
   removed(jobId: string, at: number): void {
@@ -230,7 +233,10 @@ export class Writer {
     this.added(b);
   }
 
-  /** Writes a job Redis lost back as ended (see RESTORE_ENDED). */
+  /**
+   * Writes a job Redis lost back as ended (see RESTORE_ENDED). Resolves `true` once Redis answered,
+   * `false` when the write did not reach Redis (the connection failed for good meanwhile).
+   */
   restoreEnded(
     jobId: string,
     state: JobState,
@@ -241,7 +247,7 @@ export class Writer {
     from: JobState,
     errorPrivate: boolean,
     principal: string,
-  ): void {
+  ): Promise<boolean> {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
     this.before(b, jobId, shard);
@@ -260,6 +266,7 @@ export class Writer {
       ...this.tail(jobId),
     );
     this.added(b);
+    return new Promise<boolean>((resolve) => (b.ends ??= []).push(resolve));
   }
 
   /** Writes waiting for Redis's answer. */
@@ -376,8 +383,10 @@ export class Writer {
       });
     if (b.ends !== undefined) {
       const ends = b.ends;
-      const settle = (): void => ends.forEach((resolve) => resolve());
-      run.then(settle, settle);
+      run.then(
+        () => ends.forEach((resolve) => resolve(true)),
+        () => ends.forEach((resolve) => resolve(false)),
+      );
     }
     const settled = run.finally(() => {
       this.pending -= b.size;

@@ -284,6 +284,22 @@ function overlap(windows: Array<{ from: number; to: number }>, from: number, to:
   return sum;
 }
 
+/** Length of [from, to] covered by at least one of the windows (overlapping windows count once). */
+function covered(windows: Array<{ from: number; to: number }>, from: number, to: number): number {
+  const parts = windows
+    .map((w) => ({ from: Math.max(w.from, from), to: Math.min(w.to, to) }))
+    .filter((w) => w.to > w.from)
+    .sort((a, b) => a.from - b.from);
+  let sum = 0;
+  let end = -Infinity;
+  for (const w of parts) {
+    if (w.to <= end) continue;
+    sum += w.to - Math.max(w.from, end);
+    end = w.to;
+  }
+  return sum;
+}
+
 /** Socket inode -> local port of every TCP socket (Linux), to tell which process owns a Redis connection. */
 function localPortsByInode(): Map<string, number> {
   const out = new Map<string, number>();
@@ -1189,6 +1205,21 @@ class ChaosRun {
   }
 
   /**
+   * Time in [from, to] when the job's owner or a process serving the reader had no connection to Redis
+   * (its own log says so: a CLIENT KILL, or its reconnect after Redis came back), beyond the windows
+   * Redis itself was unavailable: that process could neither store the job's end nor learn it.
+   */
+  private cutOffBeyond(job: JobRecord, rec: ReaderRecord, from: number, to: number): number {
+    const names = new Set([job.owner.name, ...rec.connections.map((c) => c.proc)]);
+    const windows = this.procs
+      .filter((p) => names.has(p.name))
+      .flatMap((p) => [...p.cutOff, ...(p.cutOffSince !== undefined ? [{ from: p.cutOffSince, to }] : [])]);
+    if (windows.length === 0) return 0;
+    const redis = this.unavailability();
+    return covered([...redis, ...windows], from, to) - covered(redis, from, to);
+  }
+
+  /**
    * Whether a fault that can make a server answer 503 happened near [from, to]: a Redis fault, or a
    * graceful shutdown (a disposing registry answers 503 until its process exits).
    */
@@ -1268,6 +1299,7 @@ class ChaosRun {
     const reconnects = rec.reconnectAt.filter((t) => t >= ref).length;
     const extra =
       overlap(this.unavailability(), ref, now) +
+      this.cutOffBeyond(job, rec, ref, now) +
       overlap(rec.stalls, ref, now) +
       Math.min(6000, reconnects * (rec.kind === 'client' ? 1100 : 400));
     const jobWhy =

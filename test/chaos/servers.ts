@@ -30,6 +30,12 @@ export interface ServerProc {
   owner?: string;
   /** Lines logged by the process with `job-registry:` (write failures and the like); counted, not judged. */
   loggedErrors: number;
+  /**
+   * When the process had no working connection to Redis, from its own log: from the first "a connection
+   * to Redis failed" to the next "connection works again" (it can neither store an end nor learn one).
+   */
+  cutOff: Array<{ from: number; to: number }>;
+  cutOffSince?: number | undefined;
   /** The last ~64 KiB of output, for reports. */
   tail(): string;
   child: ChildProcess;
@@ -83,6 +89,7 @@ export function spawnServerProc(opts: SpawnOptions): Promise<ServerProc> {
     startedAt: 0,
     up: false,
     loggedErrors: 0,
+    cutOff: [],
     tail: () => tail,
     child,
     exitPromise,
@@ -92,7 +99,14 @@ export function spawnServerProc(opts: SpawnOptions): Promise<ServerProc> {
       opts.onProblem({ kind: 'uncaught', proc: name, at: Date.now(), detail: line.slice(0, 300) });
     else if (WARNING.test(line))
       opts.onProblem({ kind: 'server_warning', proc: name, at: Date.now(), detail: line.slice(0, 300) });
-    else if (line.includes('job-registry:')) proc.loggedErrors++;
+    else if (line.includes('job-registry:')) {
+      proc.loggedErrors++;
+      if (line.includes('job-registry: a connection to Redis failed')) proc.cutOffSince ??= Date.now();
+      else if (line.includes('job-registry: connection works again') && proc.cutOffSince !== undefined) {
+        proc.cutOff.push({ from: proc.cutOffSince, to: Date.now() });
+        proc.cutOffSince = undefined;
+      }
+    }
   };
   const feed = (which: 'out' | 'err', chunk: Buffer): void => {
     const text = chunk.toString('utf8');
@@ -110,6 +124,8 @@ export function spawnServerProc(opts: SpawnOptions): Promise<ServerProc> {
     partial = { out: '', err: '' };
     proc.up = false;
     proc.exited = { code, signal, at: Date.now() };
+    if (proc.cutOffSince !== undefined) proc.cutOff.push({ from: proc.cutOffSince, to: proc.exited.at });
+    proc.cutOffSince = undefined;
     logStream?.end(`\n[harness] exited with code ${code} signal ${signal}\n`);
     const expected =
       proc.signalled !== undefined &&

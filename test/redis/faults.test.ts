@@ -407,4 +407,89 @@ describeIf(available)('redis backend faults', () => {
       await admin.call('ACL', 'DELUSER', user);
     }
   }, 20_000);
+  test('a job Redis lost is logged and restored once, however many of its writes in flight report it lost', async () => {
+    const log = recorder();
+    const r = make({ url: own.url, logger: log });
+    await r.ready();
+    const id = r.createJob();
+    r.emit(id, 't0');
+    await r.flush();
+    // Redis loses the job's hash, and its stream holds an end: every later token run is refused, and each
+    // refusal, checked against the stream and the hash, finds the job gone.
+    await own.admin.xadd(K.tokens(id), '*', 'end', 'failed', 'error', 'gone', 'count', '1');
+    await own.admin.del(K.meta(id));
+    // Twenty ticks of writes queue up behind a pause, so all twenty refusals come back together.
+    await own.admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
+    for (let i = 1; i <= 20; i++) {
+      r.emit(id, `t${i}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await waitFor(async () => (await own.admin.hget(K.meta(id), 'state')) === 'failed', 5000, 'restored');
+    await r.flush();
+    await sleep(200);
+    expect(r.getJob(id)!.state).toBe('failed');
+    expect(log.lines.filter((l) => l.includes('Redis lost job'))).toHaveLength(1);
+    // One restore: one stateChanged event for it on the shard's stream.
+    const events = await own.admin.xrange(K.events(K.shardOf(id)), '-', '+');
+    const restores = events.filter(
+      ([, f]) => f.includes(id) && f.includes('stateChanged') && f.includes('failed'),
+    );
+    expect(restores).toHaveLength(1);
+  }, 20_000);
+  test("the owner answers a job's end (findJob, listJobs) once Redis has it, as its readers learn it", async () => {
+    const r = make({ url: own.url });
+    const other = make({ url: own.url });
+    await Promise.all([r.ready(), other.ready()]);
+    const id = r.createJob();
+    r.emit(id, 't0');
+    await r.flush();
+    await own.stop();
+    r.updateState(id, 'completed');
+    // This process's own view changes at once; what it answers for every process waits for Redis.
+    expect(r.getJob(id)!.state).toBe('completed');
+    let found: string | undefined;
+    let listed: string | undefined;
+    void r.findJob(id).then((s) => (found = s?.state));
+    void r.listJobs().then((all) => (listed = all.find((s) => s.id === id)?.state));
+    await sleep(400);
+    expect(found).toBeUndefined();
+    expect(listed).toBeUndefined();
+    await own.start();
+    await waitFor(() => found === 'completed' && listed === 'completed', 10_000, 'answered once stored');
+    expect((await other.findJob(id))!.state).toBe('completed');
+  }, 30_000);
+
+  test('an end whose write failed to reach Redis is written again until it does; its readers end only then', async () => {
+    // A client that fails a command after one reconnect attempt: the end's batch fails while Redis is down.
+    const client = new Redis(own.url, { maxRetriesPerRequest: 1, lazyConnect: true });
+    client.on('error', () => undefined);
+    const log = recorder();
+    const r = make({ redis: client, logger: log });
+    const other = make({ url: own.url });
+    try {
+      await Promise.all([r.ready(), other.ready()]);
+      const id = r.createJob();
+      r.emit(id, 't0');
+      await r.flush();
+      const local = collect(r.tokens$(id));
+      const remote = collect(other.tokens$(id));
+      await waitFor(() => local.values.length === 1 && remote.values.length === 1, 5000, 'first token');
+      await own.stop();
+      r.updateState(id, 'completed');
+      await waitFor(
+        () => log.lines.some((l) => l.includes('Redis writes')),
+        10_000,
+        'the failed batch logged',
+      );
+      await sleep(300);
+      expect(local.completed).toBe(false);
+      await own.start();
+      await waitFor(() => local.completed && remote.completed, 10_000, 'both readers completed');
+      expect((await other.findJob(id))!.state).toBe('completed');
+      expect(await own.admin.hget(K.meta(id), 'state')).toBe('completed');
+    } finally {
+      await Promise.all(registries.splice(0).map((x) => x.dispose().catch(() => undefined)));
+      client.disconnect();
+    }
+  }, 40_000);
 });
