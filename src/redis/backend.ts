@@ -69,6 +69,8 @@ class RedisBackend implements RegistryBackend {
   private readonly seen = new Seen(SEEN_MEMORY);
   /** Cancel requests being carried out here: the job's end event names the request. */
   private readonly requests = new Map<string, string>();
+  /** The request behind each end not yet stored: written again, or restored, its event still names it. */
+  private readonly endRequests = new Map<string, string>();
   private context: (ReaderContext & RemoteContext) | undefined;
   private holds: ReaderHolds | undefined;
   private readonly counts: SharedProgress;
@@ -139,6 +141,7 @@ class RedisBackend implements RegistryBackend {
       this.o.log,
       this.outages,
       () => this.closed,
+      (id) => this.endRequests.get(id) ?? '',
     );
     this.leases = new Leases({
       conn: this.conn,
@@ -215,7 +218,9 @@ class RedisBackend implements RegistryBackend {
     const count = isTerminal(to) ? (this.host?.describe(jobId)?.tokenCount ?? -1) : -1;
     const request = this.requests.get(jobId) ?? '';
     const sent = this.writer!.state(jobId, to, error ?? '', at, count, request, errorPrivate);
-    return sent === undefined ? undefined : this.untilStored(jobId, at, sent);
+    if (sent === undefined) return undefined;
+    if (request !== '') this.endRequests.set(jobId, request);
+    return this.untilStored(jobId, at, sent).finally(() => this.endRequests.delete(jobId));
   }
 
   /**
@@ -235,7 +240,7 @@ class RedisBackend implements RegistryBackend {
           now.error ?? '',
           at,
           now.tokenCount,
-          this.requests.get(jobId) ?? '',
+          this.endRequests.get(jobId) ?? '',
           now.errorPrivate === true,
         );
         return again === undefined ? undefined : this.untilStored(jobId, at, again);

@@ -1,6 +1,6 @@
 import { Redis, type ChainableCommander, type Cluster } from 'ioredis';
 import { BackendError, messageOf } from '../core/errors.js';
-import { CREATE, REMOVE, RESTORE_ENDED, TOKEN_RUNS, TOKENS, TRANSITION } from './scripts.js';
+import { CREATE, REMOVE, RESTORE_ENDED, RUN_CHECK, TOKEN_RUNS, TOKENS, TRANSITION } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 export type Pipeline = ChainableCommander;
@@ -14,6 +14,8 @@ export interface ScriptCommands {
   jrTokens(...args: (string | number)[]): unknown;
   /** TOKEN_RUNS: the number of keys first. */
   jrTokenRuns(...args: (string | number)[]): unknown;
+  /** RUN_CHECK: one key. */
+  jrRunCheck(key: string, first: string, last: string): Promise<[string | null, number, string | null]>;
 }
 
 /**
@@ -62,6 +64,7 @@ export class Connection {
     this.cmd.defineCommand('jrRemove', { numberOfKeys: 5, lua: REMOVE });
     this.cmd.defineCommand('jrTokens', { numberOfKeys: 1, lua: TOKENS });
     this.cmd.defineCommand('jrTokenRuns', { lua: TOKEN_RUNS });
+    this.cmd.defineCommand('jrRunCheck', { numberOfKeys: 1, lua: RUN_CHECK });
     this.reads = this.copy('reads', {});
   }
 

@@ -27,6 +27,8 @@ export class Repair {
     private readonly log: BackendLogger,
     private readonly outages: Outages,
     private readonly closed: () => boolean,
+    /** The cancel request behind a job's end not yet stored ('' for none): a restore names it too. */
+    private readonly requestOf: (jobId: string) => string,
   ) {}
 
   /**
@@ -64,6 +66,7 @@ export class Repair {
         from,
         now.errorPrivate === true,
         now.owner ?? '',
+        this.requestOf(jobId),
       )
       .then((stored) => {
         if (stored) return void this.restoring.delete(jobId);
@@ -91,16 +94,13 @@ export class Repair {
     try {
       const shard = this.keys.shardOf(jobId);
       const key = this.keys.tokens(jobId, shard);
-      const [head, stored, tail] = await Promise.all([
-        this.conn.cmd.xrange(key, '-', '+', 'COUNT', 1),
-        this.conn.cmd.xrange(key, tokenId(first), tokenId(last), 'COUNT', last - first + 1),
-        this.conn.cmd.xrevrange(key, '+', '-', 'COUNT', 1),
-      ]);
-      if (tail.length === 0) return this.lost(jobId);
+      // One script call, not the run's entries read back: a reconnect may resend thousands of them.
+      const [head, stored, tail] = await this.conn.scripts.jrRunCheck(key, tokenId(first), tokenId(last));
+      if (tail === null) return this.lost(jobId);
       // Entries below the first one kept were trimmed by a bounded buffer: only the rest can be checked.
-      const from = Math.max(first, seqOf(head[0]![0]) ?? Infinity);
-      if (from <= last && stored.length === last - from + 1) return;
-      const lastSeq = seqOf(tail[0]![0]);
+      const from = Math.max(first, seqOf(head!) ?? Infinity);
+      if (from <= last && stored === last - from + 1) return;
+      const lastSeq = seqOf(tail);
       if (lastSeq === undefined) {
         // The stream ended: another process ended the job. Take its end.
         const [state, error, priv] = await this.conn.cmd.hmget(

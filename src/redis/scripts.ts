@@ -102,7 +102,8 @@ return {'moved', state}
  * ARGV[1] end state, ARGV[2] error, ARGV[3] time (ms), ARGV[4] retention ms (-1: keep), ARGV[5] token
  * count, ARGV[6] created at (ms), ARGV[7] the state it left, ARGV[8] the owner's replayLimit ('inf' for
  * all), ARGV[9] '1' when the error is private else '', ARGV[10] the principal ('' for none), then the
- * shared tail (ARGV[11..14]).
+ * shared tail (ARGV[11..14]), then ARGV[15] the cancel request that ended it ('' for none: its event
+ * names it, so the process that asked learns its cancel took effect).
  * Returns 1 when it wrote the job, 0 when the hash already had a state.
  */
 export const RESTORE_ENDED = `${EVENT}
@@ -126,6 +127,7 @@ if keep >= 0 then
 end
 local fields = {'type', 'stateChanged', 'job', id, 'from', ARGV[7], 'to', ARGV[1], 'at', ARGV[3],
   'origin', origin, 'error', ARGV[2]}
+if ARGV[15] ~= '' then table.insert(fields, 'req'); table.insert(fields, ARGV[15]) end
 if ARGV[9] ~= '' then table.insert(fields, 'private'); table.insert(fields, '1') end
 event(KEYS[3], maxlen, ttl, fields)
 return 1
@@ -227,4 +229,19 @@ for k = 1, #KEYS do
   done(k, key, id, ok)
 end
 return refused
+`;
+
+/**
+ * What a refused token run needs to know of its stream, without reading the entries back: the ids of the
+ * stream's first and last entries (nil when it is empty or gone) and how many entries lie in the run's
+ * range.
+ *
+ * KEYS[1] token stream; ARGV[1] the run's first entry id, ARGV[2] its last.
+ * Returns {first id or nil, entries in the range, last id or nil}.
+ */
+export const RUN_CHECK = `
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local n = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2])
+return {head[1] and head[1][1] or false, n, tail[1] and tail[1][1] or false}
 `;

@@ -247,6 +247,7 @@ export class Writer {
     from: JobState,
     errorPrivate: boolean,
     principal: string,
+    request: string,
   ): Promise<boolean> {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
@@ -264,6 +265,7 @@ export class Writer {
       errorPrivate ? '1' : '',
       principal,
       ...this.tail(jobId),
+      request,
     );
     this.added(b);
     return new Promise<boolean>((resolve) => (b.ends ??= []).push(resolve));

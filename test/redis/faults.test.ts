@@ -492,4 +492,26 @@ describeIf(available)('redis backend faults', () => {
       client.disconnect();
     }
   }, 40_000);
+  test('a cancel carried out by the owner is answered true even when Redis lost the job meanwhile', async () => {
+    const a = make({ url: own.url });
+    const b = make({ url: own.url });
+    await Promise.all([a.ready(), b.ready()]);
+    const id = a.createJob();
+    a.emit(id, 't0');
+    await a.flush();
+    // Writes wait behind a pause: the cancel request goes in first, then the job's hash is lost, so the
+    // owner's cancel finds the job gone and restores it as cancelled.
+    await own.admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
+    const answer = b.cancel(id, 'stop');
+    await sleep(100);
+    const other = new Redis(own.url);
+    try {
+      void other.del(K.meta(id));
+      expect(await answer).toBe(true);
+      expect(a.getJob(id)!.state).toBe('cancelled');
+      expect(await own.admin.hget(K.meta(id), 'state')).toBe('cancelled');
+    } finally {
+      other.disconnect();
+    }
+  }, 20_000);
 });
