@@ -1230,6 +1230,13 @@ class ChaosRun {
     );
   }
 
+  /** Whether process `name` was signalled or exited while a request to it was open (its answer is lost). */
+  private diedNear(name: string, from: number, to: number): boolean {
+    const p = this.procs.find((x) => x.name === name);
+    const at = p?.signalled?.at ?? p?.exited?.at;
+    return at !== undefined && at >= from - 1000 && at <= to + 1000;
+  }
+
   /** The owner's death while the job was live: our signal, or an exit we did not cause. */
   private ownerSignal(job: JobRecord): { at: number; signal: string } | undefined {
     const o = job.owner;
@@ -1557,7 +1564,11 @@ class ChaosRun {
             job.id,
             `DELETE on ${c.proc} at ${this.rel(c.at)} answered ${c.status} ${c.detail ?? ''}`,
           );
-        else if ((c.status === 503 || c.status === 'error') && !this.redisFaultNear(c.at, c.at))
+        else if (
+          (c.status === 503 || c.status === 'error') &&
+          !this.redisFaultNear(c.at, c.at) &&
+          !(c.status === 'error' && this.diedNear(c.proc, c.sentAt, c.at))
+        )
           this.violate(
             'unexpected_503',
             job.id,
