@@ -92,6 +92,18 @@ export class Leases {
   }
 
   private async renew(): Promise<void> {
+    // The lease connection waits for a reconnect instead of failing: a renewal that waits that long is
+    // an outage too (the lease may lapse meanwhile), reported as one.
+    const slow = setTimeout(
+      () =>
+        this.c.outages.fail(
+          'lease renewal',
+          `renewing this process's lease got no answer within ${Math.round(this.c.leaseMs / 2)} ms; past leaseMs (${this.c.leaseMs} ms) other processes end its jobs as failed`,
+          'Redis did not answer',
+        ),
+      this.c.leaseMs / 2,
+    );
+    slow.unref();
     try {
       const kept = await this.client!.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
       if (kept === null) {
@@ -105,6 +117,8 @@ export class Leases {
         `renewing this process's lease failed; past leaseMs (${this.c.leaseMs} ms) other processes end its jobs as failed`,
         e,
       );
+    } finally {
+      clearTimeout(slow);
     }
   }
 

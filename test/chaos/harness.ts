@@ -1506,15 +1506,24 @@ class ChaosRun {
   /** Redis-level faults during the job's life that can explain a `failed` end. */
   private exposures(job: JobRecord): string[] {
     const end = this.endKnown(job);
-    return this.faults
+    const during = (from: number, to: number): boolean => to >= job.postAt - 200 && from <= end + 200;
+    const faults = this.faults
       .filter((f) => {
-        const from = f.window?.from ?? f.at;
-        const to = f.window?.to ?? f.at;
-        if (to < job.postAt - 200 || from > end + 200) return false;
+        if (!during(f.window?.from ?? f.at, f.window?.to ?? f.at)) return false;
         if (f.kind === 'client_kill') return f.proc === job.owner.name || !f.proc?.startsWith('s');
         return f.kind === 'pause' || f.kind.startsWith('restart') || f.kind === 'flushall';
       })
       .map((f) => this.faultLabel(f));
+    // The owner's lease lapsed (its own log says its renewal failed or got no answer, after a fault that
+    // may have come before the job): other processes may take it for dead and end its jobs.
+    const o = job.owner;
+    const lapses = [
+      ...o.leaseOut,
+      ...(o.leaseOutSince !== undefined ? [{ from: o.leaseOutSince, to: end }] : []),
+    ]
+      .filter((w) => during(w.from, w.to))
+      .map((w) => `lease_lapse(${o.name})@${this.rel(w.from)}`);
+    return [...faults, ...lapses];
   }
 
   private faultLabel(f: FaultRecord): string {

@@ -36,6 +36,12 @@ export interface ServerProc {
    */
   cutOff: Array<{ from: number; to: number }>;
   cutOffSince?: number | undefined;
+  /**
+   * When its lease renewal failed or got no answer, from its own log, to "lease renewal works again":
+   * other processes may take it for dead then and end its jobs.
+   */
+  leaseOut: Array<{ from: number; to: number }>;
+  leaseOutSince?: number | undefined;
   /** The last ~64 KiB of output, for reports. */
   tail(): string;
   child: ChildProcess;
@@ -90,6 +96,7 @@ export function spawnServerProc(opts: SpawnOptions): Promise<ServerProc> {
     up: false,
     loggedErrors: 0,
     cutOff: [],
+    leaseOut: [],
     tail: () => tail,
     child,
     exitPromise,
@@ -105,6 +112,11 @@ export function spawnServerProc(opts: SpawnOptions): Promise<ServerProc> {
       else if (line.includes('job-registry: connection works again') && proc.cutOffSince !== undefined) {
         proc.cutOff.push({ from: proc.cutOffSince, to: Date.now() });
         proc.cutOffSince = undefined;
+      } else if (line.includes("job-registry: renewing this process's lease"))
+        proc.leaseOutSince ??= Date.now();
+      else if (line.includes('job-registry: lease renewal works again') && proc.leaseOutSince !== undefined) {
+        proc.leaseOut.push({ from: proc.leaseOutSince, to: Date.now() });
+        proc.leaseOutSince = undefined;
       }
     }
   };
@@ -126,6 +138,9 @@ export function spawnServerProc(opts: SpawnOptions): Promise<ServerProc> {
     proc.exited = { code, signal, at: Date.now() };
     if (proc.cutOffSince !== undefined) proc.cutOff.push({ from: proc.cutOffSince, to: proc.exited.at });
     proc.cutOffSince = undefined;
+    if (proc.leaseOutSince !== undefined)
+      proc.leaseOut.push({ from: proc.leaseOutSince, to: proc.exited.at });
+    proc.leaseOutSince = undefined;
     logStream?.end(`\n[harness] exited with code ${code} signal ${signal}\n`);
     const expected =
       proc.signalled !== undefined &&

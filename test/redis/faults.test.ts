@@ -514,4 +514,14 @@ describeIf(available)('redis backend faults', () => {
       other.disconnect();
     }
   }, 20_000);
+  test('a lease renewal Redis does not answer (paused) is logged once as an outage, and its recovery once', async () => {
+    const log = recorder();
+    const r = make({ url: own.url, logger: log });
+    await r.ready();
+    await own.admin.call('CLIENT', 'PAUSE', String(LEASE * 2), 'WRITE');
+    await waitFor(() => log.lines.some((l) => l.includes('got no answer')), 5000, 'the slow renewal logged');
+    await waitFor(() => log.lines.some((l) => l.includes('lease renewal works again')), 5000, 'recovery');
+    expect(log.lines.filter((l) => l.includes('got no answer'))).toHaveLength(1);
+    expect(log.lines.filter((l) => l.includes('lease renewal works again'))).toHaveLength(1);
+  }, 20_000);
 });
