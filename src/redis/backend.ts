@@ -71,6 +71,8 @@ class RedisBackend implements RegistryBackend {
   private readonly requests = new Map<string, string>();
   /** The request behind each end not yet stored: written again, or restored, its event still names it. */
   private readonly endRequests = new Map<string, string>();
+  /** Jobs whose end is not stored yet, with why their tokens were lost ('' when they were not). */
+  private readonly unstored = new Map<string, string>();
   private context: (ReaderContext & RemoteContext) | undefined;
   private holds: ReaderHolds | undefined;
   private readonly counts: SharedProgress;
@@ -128,8 +130,10 @@ class RedisBackend implements RegistryBackend {
         endedElsewhere: (id, state, error, priv) => this.repair.adopt(id, state, error, priv),
         tokenRefused: (id, first, last) => void this.repair.checkRefused(id, first, last),
         tokensLost: (ids, e) => {
+          const why = `job-registry: tokens could not be written to Redis: ${messageOf(e)}`;
           for (const id of ids)
-            host.end(id, 'failed', `job-registry: tokens could not be written to Redis: ${messageOf(e)}`);
+            // A job whose end was in the same batch is written again as failed, not as it ended here.
+            if (!host.end(id, 'failed', why) && this.unstored.has(id)) this.unstored.set(id, why);
         },
       },
     );
@@ -220,7 +224,11 @@ class RedisBackend implements RegistryBackend {
     const sent = this.writer!.state(jobId, to, error ?? '', at, count, request, errorPrivate);
     if (sent === undefined) return undefined;
     if (request !== '') this.endRequests.set(jobId, request);
-    return this.untilStored(jobId, at, sent).finally(() => this.endRequests.delete(jobId));
+    this.unstored.set(jobId, '');
+    return this.untilStored(jobId, at, sent).finally(() => {
+      this.endRequests.delete(jobId);
+      this.unstored.delete(jobId);
+    });
   }
 
   /**
@@ -232,6 +240,10 @@ class RedisBackend implements RegistryBackend {
     return sent.then((stored) => {
       if (stored || this.closed) return;
       return new Promise<void>((resolve) => setTimeout(resolve, END_RETRY_MS).unref()).then(() => {
+        // Tokens of the job were in the batch that failed: the end Redis gets is `failed`, and so is
+        // the one this process's readers learn (they have not been told an end yet).
+        const lost = this.unstored.get(jobId);
+        if (lost) this.host?.adoptEnd(jobId, 'failed', lost);
         const now = this.host?.describe(jobId);
         if (now === undefined || this.closed || !isTerminal(now.state)) return;
         const again = this.writer!.state(

@@ -34,10 +34,10 @@ export interface Batch {
   runs: Run[];
   transitions: Array<[number, string, JobState]>;
   /**
-   * Called once Redis's answers to this batch's ends and restores were read (`true`), or the batch
-   * failed to reach Redis (`false`).
+   * This batch's ends and restores: [command index, resolver], called once Redis's answers were read
+   * (`true` when that command's own answer was not an error), or with `false` when the batch failed.
    */
-  ends: Array<(stored: boolean) => void> | undefined;
+  ends: Array<[number, (stored: boolean) => void]> | undefined;
   tokenJobs: Set<string>;
   /** Token runs waiting to go in the pipeline, by shard, as one command per shard; and their jobs. */
   held: Map<number, OpenRun[]>;

@@ -94,8 +94,9 @@ export class Leases {
   private async renew(): Promise<void> {
     // The lease connection waits for a reconnect instead of failing: a renewal that waits that long is
     // an outage too (the lease may lapse meanwhile), reported as one.
-    const slow = setTimeout(
+    let slow: ReturnType<typeof setTimeout> | undefined = setTimeout(
       () =>
+        !this.closed &&
         this.c.outages.fail(
           'lease renewal',
           `renewing this process's lease got no answer within ${Math.round(this.c.leaseMs / 2)} ms; past leaseMs (${this.c.leaseMs} ms) other processes end its jobs as failed`,
@@ -106,6 +107,9 @@ export class Leases {
     slow.unref();
     try {
       const kept = await this.client!.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
+      // Answered: what follows (a reconcile, the TTL refresh) is not the renewal.
+      clearTimeout(slow);
+      slow = undefined;
       if (kept === null) {
         await this.client!.set(this.key, '1', 'PX', this.c.leaseMs);
         await this.reconcile();

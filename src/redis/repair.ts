@@ -45,14 +45,15 @@ export class Repair {
     this.log.warn(`job-registry: Redis lost job '${jobId}'; it ends as failed`);
     if (!isTerminal(held.state)) this.host!.adoptEnd(jobId, 'failed', LOST);
     this.restoring.add(jobId);
-    this.restore(jobId, held.state);
+    // Read now: the request is forgotten once the end that carried it was answered, retries or not.
+    this.restore(jobId, held.state, this.requestOf(jobId));
   }
 
   /**
    * Writes the job back as ended; a restore that did not reach Redis is written again until one does
    * (otherwise the job would stay gone everywhere but here), or the job is gone here too.
    */
-  private restore(jobId: string, from: JobState): void {
+  private restore(jobId: string, from: JobState, request: string): void {
     const now = this.host?.describe(jobId);
     if (now === undefined || this.closed()) return void this.restoring.delete(jobId);
     void this.writer
@@ -66,12 +67,12 @@ export class Repair {
         from,
         now.errorPrivate === true,
         now.owner ?? '',
-        this.requestOf(jobId),
+        request,
       )
       .then((stored) => {
         if (stored) return void this.restoring.delete(jobId);
         // The batch's failure was logged by the writer (once per outage).
-        setTimeout(() => this.restore(jobId, from), RESTORE_RETRY_MS).unref();
+        setTimeout(() => this.restore(jobId, from, request), RESTORE_RETRY_MS).unref();
       });
   }
 

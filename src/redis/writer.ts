@@ -46,6 +46,8 @@ export class Writer {
   /** How long the last batch took from send to Redis's answer (ms): the write lag other processes see. */
   lastRoundTripMs = 0;
   private readonly inflight = new Set<Promise<void>>();
+  /** Ends and restores whose answer has not come yet. */
+  private readonly unanswered = new Set<(stored: boolean) => void>();
   private counts: Map<string, number> | undefined;
   private closed = false;
   private lastJob = '';
@@ -136,13 +138,14 @@ export class Writer {
     const b = this.batch(shard);
     this.before(b, jobId, shard);
     this.counts?.delete(jobId);
-    b.transitions.push([b.commands, jobId, to]);
+    const index = b.commands;
+    b.transitions.push([index, jobId, to]);
     b.pipe.jrTransition(
       ...this.transitionArgs(jobId, to, error, at, count, request, this.owner, errorPrivate),
     );
     this.added(b);
     if (to !== 'completed' && to !== 'failed' && to !== 'cancelled') return undefined;
-    return new Promise<boolean>((resolve) => (b.ends ??= []).push(resolve));
+    return this.answerOf(b, index);
   }
 
   removed(jobId: string, at: number): void {
@@ -252,6 +255,7 @@ export class Writer {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
     this.before(b, jobId, shard);
+    const index = b.commands;
     b.pipe.jrRestoreEnded(
       ...this.keys.ofJob(jobId, shard),
       state,
@@ -268,7 +272,22 @@ export class Writer {
       request,
     );
     this.added(b);
-    return new Promise<boolean>((resolve) => (b.ends ??= []).push(resolve));
+    return this.answerOf(b, index);
+  }
+
+  /**
+   * Whether the command at `index` of batch `b` was stored: settles once Redis answered it, or with
+   * `false` when the batch failed or the writer closed first (so nothing waits on it forever).
+   */
+  private answerOf(b: Batch, index: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const settle = (stored: boolean): void => {
+        this.unanswered.delete(settle);
+        resolve(stored);
+      };
+      this.unanswered.add(settle);
+      (b.ends ??= []).push([index, settle]);
+    });
   }
 
   /** Writes waiting for Redis's answer. */
@@ -285,6 +304,7 @@ export class Writer {
 
   close(): void {
     this.closed = true;
+    for (const settle of [...this.unanswered]) settle(false);
   }
 
   /** The replay limit as stored with each job, so a fresh reader elsewhere knows where its tokens start. */
@@ -377,6 +397,8 @@ export class Writer {
           readAnswers(b, results, this.hooks, (err) =>
             this.outages.fail('writes', `a Redis write to ${this.conn.where} failed`, err),
           );
+        // An end Redis answered with an error (READONLY, OOM, …) is not stored: it is written again.
+        if (b.ends !== undefined) for (const [i, settle] of b.ends) settle(results?.[i]?.[0] === null);
       })
       .catch((e: unknown) => {
         this.outages.fail('writes', `${b.size} Redis writes to ${this.conn.where} failed`, e);
@@ -385,10 +407,7 @@ export class Writer {
       });
     if (b.ends !== undefined) {
       const ends = b.ends;
-      run.then(
-        () => ends.forEach((resolve) => resolve(true)),
-        () => ends.forEach((resolve) => resolve(false)),
-      );
+      run.catch(() => ends.forEach(([, settle]) => settle(false)));
     }
     const settled = run.finally(() => {
       this.pending -= b.size;
