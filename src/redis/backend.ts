@@ -472,7 +472,12 @@ class RedisBackend implements RegistryBackend {
     this.leases?.close();
     this.holds?.close();
     this.counts.close();
-    if (starting !== undefined) await starting.then(ok, ok);
+    if (starting !== undefined)
+      await this.within(
+        Math.max(this.o.blockMs, this.o.leaseMs),
+        starting.then(ok, ok),
+        'the start did not settle',
+      );
     // The last writes get a bounded wait: a Redis that does not answer must not keep dispose() (and the
     // process) from ending.
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -492,13 +497,36 @@ class RedisBackend implements RegistryBackend {
     }
     this.writer?.close();
     this.stream.complete();
-    await Promise.all(this.tailers.map((t) => t.close()));
+    // Each step below gets the same bounded wait: close() ends even when Redis (or a connection in the
+    // middle of a reconnect) answers nothing.
+    await this.within(
+      waitMs,
+      Promise.all(this.tailers.map((t) => t.close())),
+      'the blocking reads did not stop',
+    );
     try {
-      if (this.conn.cmd.status === 'ready') await this.conn.cmd.del(this.keys.owner(this.owner));
+      if (this.conn.cmd.status === 'ready')
+        await this.within(
+          waitMs,
+          this.conn.cmd.del(this.keys.owner(this.owner)),
+          'removing the lease got no answer',
+        );
     } catch (e) {
       this.outages.fail('close', 'removing the lease failed; it expires by itself', e);
     }
     this.conn.close();
+  }
+
+  /** Waits for `work` at most `ms`; past that, logs `what` and goes on. */
+  private async within(ms: number, work: Promise<unknown>, what: string): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+    try {
+      if ((await Promise.race([work, late])) === 'late')
+        this.outages.fail('close', `closing: ${what} within ${ms} ms`, 'going on without it');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
