@@ -69,10 +69,11 @@ class RedisBackend implements RegistryBackend {
   private readonly seen = new Seen(SEEN_MEMORY);
   /** Cancel requests being carried out here: the job's end event names the request. */
   private readonly requests = new Map<string, string>();
-  /** The request behind each end not yet stored: written again, or restored, its event still names it. */
-  private readonly endRequests = new Map<string, string>();
-  /** Jobs whose end is not stored yet, with why their tokens were lost ('' when they were not). */
-  private readonly unstored = new Map<string, string>();
+  /**
+   * Jobs whose end is not stored yet: the cancel request behind it (written again, or restored, its
+   * event still names it) and why the job's tokens were lost ('' when they were not).
+   */
+  private readonly unstored = new Map<string, { request: string; lost: string }>();
   private context: (ReaderContext & RemoteContext) | undefined;
   private holds: ReaderHolds | undefined;
   private readonly counts: SharedProgress;
@@ -133,7 +134,10 @@ class RedisBackend implements RegistryBackend {
           const why = `job-registry: tokens could not be written to Redis: ${messageOf(e)}`;
           for (const id of ids)
             // A job whose end was in the same batch is written again as failed, not as it ended here.
-            if (!host.end(id, 'failed', why) && this.unstored.has(id)) this.unstored.set(id, why);
+            if (!host.end(id, 'failed', why)) {
+              const pending = this.unstored.get(id);
+              if (pending !== undefined) pending.lost = why;
+            }
         },
       },
     );
@@ -145,7 +149,7 @@ class RedisBackend implements RegistryBackend {
       this.o.log,
       this.outages,
       () => this.closed,
-      (id) => this.endRequests.get(id) ?? '',
+      (id) => this.unstored.get(id)?.request ?? '',
     );
     this.leases = new Leases({
       conn: this.conn,
@@ -223,12 +227,8 @@ class RedisBackend implements RegistryBackend {
     const request = this.requests.get(jobId) ?? '';
     const sent = this.writer!.state(jobId, to, error ?? '', at, count, request, errorPrivate);
     if (sent === undefined) return undefined;
-    if (request !== '') this.endRequests.set(jobId, request);
-    this.unstored.set(jobId, '');
-    return this.untilStored(jobId, at, sent).finally(() => {
-      this.endRequests.delete(jobId);
-      this.unstored.delete(jobId);
-    });
+    this.unstored.set(jobId, { request, lost: '' });
+    return this.untilStored(jobId, at, sent).finally(() => this.unstored.delete(jobId));
   }
 
   /**
@@ -242,8 +242,8 @@ class RedisBackend implements RegistryBackend {
       return new Promise<void>((resolve) => setTimeout(resolve, END_RETRY_MS).unref()).then(() => {
         // Tokens of the job were in the batch that failed: the end Redis gets is `failed`, and so is
         // the one this process's readers learn (they have not been told an end yet).
-        const lost = this.unstored.get(jobId);
-        if (lost) this.host?.adoptEnd(jobId, 'failed', lost);
+        const pending = this.unstored.get(jobId);
+        if (pending?.lost) this.host?.adoptEnd(jobId, 'failed', pending.lost);
         const now = this.host?.describe(jobId);
         if (now === undefined || this.closed || !isTerminal(now.state)) return;
         const again = this.writer!.state(
@@ -252,7 +252,7 @@ class RedisBackend implements RegistryBackend {
           now.error ?? '',
           at,
           now.tokenCount,
-          this.endRequests.get(jobId) ?? '',
+          pending?.request ?? '',
           now.errorPrivate === true,
         );
         return again === undefined ? undefined : this.untilStored(jobId, at, again);
@@ -472,33 +472,21 @@ class RedisBackend implements RegistryBackend {
     this.leases?.close();
     this.holds?.close();
     this.counts.close();
-    if (starting !== undefined)
-      await this.within(
-        Math.max(this.o.blockMs, this.o.leaseMs),
-        starting.then(ok, ok),
-        'the start did not settle',
-      );
-    // The last writes get a bounded wait: a Redis that does not answer must not keep dispose() (and the
-    // process) from ending.
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Every wait below is bounded: a Redis that does not answer (or a connection in the middle of a
+    // reconnect) must not keep dispose() (and the process) from ending.
     const waitMs = Math.max(this.o.blockMs, this.o.leaseMs);
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), waitMs)));
+    if (starting !== undefined) await this.within(waitMs, starting.then(ok, ok), 'the start did not settle');
     try {
-      if ((await Promise.race([this.writer?.flush(), late])) === 'late')
-        this.outages.fail(
-          'close',
-          'closing without the last writes',
-          `Redis did not take them within ${waitMs} ms`,
-        );
+      await this.within(
+        waitMs,
+        this.writer?.flush() ?? Promise.resolve(),
+        'Redis did not take the last writes',
+      );
     } catch (e) {
       this.outages.fail('close', 'the last writes before close failed', e);
-    } finally {
-      clearTimeout(timer);
     }
     this.writer?.close();
     this.stream.complete();
-    // Each step below gets the same bounded wait: close() ends even when Redis (or a connection in the
-    // middle of a reconnect) answers nothing.
     await this.within(
       waitMs,
       Promise.all(this.tailers.map((t) => t.close())),
