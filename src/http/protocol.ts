@@ -20,7 +20,7 @@ import type { SseSink } from './sink.js';
 import { retryField, sseEvent, tokenEvent } from './sse.js';
 import { HttpError, isUnexpected, toHttpError } from './status.js';
 import { TokenStream, type StreamEncoder, type TokenStreamOptions } from './stream.js';
-import { toWireSnapshot, visibleError } from './wire.js';
+import { CANCEL_REASON, cancelledSnapshot, toWireSnapshot, visibleError } from './wire.js';
 
 /** A request as the protocol sees it. `raw` is what `authenticate` receives. */
 export interface HttpRequest<Raw> {
@@ -302,16 +302,20 @@ export function createProtocol<T, P, Raw>(
   }
 
   async function cancelJob(id: string, caller: Caller): Promise<Reply> {
-    await visibleJob(id, caller, 'cancel');
+    const before = await visibleJob(id, caller, 'cancel');
     let moved: boolean;
     try {
-      moved = await registry.cancel(id, 'cancelled by request');
+      moved = await registry.cancel(id, CANCEL_REASON);
     } catch (e) {
       if ((e as { code?: string }).code === 'JOB_NOT_FOUND') throw notFound(id);
       throw e;
     }
     const snap = await registry.findJob(id);
-    if (snap === undefined) throw notFound(id);
+    if (snap === undefined) {
+      // The cancel took effect and the job expired before this answer: it was cancelled all the same.
+      if (moved) return json(200, toWireSnapshot(cancelledSnapshot(before, CANCEL_REASON), o.exposeErrors));
+      throw notFound(id);
+    }
     if (!moved)
       throw new HttpError(409, 'JOB_TERMINAL', `job-registry: job '${id}' already ended as ${snap.state}`);
     return json(200, toWireSnapshot(snap, o.exposeErrors));

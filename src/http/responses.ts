@@ -35,7 +35,7 @@ import {
 import { retryField } from './sse.js';
 import { HttpError, isUnexpected, toHttpError } from './status.js';
 import { TokenStream } from './stream.js';
-import { visibleError } from './wire.js';
+import { CANCEL_REASON, visibleError } from './wire.js';
 
 /** The create request body, as the preset reads it. */
 export interface ResponseCreate {
@@ -253,8 +253,13 @@ export function createResponsesProtocol<T, P, Raw>(
   }
 
   async function cancel(id: string, caller: Caller): Promise<Reply> {
-    await visible(id, caller, 'cancel');
-    await registry.cancel(id, 'cancelled by request');
+    const before = await visible(id, caller, 'cancel');
+    const moved = await registry.cancel(id, CANCEL_REASON);
+    const after = await registry.findJob(id);
+    if (after === undefined && moved) {
+      // The cancel took effect and the response expired before this answer (its text with it).
+      return json(200, responseObject(before, statusOf('cancelled'), infoOf(id), '', CANCEL_REASON));
+    }
     return json(200, await objectOf(await visible(id, caller, 'read')));
   }
 

@@ -1,3 +1,4 @@
+import { utc } from '../core/time.js';
 import type { JobProgress, JobSnapshot, RegistryEvent } from '../core/types.js';
 
 /** A job snapshot as the HTTP API sends it (snake_case, ISO 8601 times). */
@@ -43,6 +44,19 @@ export const REDACTED_ERROR = 'job failed';
  */
 export function visibleError(error: string, errorPrivate: boolean | undefined, expose = false): string {
   return errorPrivate === true && !expose ? REDACTED_ERROR : error;
+}
+
+/** The reason a cancel over HTTP gives (`DELETE` of a job, `POST …/cancel` of a response). */
+export const CANCEL_REASON = 'cancelled by request';
+
+/**
+ * What a cancel that took effect answers when the job is gone by the time it is read again: on a shared
+ * backend the cancel's answer can take longer than `retention` (Redis paused, a reconnect), and the job
+ * expires meanwhile. It is the job as the caller last saw it, cancelled now for `reason`.
+ */
+export function cancelledSnapshot(before: JobSnapshot, reason: string): JobSnapshot {
+  const { error: _error, errorPrivate: _private, ...rest } = before;
+  return { ...rest, state: 'cancelled', error: reason, updatedAt: utc(Date.now()) };
 }
 
 /** The wire form of a snapshot; `exposeErrors` shows private errors verbatim. */

@@ -14,7 +14,7 @@ import {
   ReplayExpiredError,
   type RegistryEvent,
 } from '../../src/core/index.js';
-import { createJobHandler } from '../../src/http/index.js';
+import { createJobHandler, createResponsesHandler } from '../../src/http/index.js';
 import { Keys, redisBackend, type BackendLogger, type RedisBackendOptions } from '../../src/redis/index.js';
 import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
 import { postJson } from '../helpers/http.js';
@@ -524,4 +524,70 @@ describeIf(available)('redis backend faults', () => {
     expect(log.lines.filter((l) => l.includes('got no answer'))).toHaveLength(1);
     expect(log.lines.filter((l) => l.includes('lease renewal works again'))).toHaveLength(1);
   }, 20_000);
+  // A cancel whose answer takes longer than the retention (Redis paused, a reconnect) found the job gone.
+  const presets = [
+    {
+      preset: 'DELETE /v1/inference/:id',
+      handler: (r: JobRegistry<string>) =>
+        createJobHandler(r, { execute: () => interval(10).pipe(map(String)) }),
+      send: (base: string, id: string) => fetch(`${base}/v1/inference/${id}`, { method: 'DELETE' }),
+      expected: (id: string) => ({ job_id: id, state: 'cancelled', error: 'cancelled by request' }),
+    },
+    {
+      preset: 'POST /v1/responses/:id/cancel',
+      handler: (r: JobRegistry<string>) =>
+        createResponsesHandler(r, { execute: () => interval(10).pipe(map(String)), toPayload: () => ({}) }),
+      send: (base: string, id: string) => fetch(`${base}/v1/responses/resp_${id}/cancel`, { method: 'POST' }),
+      expected: (id: string) => ({ id: `resp_${id}`, status: 'cancelled' }),
+    },
+  ];
+  test.each(presets)(
+    '$preset whose cancel took effect answers 200 cancelled even when the job expired before the answer',
+    async ({ handler: handlerOf, send, expected }) => {
+      const a = make({ url: own.url, retention: 200 });
+      await a.ready();
+      // The blocking readers' connections, by id.
+      const readers = async (): Promise<string[]> =>
+        ((await own.admin.call('CLIENT', 'LIST')) as string)
+          .split('\n')
+          .filter((line) => /name=\S*:reader/.test(line))
+          .map((line) => /id=(\d+)/.exec(line)![1]!);
+      const ofA = new Set(await readers());
+      // B's connections come back 2 s after they are cut: B learns the cancel's end only then, when the
+      // job (retention 200 ms) has expired.
+      const client = new Redis(own.url, { lazyConnect: true, retryStrategy: () => 2000 });
+      client.on('error', () => undefined);
+      const b = new JobRegistry<string>({
+        retention: 200,
+        backend: redisBackend({ redis: client, prefix, leaseMs: 5000, blockMs: 1000, logger: recorder() }),
+      });
+      registries.push(b);
+      await b.ready();
+      const handler = handlerOf(b);
+      const server: Server = createServer((req, res) => handler(req, res));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      try {
+        const id = a.createJob();
+        a.emit(id, 't0');
+        await a.flush();
+        const readersOfB = (await readers()).filter((client) => !ofA.has(client));
+        expect(readersOfB.length).toBeGreaterThan(0);
+        for (const client of readersOfB) await own.admin.call('CLIENT', 'KILL', 'ID', client);
+        const res = await send(base, id);
+        const body = (await res.json()) as Record<string, unknown>;
+        // The job was cancelled, and had expired by the time B learnt it.
+        expect(a.getJob(id)).toBeUndefined();
+        expect(res.status).toBe(200);
+        expect(body).toMatchObject(expected(id));
+      } finally {
+        handler.close();
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+        await b.dispose().catch(() => undefined);
+        client.disconnect();
+      }
+    },
+    30_000,
+  );
 });
