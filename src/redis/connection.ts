@@ -56,7 +56,7 @@ export class Connection {
         ? options.url.replace(/\/\/[^@/]*@/, '//***@')
         : `${(this.cmd as Redis).options.host ?? '?'}:${(this.cmd as Redis).options.port ?? '?'}`;
     // ioredis emits 'error' per failed connection attempt: reported once per outage by the owner.
-    this.cmd.on('error', onError);
+    this.watch(this.cmd);
     this.cmd.on('ready', onReady);
     this.cmd.defineCommand('jrCreate', { numberOfKeys: 4, lua: CREATE });
     this.cmd.defineCommand('jrTransition', { numberOfKeys: 4, lua: TRANSITION });
@@ -117,10 +117,24 @@ export class Connection {
           redisOptions: { ...(this.cmd as Cluster).options.redisOptions, connectionName, ...extra },
         })
       : (this.cmd as Redis).duplicate({ lazyConnect: true, connectionName, ...extra });
-    dup.on('error', this.onError);
+    this.watch(dup);
     this.blocking.push(dup);
     return dup;
   }
+
+  /**
+   * Reports a client's failed connections. A `Cluster` emits a failure of one node's connection as
+   * `node error`, not `error`, and says nothing when that node is back: its nodes' `ready` says so.
+   */
+  private watch(client: RedisClient): void {
+    client.on('error', this.onError);
+    if (!this.cluster) return;
+    client.on('node error', this.onError);
+    (client as Cluster).nodes('all').forEach(this.watchNode);
+    client.on('+node', this.watchNode);
+  }
+
+  private readonly watchNode = (node: Redis): void => void node.on('ready', this.onReady);
 
   /** Connects the command and read connections (when not yet connected) and checks they answer. */
   async connect(): Promise<void> {
@@ -141,6 +155,11 @@ export class Connection {
     else {
       this.cmd.off('error', this.onError);
       this.cmd.off('ready', this.onReady);
+      if (this.cluster) {
+        this.cmd.off('node error', this.onError);
+        this.cmd.off('+node', this.watchNode);
+        for (const node of (this.cmd as Cluster).nodes('all')) node.off('ready', this.onReady);
+      }
     }
   }
 }

@@ -5,6 +5,12 @@ import type { Keys } from './keys.js';
 import { perGroup } from './lookups.js';
 import type { Outages } from './outage.js';
 
+/**
+ * Outages of this process during which what it reads of other processes' leases may be stale: a lease
+ * found gone then is confirmed only once it stayed gone for a whole lease.
+ */
+const SUSPECT_WHILE_FAILING = ['connection', 'lease renewal', 'sweep', 'writes', 'reads'];
+
 /** What the lease keeper needs from the backend. */
 export interface LeaseContext {
   conn: Connection;
@@ -41,6 +47,9 @@ export class Leases {
   private renewals = 0;
   private client: RedisClient | undefined;
   private readonly missingSince = new Map<string, number>();
+  /** What follows renewals, due and running (see `followUp`). */
+  private readonly due = { reconcile: false, refresh: false };
+  private following = false;
   /** The last time this process saw Redis lose data or answer a sweep slowly (start counts as one). */
   private trouble = Date.now();
   private closed = false;
@@ -66,7 +75,9 @@ export class Leases {
   confirmedDead(owner: string, now = Date.now()): boolean {
     const since = this.missingSince.get(owner);
     if (since === undefined) return false;
-    const calm = now - Math.max(this.trouble, this.c.outages.lastChange) >= this.c.leaseMs;
+    const calm =
+      now - Math.max(this.trouble, this.c.outages.lastChange) >= this.c.leaseMs &&
+      !SUSPECT_WHILE_FAILING.some((kind) => this.c.outages.since(kind) !== undefined);
     return calm || now - since >= this.c.leaseMs;
   }
 
@@ -107,13 +118,12 @@ export class Leases {
     slow.unref();
     try {
       const kept = await this.client!.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
-      // Answered: what follows (a reconcile, the TTL refresh) is not the renewal.
       clearTimeout(slow);
       slow = undefined;
       if (kept === null) {
         await this.client!.set(this.key, '1', 'PX', this.c.leaseMs);
-        await this.reconcile();
-      } else if (++this.renewals % 9 === 0) await this.refreshLive();
+        this.due.reconcile = true;
+      } else if (++this.renewals % 9 === 0) this.due.refresh = true;
       this.c.outages.ok('lease renewal');
     } catch (e) {
       this.c.outages.fail(
@@ -123,6 +133,45 @@ export class Leases {
       );
     } finally {
       clearTimeout(slow);
+    }
+    this.followUp();
+  }
+
+  /**
+   * Runs what renewals asked for (a reconcile after the lease was found gone, the live jobs' TTL refresh)
+   * beside the renewals, never in their way: it touches job keys on every master, and one master paused
+   * or cut off must not stop this process renewing its lease on another (others would take it for dead
+   * and end its jobs). A reconcile that fails is tried again after the next renewal.
+   */
+  private followUp(): void {
+    if (this.following || this.closed || (!this.due.reconcile && !this.due.refresh)) return;
+    this.following = true;
+    void this.runDue().finally(() => (this.following = false));
+  }
+
+  private async runDue(): Promise<void> {
+    try {
+      while (!this.closed && (this.due.reconcile || this.due.refresh)) {
+        if (this.due.reconcile) {
+          // A reconcile refreshes the TTLs too.
+          this.due.reconcile = this.due.refresh = false;
+          await this.reconcile().catch((e: unknown) => {
+            this.due.reconcile = true;
+            throw e;
+          });
+        } else {
+          this.due.refresh = false;
+          await this.refreshLive();
+        }
+      }
+      this.c.outages.ok('job checks');
+    } catch (e) {
+      if (this.closed) return;
+      this.c.outages.fail(
+        'job checks',
+        "checking this process's live jobs against Redis after a lease renewal failed (tried again at the next renewal)",
+        e,
+      );
     }
   }
 
@@ -168,7 +217,7 @@ export class Leases {
     try {
       await this.checkEpoch();
       if (Date.now() - started > this.c.leaseMs / 4) this.trouble = Date.now();
-      await this.reapDeadOwners();
+      await this.reapDeadOwners(started);
       await this.checkWatched();
       await this.tidyShards();
       this.c.outages.ok('sweep');
@@ -192,7 +241,12 @@ export class Leases {
     if (this.c.shardTtl >= 0) await this.c.conn.cmd.pexpire(key, this.c.shardTtl);
   }
 
-  private async reapDeadOwners(): Promise<void> {
+  /**
+   * Ends the live jobs of processes whose lease is gone (see `confirmedDead`). A sweep Redis answered
+   * slowly (on a cluster, one master paused while the epoch's answered at once) counts as trouble: a
+   * lease found gone then may be one its owner could not renew through the same stall.
+   */
+  private async reapDeadOwners(started: number): Promise<void> {
     const shards = Array.from({ length: this.c.keys.shards }, (_, i) => i);
     const replies = await perGroup(
       this.c.conn,
@@ -214,6 +268,7 @@ export class Leases {
     const owners = [...byOwner.keys()];
     const alive = await Promise.all(owners.map((o) => this.c.conn.cmd.exists(this.c.keys.owner(o))));
     const now = Date.now();
+    if (now - started > this.c.leaseMs / 4) this.trouble = now;
     const reaps: Array<Promise<boolean>> = [];
     owners.forEach((owner, i) => {
       if (alive[i] === 1) return void this.missingSince.delete(owner);

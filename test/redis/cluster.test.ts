@@ -5,7 +5,7 @@
 import type { Cluster } from 'ioredis';
 import { JobRegistry } from '../../src/core/index.js';
 import { Keys, redisBackend } from '../../src/redis/index.js';
-import { collect, describeIf } from '../helpers/collect.js';
+import { collect, describeIf, waitFor } from '../helpers/collect.js';
 import { clusterClient, clusterNodes, dropClusterPrefix } from '../helpers/cluster.js';
 import { registryContract } from '../helpers/contract.js';
 import { http, parseSse, postJson } from '../helpers/http.js';
@@ -131,5 +131,35 @@ describeIf(cluster !== undefined)('redis backend on Redis Cluster', () => {
       expect(JSON.parse(del.body).state).toBe('cancelled');
       expect(JSON.parse((await http(`${A.url}/v1/inference/${slow.job_id}`)).body).state).toBe('cancelled');
     }, 30_000);
+  });
+
+  test('a failed connection to one master is logged once, and its recovery once', async () => {
+    const lines: string[] = [];
+    const log = {
+      error: (m: string) => void lines.push(`error ${m}`),
+      warn: (m: string) => void lines.push(`warn ${m}`),
+      info: (m: string) => void lines.push(`info ${m}`),
+    };
+    const redis = client();
+    const r = new JobRegistry<string>({ backend: redisBackend({ redis, prefix, logger: log }) });
+    try {
+      await r.ready();
+      // A network error on one master's connection (a reset): a Cluster reports it as 'node error'.
+      const node = redis.nodes('master')[0]!;
+      await node.ping();
+      node.stream.destroy(new Error('connection reset by the test'));
+      await waitFor(() => lines.some((l) => l.includes('works again')), 10_000, 'recovery logged');
+      expect(lines.filter((l) => l.includes('a connection to Redis failed'))).toEqual([
+        expect.stringContaining('connection reset by the test'),
+      ]);
+      expect(lines.filter((l) => l.includes('connection works again'))).toHaveLength(1);
+      // The registry works through the master that came back.
+      const id = r.createJob();
+      r.emit(id, 'x');
+      await r.flush();
+      expect((await r.findJob(id))!.tokenCount).toBe(1);
+    } finally {
+      await r.dispose();
+    }
   });
 });
