@@ -256,11 +256,11 @@ export function createResponsesProtocol<T, P, Raw>(
     const before = await visible(id, caller, 'cancel');
     const moved = await registry.cancel(id, CANCEL_REASON);
     const after = await registry.findJob(id);
-    if (after === undefined && moved) {
-      // The cancel took effect and the response expired before this answer (its text with it).
-      return json(200, responseObject(before, statusOf('cancelled'), infoOf(id), '', CANCEL_REASON));
-    }
-    return json(200, await objectOf(await visible(id, caller, 'read')));
+    if (!(await access.may(caller, 'read', after ?? before))) throw notFound(id);
+    if (after !== undefined) return json(200, await objectOf(after));
+    // The cancel took effect and the response expired before this answer (its text with it).
+    if (moved) return json(200, responseObject(before, statusOf('cancelled'), infoOf(id), ''));
+    throw notFound(id);
   }
 
   /** The Response object of a job, with its output text so far. */

@@ -132,7 +132,16 @@ export class Connection {
     client.on('node error', this.onError);
     (client as Cluster).nodes('all').forEach(this.watchNode);
     client.on('+node', this.watchNode);
+    // A node whose connection ended leaves the pool, and until the slot table is read again a pipeline
+    // spanning several of its slots is answered MOVED: ioredis reads the table again only after a MOVED
+    // of a single-slot command, which may not come for long. Read it at once; failures come back as
+    // 'node error'.
+    client.on('-node', this.rereadSlots);
   }
+
+  private readonly rereadSlots = function (this: Cluster): void {
+    if (this.status === 'ready') this.refreshSlotsCache();
+  };
 
   private readonly watchNode = (node: Redis): void => void node.on('ready', this.onReady);
 
@@ -158,6 +167,7 @@ export class Connection {
       if (this.cluster) {
         this.cmd.off('node error', this.onError);
         this.cmd.off('+node', this.watchNode);
+        this.cmd.off('-node', this.rereadSlots);
         for (const node of (this.cmd as Cluster).nodes('all')) node.off('ready', this.onReady);
       }
     }

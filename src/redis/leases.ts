@@ -9,7 +9,7 @@ import type { Outages } from './outage.js';
  * Outages of this process during which what it reads of other processes' leases may be stale: a lease
  * found gone then is confirmed only once it stayed gone for a whole lease.
  */
-const SUSPECT_WHILE_FAILING = ['connection', 'lease renewal', 'sweep', 'writes', 'reads'];
+const SUSPECT_WHILE_FAILING = ['lease renewal', 'sweep', 'writes', 'reads'];
 
 /** What the lease keeper needs from the backend. */
 export interface LeaseContext {
@@ -161,7 +161,10 @@ export class Leases {
           });
         } else {
           this.due.refresh = false;
-          await this.refreshLive();
+          await this.refreshLive().catch((e: unknown) => {
+            this.due.refresh = true;
+            throw e;
+          });
         }
       }
       this.c.outages.ok('job checks');
@@ -169,7 +172,7 @@ export class Leases {
       if (this.closed) return;
       this.c.outages.fail(
         'job checks',
-        "checking this process's live jobs against Redis after a lease renewal failed (tried again at the next renewal)",
+        "checking this process's live jobs against Redis, or pushing back their expiry, after a lease renewal failed (tried again after the next renewal)",
         e,
       );
     }
@@ -184,6 +187,7 @@ export class Leases {
     const replies = await this.perJob(ids, 1, (pipe, id, shard) => {
       pipe.hmget(this.c.keys.meta(id, shard), 'state', 'error', 'error_private');
     });
+    if (this.closed) return;
     ids.forEach((id, i) => {
       const [state, error, priv] = replies[i]![0] as [string | null, string | null, string | null];
       if (state === null) this.c.lost(id);

@@ -616,7 +616,7 @@ describeIf(available)('redis backend faults', () => {
       await own.admin.call('CLIENT', 'KILL', 'ID', /id=(\d+)/.exec(cmd!)![1]!);
       // Long enough for the renewals' follow-up work (the live jobs' TTL refresh, every 9th renewal) to
       // wait on the cut connection, and for a lease left unrenewed to lapse and be reaped.
-      await sleep(LEASE * 6);
+      await sleep(LEASE * 7);
       expect(b.getJob(id)!.state).toBe('running');
       expect((await observer.findJob(id))!.state).toBe('running');
     } finally {
