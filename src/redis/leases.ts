@@ -118,12 +118,12 @@ export class Leases {
     slow.unref();
     try {
       const kept = await this.client!.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
+      // Gone (Redis lost it, or it lapsed): put back, within the same watch for a slow answer.
+      if (kept === null) await this.client!.set(this.key, '1', 'PX', this.c.leaseMs);
       clearTimeout(slow);
       slow = undefined;
-      if (kept === null) {
-        await this.client!.set(this.key, '1', 'PX', this.c.leaseMs);
-        this.due.reconcile = true;
-      } else if (++this.renewals % 9 === 0) this.due.refresh = true;
+      if (kept === null) this.due.reconcile = true;
+      else if (++this.renewals % 9 === 0) this.due.refresh = true;
       this.c.outages.ok('lease renewal');
     } catch (e) {
       this.c.outages.fail(
