@@ -105,7 +105,7 @@ export class Leases {
   private async renew(): Promise<void> {
     // The lease connection waits for a reconnect instead of failing: a renewal that waits that long is
     // an outage too (the lease may lapse meanwhile), reported as one.
-    let slow: ReturnType<typeof setTimeout> | undefined = setTimeout(
+    const slow = setTimeout(
       () =>
         !this.closed &&
         this.c.outages.fail(
@@ -118,12 +118,11 @@ export class Leases {
     slow.unref();
     try {
       const kept = await this.client!.set(this.key, '1', 'PX', this.c.leaseMs, 'XX');
-      // Gone (Redis lost it, or it lapsed): put back, within the same watch for a slow answer.
-      if (kept === null) await this.client!.set(this.key, '1', 'PX', this.c.leaseMs);
-      clearTimeout(slow);
-      slow = undefined;
-      if (kept === null) this.due.reconcile = true;
-      else if (++this.renewals % 9 === 0) this.due.refresh = true;
+      if (kept === null) {
+        // Gone (Redis lost it, or it lapsed): put back, then every job held here checked.
+        await this.client!.set(this.key, '1', 'PX', this.c.leaseMs);
+        this.due.reconcile = true;
+      } else if (++this.renewals % 9 === 0) this.due.refresh = true;
       this.c.outages.ok('lease renewal');
     } catch (e) {
       this.c.outages.fail(
@@ -152,19 +151,15 @@ export class Leases {
   private async runDue(): Promise<void> {
     try {
       while (!this.closed && (this.due.reconcile || this.due.refresh)) {
-        if (this.due.reconcile) {
-          // A reconcile refreshes the TTLs too.
-          this.due.reconcile = this.due.refresh = false;
-          await this.reconcile().catch((e: unknown) => {
-            this.due.reconcile = true;
-            throw e;
-          });
-        } else {
-          this.due.refresh = false;
-          await this.refreshLive().catch((e: unknown) => {
-            this.due.refresh = true;
-            throw e;
-          });
+        // A reconcile refreshes the TTLs too.
+        const reconcile = this.due.reconcile;
+        this.due.reconcile = this.due.refresh = false;
+        try {
+          await (reconcile ? this.reconcile() : this.refreshLive());
+        } catch (e) {
+          if (reconcile) this.due.reconcile = true;
+          else this.due.refresh = true;
+          throw e;
         }
       }
       this.c.outages.ok('job checks');

@@ -20,6 +20,22 @@ export async function startTestServer<T = string, P = unknown>(
   registry: JobRegistry<T, P> = new JobRegistry<T, P>(registryOptions),
 ): Promise<TestServer<T, P>> {
   const handler = createJobHandler(registry, handlerOptions);
+  const served = await serveHandler(handler);
+  return {
+    ...served,
+    registry,
+    handler,
+    close: async () => {
+      await registry.dispose();
+      await served.close();
+    },
+  };
+}
+
+/** A handler served on 127.0.0.1, port 0; `close()` closes the handler, its connections and the server. */
+export async function serveHandler(
+  handler: JobHandler,
+): Promise<{ url: string; port: number; server: Server; close(): Promise<void> }> {
   const server = createServer((req, res) => handler(req, res));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const port = (server.address() as AddressInfo).port;
@@ -27,10 +43,7 @@ export async function startTestServer<T = string, P = unknown>(
     url: `http://127.0.0.1:${port}`,
     port,
     server,
-    registry,
-    handler,
     close: async () => {
-      await registry.dispose();
       handler.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

@@ -3,7 +3,6 @@
  * backend (a crash, a silent gap, a reader that never ends, events out of order, two answers for one job,
  * a failed POST that left a job running, a failure nobody logged).
  */
-import { createServer, type Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { from, interval, map, take } from 'rxjs';
 import {
@@ -17,7 +16,7 @@ import {
 import { createJobHandler, createResponsesHandler } from '../../src/http/index.js';
 import { Keys, redisBackend, type BackendLogger, type RedisBackendOptions } from '../../src/redis/index.js';
 import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
-import { postJson } from '../helpers/http.js';
+import { postJson, serveHandler } from '../helpers/http.js';
 import { haveRedisServer, privateRedis, type PrivateRedis } from '../helpers/private-redis.js';
 import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
 
@@ -299,12 +298,12 @@ describeIf(available)('redis backend faults', () => {
     });
     await registry.ready();
     const signals: AbortSignal[] = [];
-    const handler = createJobHandler(registry, {
-      execute: (_payload, { signal }) => (signals.push(signal), interval(10).pipe(map(String))),
-    });
-    const server: Server = createServer((req, res) => handler(req, res));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/inference`;
+    const served = await serveHandler(
+      createJobHandler(registry, {
+        execute: (_payload, { signal }) => (signals.push(signal), interval(10).pipe(map(String))),
+      }),
+    );
+    const url = `${served.url}/v1/inference`;
     try {
       await own.stop();
       const refused = await postJson(url, { prompt: 'x' });
@@ -317,9 +316,7 @@ describeIf(available)('redis backend faults', () => {
       const accepted = await postJson(url, { prompt: 'x' });
       expect(accepted.status).toBe(202);
     } finally {
-      handler.close();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await served.close();
       await registry.dispose().catch(() => undefined);
       client.disconnect();
     }
@@ -568,10 +565,8 @@ describeIf(available)('redis backend faults', () => {
       });
       registries.push(b);
       await b.ready();
-      const handler = handlerOf(b);
-      const server: Server = createServer((req, res) => handler(req, res));
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const served = await serveHandler(handlerOf(b));
+      const base = served.url;
       try {
         const id = a.createJob();
         a.emit(id, 't0');
@@ -586,9 +581,7 @@ describeIf(available)('redis backend faults', () => {
         expect(res.status).toBe(200);
         expect(body).toMatchObject(expected(id));
       } finally {
-        handler.close();
-        server.closeAllConnections();
-        await new Promise((r) => server.close(r));
+        await served.close();
         await b.dispose().catch(() => undefined);
         client.disconnect();
       }
