@@ -88,6 +88,13 @@ export interface Limits {
    * are refused (`503 DRAINING`) from the signal on (`registry.drain`).
    */
   drainMs: number;
+  /** Bytes one Durable Stream may hold at `/v1/stream/` (`maxStreamBytes`); an append past it answers `413`. */
+  maxStreamBytes: number;
+  /**
+   * An open Durable Stream without `Stream-TTL` or `Stream-Expires-At` that nobody appends to or reads for
+   * this long is closed, so it frees its quota slot (`idleTimeoutMs`).
+   */
+  streamIdleMs: number;
 }
 
 /** The limits the example server runs with unless told otherwise. */
@@ -109,6 +116,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   requestTimeoutMs: 30_000,
   retryAfterSeconds: 5,
   drainMs: 10_000,
+  maxStreamBytes: 16 * 1024 * 1024,
+  streamIdleMs: 10 * 60_000,
 });
 
 type Kind = 'count' | 'ms' | 'string' | 'list' | 'flag' | 'port' | 'level';
@@ -149,6 +158,8 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'REQUEST_TIMEOUT_MS', option: 'requestTimeoutMs', kind: 'ms', min: 1 },
   { name: 'RETRY_AFTER_SECONDS', option: 'retryAfterSeconds', kind: 'count', min: 1 },
   { name: 'DRAIN_MS', option: 'drainMs', kind: 'ms', min: 0 },
+  { name: 'MAX_STREAM_BYTES', option: 'maxStreamBytes', kind: 'count', min: 1 },
+  { name: 'STREAM_IDLE_MS', option: 'streamIdleMs', kind: 'ms', min: 1 },
   { name: 'LOG_LEVEL', option: 'logLevel', kind: 'level' },
   { name: 'REDIS_URL', option: 'redisUrl', kind: 'string' },
   { name: 'REDIS_CLUSTER_NODES', option: 'redisClusterNodes', kind: 'list' },

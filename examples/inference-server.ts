@@ -156,7 +156,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
   let draining = false;
   const probe = probes(registry, { draining: () => draining, retryAfterSeconds: limits.retryAfterSeconds });
-  const streams = createDurableStreamsHandler(registry, { logger });
+  // The Durable Streams protocol over the same registry, under the same keys, quotas, limits and bodies.
+  const streams = createDurableStreamsHandler(registry, {
+    ...common,
+    maxStreamBytes: limits.maxStreamBytes,
+    idleTimeoutMs: limits.streamIdleMs,
+  });
   const metrics = serverMetrics(registry, [handler, responses, streams]);
   const serveAsset = await loadAssets();
 

@@ -18,7 +18,9 @@ import { createDurableStreamsProtocol } from './protocol.js';
  */
 export function createFetchDurableStreamsHandler<T, P>(
   registry: JobRegistry<T, P>,
-  options: DurableStreamsOptions & { notFound?: (request: Request) => Response | Promise<Response> } = {},
+  options: DurableStreamsOptions<Request> & {
+    notFound?: (request: Request) => Response | Promise<Response>;
+  } = {},
 ): FetchHandler {
   return fetchHandler(
     createDurableStreamsProtocol<Request>(registry as JobRegistry<unknown, unknown>, options),

@@ -20,7 +20,7 @@ import { createDurableStreamsProtocol } from './protocol.js';
  */
 export function createDurableStreamsHandler<T, P>(
   registry: JobRegistry<T, P>,
-  options: DurableStreamsOptions = {},
+  options: DurableStreamsOptions<IncomingMessage> = {},
 ): JobHandler {
   return nodeHandler(
     createDurableStreamsProtocol<IncomingMessage>(registry as JobRegistry<unknown, unknown>, options),

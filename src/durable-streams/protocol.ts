@@ -4,22 +4,27 @@
  * Returns the same {@link Protocol} as the dual-call routes, so the Node and fetch adapters serve it.
  * Imports no `node:` module.
  */
-import { messageOf } from '../core/errors.js';
+import { JobNotFoundError } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
 import type { JobSnapshot } from '../core/types.js';
+import type { Caller, JobAction } from '../http/access.js';
+import type { Ticket } from '../http/connections.js';
+import { Policy } from '../http/policy.js';
 import { checkRegistry, type Answer, type HttpRequest, type Protocol, type Reply } from '../http/protocol.js';
 import { requestPath, requestQuery } from '../http/route.js';
 import type { SseSink } from '../http/sink.js';
-import { HttpError, isUnexpected, toHttpError } from '../http/status.js';
-import { readBytes } from './body.js';
+import { HttpError } from '../http/status.js';
 import { resolveDurableStreamsOptions, type DurableStreamsOptions } from './options.js';
-import { readRange, waitFor } from './reader.js';
+import { boundByBytes, readRange, waitFor } from './reader.js';
 import { SseReader } from './sse.js';
+import { Deadlines } from './deadlines.js';
 import { batchAt, checkProducer, isExpired, type StreamMeta } from './streams.js';
 import {
+  ALLOW_HEADERS,
   COMMON_HEADERS,
+  EXPOSE_HEADERS,
   H,
   bytesToToken,
   etag,
@@ -35,7 +40,8 @@ import {
 const TTL = /^(0|[1-9]\d*)$/;
 const WHOLE = /^\d+$/;
 const OFFSET_SYNTAX = /^(-1|now|\d+_\d+)$/;
-const CONTENT_TYPE = /^[\w.+-]+\/[\w.+-]+/;
+const CONTENT_TYPE = /^[\w.+-]+\/[\w.+-]+\s*(;.*)?$/;
+const METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'];
 
 /**
  * Builds the Durable Streams protocol over a registry: `PUT` creates a stream, `POST` appends (or closes),
@@ -49,44 +55,63 @@ const CONTENT_TYPE = /^[\w.+-]+\/[\w.+-]+/;
  */
 export function createDurableStreamsProtocol<Raw>(
   registry: JobRegistry<unknown, unknown>,
-  options: DurableStreamsOptions = {},
+  options: DurableStreamsOptions<Raw> = {},
 ): Protocol<Raw> {
   checkRegistry(registry, 'createDurableStreamsProtocol');
   const o = resolveDurableStreamsOptions(options);
+  const policy = new Policy<Raw>(o, options, 'durable streams ', {
+    allowHeaders: ALLOW_HEADERS,
+    exposeHeaders: EXPOSE_HEADERS,
+  });
+  // Other origins may embed the streams' bytes only when the `cors` option lets them read them.
+  const common = {
+    ...COMMON_HEADERS,
+    'Cross-Origin-Resource-Policy': o.cors === undefined ? 'same-origin' : 'cross-origin',
+  };
   const streams = new Map<string, StreamMeta>();
   const waits = new Set<() => void>();
   const readers = new Set<SseReader>();
-  let draining = false;
+  // Each stream's end by deadline (TTL, Expires-At, idle): nobody needs to read it for it to end.
+  const deadlines = new Deadlines<StreamMeta>(
+    (meta) => deadlineOf(meta),
+    (meta) => expire(meta),
+  );
 
   async function handle(req: HttpRequest<Raw>): Promise<Reply> {
     const path = requestPath(req.target);
     if (path !== o.base && !path.startsWith(o.base + '/')) return { kind: 'next' };
     const name = path.slice(o.base.length + 1);
-    const reply = await route(req, name);
-    if (reply.kind !== 'next') Object.assign(reply.headers, COMMON_HEADERS);
-    return reply;
+    const reply = (await route(req, name)) as Answer;
+    Object.assign(reply.headers, common);
+    return policy.withCors(reply, req);
   }
 
-  function route(req: HttpRequest<Raw>, name: string): Promise<Reply> | Reply {
-    if (req.method === 'OPTIONS')
-      return { kind: 'empty', status: 204, headers: { 'Access-Control-Max-Age': '86400' } };
+  async function route(req: HttpRequest<Raw>, name: string): Promise<Reply> {
+    const preflight = policy.preflight(req, METHODS);
+    if (preflight !== undefined) return preflight;
     if (name === '' || name.length > 1024)
       throw new HttpError(404, 'NOT_FOUND', 'job-registry: a stream path is {basePath}/{name}');
+    if (!METHODS.includes(req.method))
+      throw new HttpError(405, 'METHOD_NOT_ALLOWED', `job-registry: ${req.method} is not a stream method`, {
+        Allow: METHODS.join(', '),
+      });
+    try {
+      decodeURIComponent(name);
+    } catch {
+      throw bad('the stream name holds an invalid percent-encoding');
+    }
+    const caller = await policy.identify(req);
     switch (req.method) {
       case 'PUT':
-        return create(req, name);
+        return create(req, name, caller);
       case 'POST':
-        return append(req, name);
+        return append(req, name, caller);
       case 'GET':
-        return read(req, name);
+        return read(req, name, caller);
       case 'HEAD':
-        return head(name);
-      case 'DELETE':
-        return remove(name);
+        return head(name, caller);
       default:
-        throw new HttpError(405, 'METHOD_NOT_ALLOWED', `job-registry: ${req.method} is not a stream method`, {
-          Allow: 'GET, HEAD, PUT, POST, DELETE, OPTIONS',
-        });
+        return remove(name, caller);
     }
   }
 
@@ -128,6 +153,7 @@ export function createDurableStreamsProtocol<Raw>(
 
   /** Deletes a stream: hidden (410) while forks of it are left, gone with its job once none is. */
   function drop(meta: StreamMeta): void {
+    deadlines.clear(meta);
     if (meta.forks > 0) {
       meta.softDeleted = true;
       return;
@@ -141,25 +167,60 @@ export function createDurableStreamsProtocol<Raw>(
     }
   }
 
-  /** The stream a request names, or 404; 410 when it was deleted while forks of it are left. */
-  async function existing(name: string): Promise<{ meta: StreamMeta; snap: JobSnapshot }> {
+  /** The stream when it exists and the caller may act on it; `undefined` otherwise, as for an unknown name. */
+  async function visible(
+    name: string,
+    caller: Caller,
+    action: JobAction,
+  ): Promise<{ meta: StreamMeta; snap: JobSnapshot } | undefined> {
     const found = await lookup(name);
+    if (found === undefined || !(await policy.may(caller, action, found.snap))) return undefined;
+    return found;
+  }
+
+  /** The stream a request names, or 404; 410 when it was deleted while forks of it are left. */
+  async function existing(
+    name: string,
+    caller: Caller,
+    action: JobAction,
+  ): Promise<{ meta: StreamMeta; snap: JobSnapshot }> {
+    const found = await visible(name, caller, action);
     if (found === undefined) throw notFound(name);
     if (found.meta.softDeleted) throw gone(name);
     return found;
+  }
+
+  /** When a stream ends by itself: its Expires-At, its TTL after the last touch, or its idle time. */
+  function deadlineOf(meta: StreamMeta): number {
+    let at = Infinity;
+    if (meta.expiresAt !== undefined) at = Date.parse(meta.expiresAt);
+    if (meta.ttlSeconds !== undefined) at = Math.min(at, meta.touchedAt + meta.ttlSeconds * 1000);
+    if (meta.expiresAt === undefined && meta.ttlSeconds === undefined && !meta.closed)
+      at = meta.touchedAt + o.idleTimeoutMs;
+    return at;
+  }
+
+  /** A deadline came: an expired stream is deleted; an idle one is closed (its data stays readable). */
+  function expire(meta: StreamMeta): void {
+    if (streams.get(meta.name) !== meta || meta.softDeleted || registry.isDisposed) return;
+    if (isExpired(meta, Date.now())) return drop(meta);
+    meta.closed = true;
+    const snap = registry.getJob(meta.jobId);
+    if (snap !== undefined && !isTerminal(snap.state)) {
+      registry.updateState(meta.jobId, 'completed');
+      o.logger.warn(
+        `job-registry: durable stream '${meta.name.slice(0, 200)}' closed after ${o.idleTimeoutMs} ms without an append or a read (idleTimeoutMs)`,
+      );
+    }
   }
 
   function gone(name: string): HttpError {
     return new HttpError(410, 'STREAM_GONE', `job-registry: stream '${name.slice(0, 200)}' was deleted`);
   }
 
-  async function create(req: HttpRequest<Raw>, name: string): Promise<Reply> {
-    if (draining)
-      throw new HttpError(
-        503,
-        'DRAINING',
-        'job-registry: this server is shutting down; retry on another one',
-      );
+  async function create(req: HttpRequest<Raw>, name: string, caller: Caller): Promise<Reply> {
+    policy.refuseWhileDraining();
+    await policy.require(caller, 'create', 'create streams');
     const ttl = req.header('stream-ttl');
     const expiresAt = req.header('stream-expires-at');
     if (ttl !== undefined && expiresAt !== undefined)
@@ -168,6 +229,8 @@ export function createDurableStreamsProtocol<Raw>(
       throw bad('Stream-TTL must be a whole number of seconds');
     if (expiresAt !== undefined && !Number.isFinite(Date.parse(expiresAt)))
       throw bad('Stream-Expires-At must be an RFC 3339 timestamp');
+    if (expiresAt !== undefined && Date.parse(expiresAt) <= Date.now())
+      throw bad('Stream-Expires-At is in the past');
     const forkedFrom = req.header('stream-forked-from');
     const forkOffset = req.header('stream-fork-offset');
     const subText = req.header('stream-fork-sub-offset');
@@ -180,12 +243,17 @@ export function createDurableStreamsProtocol<Raw>(
       throw bad('Stream-Fork-Sub-Offset needs Stream-Fork-Offset');
     const given = req.header('content-type');
     const valid = given !== undefined && CONTENT_TYPE.test(given.trim());
+    if (given !== undefined && !valid) throw bad('malformed Content-Type; give a type/subtype');
     let contentType = valid ? given.trim() : 'application/octet-stream';
     const closed = req.header('stream-closed')?.toLowerCase() === 'true';
-    const body = await readBytes(req.raw, o.maxBodyBytes);
+    const body = await req.readBytes(policy.body);
+    if (body.length > o.maxStreamBytes) throw streamFull(name);
     const found = await lookup(name);
     if (found !== undefined) {
       const m = found.meta;
+      // A name another principal holds is taken: nothing about its stream is told.
+      if (!(await policy.may(caller, 'read', found.snap)))
+        throw new HttpError(409, 'STREAM_EXISTS', `job-registry: the stream name '${name}' is taken`);
       if (m.softDeleted)
         throw new HttpError(
           409,
@@ -220,7 +288,7 @@ export function createDurableStreamsProtocol<Raw>(
     let ttlSeconds = ttl === undefined ? undefined : Number(ttl);
     let expires = expiresAt;
     if (forkedFrom !== undefined) {
-      const from = await forkSource(forkedFrom, forkOffset, subOffset);
+      const from = await forkSource(forkedFrom, forkOffset, subOffset, caller);
       source = from.meta;
       if (valid && mediaType(contentType) !== mediaType(source.contentType))
         throw new HttpError(
@@ -240,9 +308,13 @@ export function createDurableStreamsProtocol<Raw>(
       : body.length > 0
         ? [bytesToToken(body)]
         : [];
+    const bytes = (source?.bytes ?? 0) + body.length;
+    if (bytes > o.maxStreamBytes) throw streamFull(name);
     if (streams.get(name) !== undefined)
       throw new HttpError(409, 'STREAM_EXISTS', `job-registry: stream '${name}' was created meanwhile`);
-    const jobId = registry.createJob();
+    policy.checkQuota(registry, caller);
+    const owner = caller.principal?.id;
+    const jobId = registry.createJob(owner === undefined ? {} : { owner });
     // A stream is written by HTTP appends, not an executor: running from the start, never "unclaimed".
     registry.updateState(jobId, 'running');
     const meta: StreamMeta = {
@@ -252,6 +324,8 @@ export function createDurableStreamsProtocol<Raw>(
       created: true,
       touchedAt: Date.now(),
       createdClosed: closed,
+      closed,
+      bytes,
       producers: new Map(),
       batchStarts: [],
       forks: 0,
@@ -269,11 +343,19 @@ export function createDurableStreamsProtocol<Raw>(
     for (const c of chunks) registry.emit(jobId, c);
     if (closed) registry.updateState(jobId, 'completed');
     streams.set(name, meta);
-    await registry.flush();
+    deadlines.schedule(meta);
+    try {
+      await registry.flush();
+    } catch (e) {
+      // Not stored: nothing is left half-made, and the quota slot is free again.
+      drop(meta);
+      throw e;
+    }
     const headers: Record<string, string> = {
       'Content-Type': contentType,
       [H.nextOffset]: formatOffset(inherited.length + chunks.length),
-      Location: `${origin(req)}${req.mountPath}${o.base}/${name}`,
+      // Built from the configured path only, never from the request's Host or an absolute-form target.
+      Location: `${o.publicOrigin}${req.mountPath}${o.base}/${name}`,
     };
     if (closed) headers[H.closed] = 'true';
     return { kind: 'empty', status: 201, headers };
@@ -287,9 +369,11 @@ export function createDurableStreamsProtocol<Raw>(
     path: string,
     offset: string | undefined,
     subOffset: number,
+    caller: Caller,
   ): Promise<{ meta: StreamMeta; tokens: unknown[] }> {
     const sourceName = path.startsWith(o.base + '/') ? path.slice(o.base.length + 1) : path;
-    const found = await lookup(sourceName);
+    // A fork reads its source: a source the caller may not read is answered as unknown.
+    const found = await visible(sourceName, caller, 'read');
     if (found === undefined)
       throw new HttpError(
         404,
@@ -323,7 +407,7 @@ export function createDurableStreamsProtocol<Raw>(
     return { meta, tokens };
   }
 
-  async function append(req: HttpRequest<Raw>, name: string): Promise<Reply> {
+  async function append(req: HttpRequest<Raw>, name: string, caller: Caller): Promise<Reply> {
     const producerId = req.header('producer-id');
     const epochText = req.header('producer-epoch');
     const seqText = req.header('producer-seq');
@@ -344,8 +428,8 @@ export function createDurableStreamsProtocol<Raw>(
     const close = req.header('stream-closed')?.toLowerCase() === 'true';
     const contentType = req.header('content-type');
     const writerSeq = req.header('stream-seq');
-    const body = await readBytes(req.raw, o.maxBodyBytes);
-    const found = await existing(name);
+    const body = await req.readBytes(policy.body);
+    const found = await existing(name, caller, 'append');
     const { meta } = found;
     if (!meta.created)
       throw new HttpError(
@@ -382,6 +466,7 @@ export function createDurableStreamsProtocol<Raw>(
       return closedAnswer();
     }
     if (body.length > 0) {
+      if (meta.bytes + body.length > o.maxStreamBytes) throw streamFull(name);
       if (contentType === undefined || contentType.trim() === '') throw bad('an append needs a Content-Type');
       if (mediaType(contentType) !== mediaType(meta.contentType))
         throw new HttpError(
@@ -408,10 +493,12 @@ export function createDurableStreamsProtocol<Raw>(
     if (chunks.length > 0 && isJsonType(meta.contentType))
       meta.batchStarts.push(registry.getJob(meta.jobId)?.tokenCount ?? snap.tokenCount);
     for (const c of chunks) registry.emit(meta.jobId, c);
+    meta.bytes += body.length;
     if (check?.status === 'accepted') meta.producers.set(producer!.id, check.next);
     if (writerSeq !== undefined && body.length > 0) meta.lastWriterSeq = writerSeq;
     if (close) {
       registry.updateState(meta.jobId, 'completed');
+      meta.closed = true;
       if (producer !== undefined) meta.closedBy = producer;
     }
     check = undefined;
@@ -450,8 +537,8 @@ export function createDurableStreamsProtocol<Raw>(
     }
   }
 
-  async function head(name: string): Promise<Reply> {
-    const found = await lookup(name);
+  async function head(name: string, caller: Caller): Promise<Reply> {
+    const found = await visible(name, caller, 'read');
     if (found === undefined) return { kind: 'empty', status: 404, headers: {} };
     if (found.meta.softDeleted) return { kind: 'empty', status: 410, headers: {} };
     const { meta, snap } = found;
@@ -462,15 +549,21 @@ export function createDurableStreamsProtocol<Raw>(
     return { kind: 'empty', status: 200, headers };
   }
 
-  async function remove(name: string): Promise<Reply> {
-    const found = await existing(name);
+  async function remove(name: string, caller: Caller): Promise<Reply> {
+    const found = await existing(name, caller, 'cancel');
     if (found.meta.created) drop(found.meta);
-    else if (registry.removeJob(found.meta.jobId) === undefined && !isTerminal(found.snap.state))
-      await registry.cancel(found.meta.jobId, 'stream deleted').catch(() => false);
+    else if (registry.removeJob(found.meta.jobId) === undefined && !isTerminal(found.snap.state)) {
+      try {
+        await registry.cancel(found.meta.jobId, 'stream deleted');
+      } catch (e) {
+        // Gone meanwhile (ended and expired, or removed elsewhere): deleted all the same.
+        if (!(e instanceof JobNotFoundError)) throw e;
+      }
+    }
     return { kind: 'empty', status: 204, headers: {} };
   }
 
-  async function read(req: HttpRequest<Raw>, name: string): Promise<Reply> {
+  async function read(req: HttpRequest<Raw>, name: string, caller: Caller): Promise<Reply> {
     const query = requestQuery(req.target);
     const offsets = query.getAll('offset');
     if (offsets.length > 1) throw bad('give one offset');
@@ -480,7 +573,7 @@ export function createDurableStreamsProtocol<Raw>(
     if (live !== null && live !== 'long-poll' && live !== 'sse') throw bad("live is 'long-poll' or 'sse'");
     if (live !== null && offset === undefined) throw bad(`live=${live} needs an offset`);
     const cursor = query.get('cursor');
-    const found = await existing(name);
+    const found = await existing(name, caller, live === null ? 'read' : 'stream');
     const { meta } = found;
     let snap = found.snap;
     meta.touchedAt = Date.now();
@@ -489,7 +582,7 @@ export function createDurableStreamsProtocol<Raw>(
       offset === undefined || offset === '-1' ? 0 : offset === 'now' ? snap.tokenCount : parseOffset(offset);
     if (from === undefined) throw bad('malformed offset');
     from = Math.min(from, snap.tokenCount);
-    if (live === 'sse') return sse(meta, snap, from, cursor);
+    if (live === 'sse') return sse(meta, snap, from, cursor, policy.admit(meta.jobId, caller));
     if (offset === 'now' && live === null) {
       const headers = streamHeaders(snap, { 'Cache-Control': 'no-store', 'Content-Type': meta.contentType });
       headers[H.upToDate] = 'true';
@@ -503,7 +596,13 @@ export function createDurableStreamsProtocol<Raw>(
           status: 204,
           headers: { [H.nextOffset]: formatOffset(from), [H.upToDate]: 'true', [H.closed]: 'true' },
         };
-      const result = await waitFor(registry, meta.jobId, from, o.longPollTimeoutMs, waits);
+      const ticket = policy.admit(meta.jobId, caller);
+      let result: Awaited<ReturnType<typeof waitFor>>;
+      try {
+        result = await waitFor(registry, meta.jobId, from, o.longPollTimeoutMs, waits);
+      } finally {
+        policy.release(ticket);
+      }
       meta.touchedAt = Date.now();
       snap = (await snapshot(meta.jobId)) ?? snap;
       upto = snap.tokenCount;
@@ -517,7 +616,11 @@ export function createDurableStreamsProtocol<Raw>(
         return { kind: 'empty', status: 204, headers };
       }
     }
-    const tokens = await readRange(registry, meta.jobId, from, upto, o.maxChunksPerRead);
+    const tokens = boundByBytes(
+      await readRange(registry, meta.jobId, from, upto, o.maxChunksPerRead),
+      o.maxReadBytes,
+      json,
+    );
     const next = from + tokens.length;
     const upToDate = next >= upto;
     const closed = upToDate && isTerminal(snap.state);
@@ -534,7 +637,13 @@ export function createDurableStreamsProtocol<Raw>(
     return bodyReply(headers, json ? tokensToJson(tokens) : tokensToBytes(tokens));
   }
 
-  function sse(meta: StreamMeta, snap: JobSnapshot, from: number, cursor: string | null): Reply {
+  function sse(
+    meta: StreamMeta,
+    snap: JobSnapshot,
+    from: number,
+    cursor: string | null,
+    ticket: Ticket,
+  ): Reply {
     const text = meta.contentType.toLowerCase();
     const base64 = !(mediaType(text).startsWith('text/') || isJsonType(text));
     const headers: Record<string, string> = {
@@ -557,7 +666,10 @@ export function createDurableStreamsProtocol<Raw>(
           cursor: () => responseCursor(cursor, o.cursorIntervalSeconds),
           keepAliveMs: o.longPollTimeoutMs,
           touch: () => void (meta.touchedAt = Date.now()),
-          onClose: (r) => void readers.delete(r),
+          onClose: (r) => {
+            readers.delete(r);
+            policy.release(ticket);
+          },
         });
         readers.add(reader);
         reader.start();
@@ -565,37 +677,30 @@ export function createDurableStreamsProtocol<Raw>(
     };
   }
 
-  function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
-    const err = toHttpError(e);
-    if (isUnexpected(e))
-      o.logger.error(
-        `job-registry: durable streams ${req?.method ?? 'a request'} ${req?.target.slice(0, 200) ?? ''} failed: ${
-          e instanceof Error ? (e.stack ?? e.message) : messageOf(e)
-        }`,
-      );
-    return {
-      kind: 'json',
-      status: err.status,
-      headers: { ...err.headers, ...COMMON_HEADERS },
-      body: { error: { code: err.code, message: err.message } },
-    };
-  }
-
   return {
     handle,
-    errorReply,
+    errorReply: (e, req) => policy.errorReply(e, req, common),
     close: () => {
+      deadlines.close();
       for (const w of [...waits]) w();
       for (const r of [...readers]) r.close();
     },
-    drain: () => void (draining = true),
+    drain: () => policy.drain(),
     get draining() {
-      return draining;
+      return policy.draining;
     },
     get connections() {
       return readers.size;
     },
   };
+
+  function streamFull(name: string): HttpError {
+    return new HttpError(
+      413,
+      'PAYLOAD_TOO_LARGE',
+      `job-registry: stream '${name.slice(0, 200)}' would hold more than ${o.maxStreamBytes} bytes (maxStreamBytes)`,
+    );
+  }
 }
 
 /** The stream a job of the dual-call routes is: JSON, each token one value. */
@@ -607,21 +712,13 @@ function implicitStream(jobId: string): StreamMeta {
     created: false,
     touchedAt: Date.now(),
     createdClosed: false,
+    closed: false,
+    bytes: 0,
     producers: new Map(),
     batchStarts: [],
     forks: 0,
     softDeleted: false,
   };
-}
-
-/** The scheme and authority a client reached this server by (`''` when unknown). */
-function origin<Raw>(req: HttpRequest<Raw>): string {
-  const m = /^(https?:\/\/[^/?#]+)/i.exec(req.target);
-  if (m !== null) return m[1]!;
-  const host = req.header('host');
-  if (host === undefined || !/^[\w.:[\]-]+$/.test(host)) return '';
-  const proto = req.header('x-forwarded-proto') === 'https' ? 'https' : 'http';
-  return `${proto}://${host}`;
 }
 
 function streamHeaders(snap: JobSnapshot, extra: Record<string, string>): Record<string, string> {

@@ -49,6 +49,21 @@ export function readRange(
   });
 }
 
+/** The bytes a chunk takes in a read: its bytes (a binary string), or its JSON text. */
+export function tokenBytes(token: unknown, json: boolean): number {
+  return json ? (JSON.stringify(token) ?? 'null').length : (token as string).length;
+}
+
+/** The first chunks that fit in `maxBytes` (always at least one, so a reader makes progress). */
+export function boundByBytes(tokens: unknown[], maxBytes: number, json: boolean): unknown[] {
+  let size = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    size += tokenBytes(tokens[i], json);
+    if (size > maxBytes && i > 0) return tokens.slice(0, i);
+  }
+  return tokens;
+}
+
 /** How a wait for more tokens ended. */
 export type WaitResult = 'data' | 'ended' | 'timeout';
 

@@ -21,6 +21,10 @@ export interface StreamMeta {
   /** When a read or append last touched it (the TTL slides from here), ms since the epoch. */
   touchedAt: number;
   createdClosed: boolean;
+  /** Closed now (by an append with `Stream-Closed`, at create, or after its idle time). */
+  closed: boolean;
+  /** Bytes of the bodies it holds (a fork counts its source's as well), against `maxStreamBytes`. */
+  bytes: number;
   /** The last `Stream-Seq` accepted (writer coordination; compared as strings). */
   lastWriterSeq?: string;
   producers: Map<string, ProducerState>;

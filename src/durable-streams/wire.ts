@@ -22,17 +22,18 @@ export const H = {
   forkSubOffset: 'Stream-Fork-Sub-Offset',
 } as const;
 
-/** Headers on every answer: CORS for browsers (Protocol 10.7) and the browser security pair. */
+/** Headers on every answer. CORS headers come only from the handler's `cors` option. */
 export const COMMON_HEADERS: Readonly<Record<string, string>> = Object.freeze({
-  'Access-Control-Allow-Origin': '*',
-  'Access-Control-Allow-Methods': 'GET, POST, PUT, DELETE, HEAD, OPTIONS',
-  'Access-Control-Allow-Headers':
-    'content-type, authorization, if-none-match, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset',
-  'Access-Control-Expose-Headers':
-    'Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, ETag, Content-Type, Content-Encoding, Vary, Location',
   'X-Content-Type-Options': 'nosniff',
-  'Cross-Origin-Resource-Policy': 'cross-origin',
 });
+
+/** Request headers of the protocol a browser may send, with the `cors` option set (Protocol 10.7). */
+export const ALLOW_HEADERS =
+  'If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset';
+
+/** Response headers of the protocol a browser script may read, with the `cors` option set. */
+export const EXPOSE_HEADERS =
+  'Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, ETag, Content-Type, Content-Encoding, Vary';
 
 const PAD = '0000000000000000';
 const OFFSET = /^(\d{1,16})_(\d{1,16})$/;

@@ -104,6 +104,7 @@ function toRequest(request: Request): HttpRequest<Request> {
     target: request.url,
     header: (name) => request.headers.get(name) ?? undefined,
     readJson: (limits) => readJson(request, limits),
+    readBytes: (limits) => readBytes(request, limits),
     mountPath: '',
   };
 }
@@ -179,9 +180,14 @@ function sseBody(signal: AbortSignal | undefined): { body: ReadableStream<Uint8A
 /** Reads a Request's JSON body within the limits. @throws HttpError 415, 413, 408 or 400. */
 async function readJson(request: Request, limits: BodyLimits): Promise<unknown> {
   if (!isJsonContentType(request.headers.get('content-type'))) throw notJson();
+  return parseJsonText(new TextDecoder().decode(await readBytes(request, limits)));
+}
+
+/** Reads a Request's body as bytes within the limits. @throws HttpError 413, 408 or 400. */
+async function readBytes(request: Request, limits: BodyLimits): Promise<Uint8Array> {
   const declared = request.headers.get('content-length');
   if (declared !== null && Number(declared) > limits.maxBytes) throw tooLarge(limits.maxBytes);
-  if (request.body === null) return parseJsonText('');
+  if (request.body === null) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -206,13 +212,14 @@ async function readJson(request: Request, limits: BodyLimits): Promise<unknown> 
   } finally {
     clearTimeout(timer);
   }
+  if (chunks.length === 1) return chunks[0]!;
   const all = new Uint8Array(size);
   let at = 0;
   for (const c of chunks) {
     all.set(c, at);
     at += c.byteLength;
   }
-  return parseJsonText(new TextDecoder().decode(all));
+  return all;
 }
 
 /** A body reader's cancel rejects only when its stream already failed: the error thrown instead says why. */

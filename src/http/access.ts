@@ -10,7 +10,7 @@ export interface Principal {
 }
 
 /** What a request wants to do. `list` and `events` are asked once per request, then once per job shown. */
-export type JobAction = 'create' | 'read' | 'stream' | 'cancel' | 'list' | 'events';
+export type JobAction = 'create' | 'read' | 'stream' | 'append' | 'cancel' | 'list' | 'events';
 
 /** A job as `authorize` sees it: a full snapshot, or (for `/v1/events`) its id and owner. */
 export type JobRef = Pick<JobSnapshot, 'id' | 'owner'> & Partial<JobSnapshot>;

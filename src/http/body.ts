@@ -34,14 +34,25 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
           '(Fastify: request.raw.body = request.body) before calling the handler',
       ),
     );
+  return readBodyBytes(req, limits).then((bytes) => parseJsonText(bytes.toString('utf8')));
+}
+
+/**
+ * Reads a Node request's body as bytes within the limits: a declared length over the limit is refused
+ * before reading, reading stops as soon as the limit is passed, and a body that has not arrived within
+ * the timeout is given up on.
+ *
+ * @throws HttpError 413, 408 or 400.
+ */
+export function readBodyBytes(req: IncomingMessage, limits: BodyLimits): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limits.maxBytes)
     return Promise.reject(tooLarge(limits.maxBytes));
-  return new Promise<unknown>((resolve, reject) => {
+  return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
-    const finish = (error: HttpError | undefined, value?: unknown): void => {
+    const finish = (error: HttpError | undefined): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -53,20 +64,15 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
         // Stop the transfer: what is left of the body is never buffered.
         req.pause();
         reject(error);
-      } else resolve(value);
+      } else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
+    const onData = (chunk: Buffer | string): void => {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      size += bytes.length;
       if (size > limits.maxBytes) return finish(tooLarge(limits.maxBytes));
-      chunks.push(chunk);
+      chunks.push(bytes);
     };
-    const onEnd = (): void => {
-      try {
-        finish(undefined, parseJsonText(Buffer.concat(chunks).toString('utf8')));
-      } catch (e) {
-        finish(e as HttpError);
-      }
-    };
+    const onEnd = (): void => finish(undefined);
     const onError = (): void => finish(unreadable());
     const timer = setTimeout(() => finish(tooSlow(limits.timeoutMs)), limits.timeoutMs);
     req.on('data', onData);

@@ -17,6 +17,7 @@ export function allowedOrigin(cors: CorsOptions, origin: string | undefined): st
 export function corsHeaders(
   cors: CorsOptions | undefined,
   origin: string | undefined,
+  exposeHeaders?: string,
 ): { headers: Record<string, string>; allowed: boolean } {
   if (cors === undefined) return { headers: {}, allowed: false };
   const allowed = allowedOrigin(cors, origin);
@@ -24,7 +25,8 @@ export function corsHeaders(
   const headers: Record<string, string> = {
     Vary: 'Origin',
     'Access-Control-Allow-Origin': allowed,
-    'Access-Control-Expose-Headers': 'Location, Retry-After',
+    'Access-Control-Expose-Headers':
+      exposeHeaders === undefined ? 'Location, Retry-After' : `Location, Retry-After, ${exposeHeaders}`,
   };
   if (cors.credentials === true) headers['Access-Control-Allow-Credentials'] = 'true';
   return { headers, allowed: true };
@@ -35,11 +37,13 @@ export function preflightHeaders(
   cors: CorsOptions,
   allowed: boolean,
   methods: readonly string[],
+  allowHeaders?: string,
 ): Record<string, string> {
   if (!allowed) return {};
   return {
     'Access-Control-Allow-Methods': methods.join(', '),
-    'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+    'Access-Control-Allow-Headers':
+      allowHeaders === undefined ? ALLOWED_HEADERS : `${ALLOWED_HEADERS}, ${allowHeaders}`,
     'Access-Control-Max-Age': String(cors.maxAgeSeconds ?? 600),
   };
 }

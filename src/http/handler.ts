@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { readJsonBody } from './body.js';
+import { readBodyBytes, readJsonBody } from './body.js';
 import type { HandlerOptions } from './options.js';
 import { createProtocol, type Answer, type HttpRequest, type Protocol } from './protocol.js';
 import { createResponsesProtocol, type ResponsesOptions } from './responses.js';
@@ -101,6 +101,7 @@ function toRequest(req: IncomingMessage): HttpRequest<IncomingMessage> {
       return Array.isArray(v) ? v.join(', ') : v;
     },
     readJson: (limits) => readJsonBody(req, limits),
+    readBytes: (limits) => readBodyBytes(req, limits),
     // Express (and Connect-style routers) strip the mount path from req.url and keep it in baseUrl.
     mountPath:
       (req as IncomingMessage & { baseUrl?: unknown }).baseUrl === undefined

@@ -86,8 +86,23 @@ export interface HandlerOptions<T, P, Req> extends AccessOptions<Req> {
   logger?: Logger;
 }
 
+/** The policy part of the options, checked: what every protocol's requests run under (see `Policy`). */
+export interface PolicySettings {
+  maxBodyBytes: number;
+  bodyTimeoutMs: number;
+  heartbeatMs: number;
+  cors: CorsOptions | undefined;
+  exposeErrors: boolean;
+  maxJobsPerPrincipal: number;
+  maxStreamsPerJob: number;
+  maxStreamsPerPrincipal: number;
+  maxConnections: number;
+  retryAfterSeconds: number;
+  logger: Logger;
+}
+
 /** The options, checked. */
-export interface HandlerSettings<T, P> {
+export interface HandlerSettings<T, P> extends PolicySettings {
   base: string;
   publicBase: string | undefined;
   jobsPath: string;
@@ -97,19 +112,63 @@ export interface HandlerSettings<T, P> {
   claimTimeout: number;
   serialize: (token: T) => string;
   parsePayload: (body: unknown) => P;
-  maxBodyBytes: number;
-  bodyTimeoutMs: number;
-  heartbeatMs: number;
   retryMs: number;
   maxBufferedBytes: number;
-  cors: CorsOptions | undefined;
-  exposeErrors: boolean;
-  maxJobsPerPrincipal: number;
-  maxStreamsPerJob: number;
-  maxStreamsPerPrincipal: number;
-  maxConnections: number;
-  retryAfterSeconds: number;
-  logger: Logger;
+}
+
+/** The options of the request policy, which every protocol takes. */
+export const POLICY_OPTIONS = [
+  'maxBodyBytes',
+  'bodyTimeoutMs',
+  'heartbeatMs',
+  'cors',
+  'exposeErrors',
+  'maxJobsPerPrincipal',
+  'maxStreamsPerJob',
+  'maxStreamsPerPrincipal',
+  'maxConnections',
+  'retryAfterSeconds',
+  'authenticate',
+  'authorize',
+  'streamTokens',
+  'logger',
+] as const;
+
+/** The policy options every protocol takes: auth, limits, bodies, CORS, redaction and the logger. */
+export type PolicyOptions<Req> = AccessOptions<Req> &
+  Pick<
+    HandlerOptions<unknown, unknown, Req>,
+    Exclude<(typeof POLICY_OPTIONS)[number], keyof AccessOptions<Req>>
+  >;
+
+/** Checks the policy options. @throws InvalidArgumentError naming the malformed option. */
+export function resolvePolicyOptions<Req>(options: PolicyOptions<Req>): PolicySettings {
+  for (const name of ['authenticate', 'authorize'] as const)
+    if (options[name] !== undefined && typeof options[name] !== 'function')
+      throw new InvalidArgumentError(`${name} must be a function`);
+  const cors = options.cors;
+  if (cors !== undefined) {
+    const origins = typeof cors.origin === 'string' ? [cors.origin] : cors.origin;
+    if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string' || o === ''))
+      throw new InvalidArgumentError(`cors.origin must be '*', an origin, or a list of origins`);
+    if (cors.credentials === true && origins.includes('*'))
+      throw new InvalidArgumentError(
+        `cors.credentials needs listed origins; '*' is never allowed with credentials`,
+      );
+  }
+  return {
+    maxBodyBytes: positive(options.maxBodyBytes ?? 1024 * 1024, 'maxBodyBytes'),
+    bodyTimeoutMs: positive(options.bodyTimeoutMs ?? 10_000, 'bodyTimeoutMs'),
+    heartbeatMs: nonNegative(options.heartbeatMs ?? 15_000, 'heartbeatMs'),
+    cors,
+    exposeErrors: options.exposeErrors === true,
+    maxJobsPerPrincipal: limit(options.maxJobsPerPrincipal, 'maxJobsPerPrincipal'),
+    maxStreamsPerJob: limit(options.maxStreamsPerJob, 'maxStreamsPerJob'),
+    maxStreamsPerPrincipal: limit(options.maxStreamsPerPrincipal, 'maxStreamsPerPrincipal'),
+    maxConnections: limit(options.maxConnections, 'maxConnections'),
+    retryAfterSeconds: positive(options.retryAfterSeconds ?? 5, 'retryAfterSeconds'),
+    logger: checkLogger(options.logger, console),
+  };
 }
 
 /** Every option both handlers take. */
@@ -123,22 +182,9 @@ export const HANDLER_OPTIONS = [
   'claimTimeout',
   'parsePayload',
   'serialize',
-  'maxBodyBytes',
-  'bodyTimeoutMs',
-  'heartbeatMs',
   'retryMs',
   'maxBufferedBytes',
-  'cors',
-  'exposeErrors',
-  'maxJobsPerPrincipal',
-  'maxStreamsPerJob',
-  'maxStreamsPerPrincipal',
-  'maxConnections',
-  'retryAfterSeconds',
-  'authenticate',
-  'authorize',
-  'streamTokens',
-  'logger',
+  ...POLICY_OPTIONS,
 ] as const;
 
 /**
@@ -155,20 +201,11 @@ export function resolveHandlerOptions<T, P, Req>(
   const startOn = options.startOn ?? 'create';
   if (startOn !== 'create' && startOn !== 'stream')
     throw new InvalidArgumentError(`startOn must be 'create' or 'stream'`);
-  for (const name of ['execute', 'parsePayload', 'serialize', 'authenticate', 'authorize'] as const)
+  for (const name of ['execute', 'parsePayload', 'serialize'] as const)
     if (options[name] !== undefined && typeof options[name] !== 'function')
       throw new InvalidArgumentError(`${name} must be a function`);
-  const cors = options.cors;
-  if (cors !== undefined) {
-    const origins = typeof cors.origin === 'string' ? [cors.origin] : cors.origin;
-    if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string' || o === ''))
-      throw new InvalidArgumentError(`cors.origin must be '*', an origin, or a list of origins`);
-    if (cors.credentials === true && origins.includes('*'))
-      throw new InvalidArgumentError(
-        `cors.credentials needs listed origins; '*' is never allowed with credentials`,
-      );
-  }
   return {
+    ...resolvePolicyOptions(options),
     base: normalizePath(options.basePath ?? '/v1/inference', 'basePath'),
     publicBase:
       options.publicBasePath === undefined
@@ -181,19 +218,8 @@ export function resolveHandlerOptions<T, P, Req>(
     claimTimeout: toMillis(options.claimTimeout ?? 60_000, 'claimTimeout'),
     serialize: options.serialize ?? ((t: T) => JSON.stringify(t) ?? 'null'),
     parsePayload: options.parsePayload ?? ((b: unknown) => b as P),
-    maxBodyBytes: positive(options.maxBodyBytes ?? 1024 * 1024, 'maxBodyBytes'),
-    bodyTimeoutMs: positive(options.bodyTimeoutMs ?? 10_000, 'bodyTimeoutMs'),
-    heartbeatMs: nonNegative(options.heartbeatMs ?? 15_000, 'heartbeatMs'),
     retryMs: nonNegative(options.retryMs ?? 1000, 'retryMs'),
     maxBufferedBytes: positive(options.maxBufferedBytes ?? 1024 * 1024, 'maxBufferedBytes'),
-    cors,
-    exposeErrors: options.exposeErrors === true,
-    maxJobsPerPrincipal: limit(options.maxJobsPerPrincipal, 'maxJobsPerPrincipal'),
-    maxStreamsPerJob: limit(options.maxStreamsPerJob, 'maxStreamsPerJob'),
-    maxStreamsPerPrincipal: limit(options.maxStreamsPerPrincipal, 'maxStreamsPerPrincipal'),
-    maxConnections: limit(options.maxConnections, 'maxConnections'),
-    retryAfterSeconds: positive(options.retryAfterSeconds ?? 5, 'retryAfterSeconds'),
-    logger: checkLogger(options.logger, console),
   };
 }
 

@@ -34,6 +34,8 @@ export interface HttpRequest<Raw> {
   header(name: string): string | undefined;
   /** Reads and parses the JSON body within the limits (HttpError 415, 413, 408, 400). */
   readJson(limits: BodyLimits): Promise<unknown>;
+  /** Reads the body as bytes within the limits (HttpError 413, 408, 400). */
+  readBytes(limits: BodyLimits): Promise<Uint8Array>;
   /** The path prefix a framework mounted the handler under and stripped from `target` ('' for none). */
   mountPath: string;
 }

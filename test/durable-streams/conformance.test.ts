@@ -20,7 +20,7 @@ describe('Durable Streams conformance suite', () => {
       if (backend === 'redis' && !(await haveRedis())) return;
       const prefix = testPrefix('ds-conformance');
       // A 3 s long-poll: the suite's offset=now long-poll tests wait for the 204 within their 5 s limit.
-      const streams = { longPollTimeoutMs: 3000 };
+      const streams = { longPollTimeoutMs: 3000, cors: { origin: '*' } };
       const server = await startDurableServer(
         backend === 'memory' ? { streams } : { redisUrl: REDIS_URL, prefix, streams },
       );

@@ -42,7 +42,11 @@ function words(p: Model): Observable<string> {
 }
 
 export async function startDurableServer(
-  options: { redisUrl?: string; prefix?: string; streams?: DurableStreamsOptions } = {},
+  options: {
+    redisUrl?: string;
+    prefix?: string;
+    streams?: DurableStreamsOptions<http.IncomingMessage>;
+  } = {},
 ): Promise<DurableServer> {
   const backend =
     options.redisUrl === undefined
@@ -51,16 +55,21 @@ export async function startDurableServer(
   const registry = new JobRegistry<string, Model>(backend === undefined ? {} : { backend });
   await registry.ready();
   const jobs = createJobHandler(registry, { execute: (p) => words(p!) });
-  const streams = createDurableStreamsHandler(registry, options.streams);
-  const server = http.createServer((req, res) => streams(req, res, () => jobs(req, res)));
+  let streams: ReturnType<typeof createDurableStreamsHandler> | undefined;
+  const server = http.createServer((req, res) => streams!(req, res, () => jobs(req, res)));
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  // Made once the port is known: `Location` is absolute with the origin the server was given.
+  streams = createDurableStreamsHandler(registry, {
+    publicOrigin: `http://127.0.0.1:${port}`,
+    ...options.streams,
+  });
   return {
     url: `http://127.0.0.1:${port}`,
     registry,
     close: async () => {
-      streams.close();
+      streams?.close();
       jobs.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -74,8 +83,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ? (process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
     : undefined;
   const pollArg = process.argv.find((a) => a.startsWith('--long-poll-ms='));
-  const streams: DurableStreamsOptions =
-    pollArg === undefined ? {} : { longPollTimeoutMs: Number(pollArg.slice(15)) };
+  const streams: DurableStreamsOptions<http.IncomingMessage> = {
+    cors: { origin: '*' },
+    ...(pollArg === undefined ? {} : { longPollTimeoutMs: Number(pollArg.slice(15)) }),
+  };
   const s = await startDurableServer(redis === undefined ? { streams } : { redisUrl: redis, streams });
   console.log(`URL ${s.url}`);
   process.on('SIGTERM', () => void s.close().then(() => process.exit(0)));

@@ -195,3 +195,43 @@ export async function startProxy(targetPort: number): Promise<CuttingProxy> {
     },
   };
 }
+
+/** A response whose headers have arrived, its body still coming (an SSE stream, a long-poll). */
+export interface OpenResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The body received so far. */
+  text(): string;
+  /** Resolves when the body has ended. */
+  ended: Promise<void>;
+  close(): void;
+}
+
+/** Sends a request and resolves once the response's headers arrive; the body goes on arriving. */
+export function openResponse(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<OpenResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: init.method ?? 'GET', headers: init.headers }, (res) => {
+      let body = '';
+      const ended = new Promise<void>((done) => {
+        res.on('end', done);
+        res.on('close', done);
+      });
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      resolve({
+        status: res.statusCode!,
+        headers: res.headers,
+        text: () => body,
+        ended,
+        close: () => {
+          res.destroy();
+          req.destroy();
+        },
+      });
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
