@@ -69,13 +69,18 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     // Cancel from the page: a long prompt is stopped by its Cancel button, and the table shows it.
     await page.fill('#max-tokens', '10000');
     await page.fill('#delay-ms', '20');
+    // The output panel still shows the previous job: wait for the new job's id, then its tokens.
+    const previousId = (await page.textContent('#output-id'))!;
     await page.click('#submit-button');
     await page.waitForFunction(
-      () => (document.querySelector('#output-tokens')?.childElementCount ?? 0) >= 3,
-      undefined,
+      (before) =>
+        document.querySelector('#output-id')?.textContent !== before &&
+        (document.querySelector('#output-tokens')?.childElementCount ?? 0) >= 3,
+      previousId,
       { timeout: 10_000 },
     );
     const cancelledId = (await page.textContent('#output-id'))!;
+    expect(cancelledId).not.toBe(previousId);
     await page.click('#output-cancel');
     await page.waitForFunction(
       () => document.querySelector('#output-state')?.textContent === 'cancelled',
