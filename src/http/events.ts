@@ -19,6 +19,10 @@ export interface EventStreamContext<Req> {
   maxBufferedBytes: number;
   track(c: Closable): void;
   onClose(c: Closable): void;
+  /** A stream closed by a failure (a throwing `authorize`, a backend that cannot list jobs). */
+  onFailure(e: unknown): void;
+  /** A stream sent its snapshot: whatever failed before works again. */
+  onSnapshot(): void;
 }
 
 /**
@@ -95,17 +99,23 @@ export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): v
   const drain = (): void => {
     while (waiting !== undefined && waiting.length > 0) {
       const later = process(waiting.shift()!);
-      if (later !== undefined) return void later.then(drain, () => conn.close());
+      if (later !== undefined) return void later.then(drain, fail);
     }
     waiting = undefined;
   };
+  // The client reconnects to a fresh snapshot; the handler reports the failure (once per outage).
+  function fail(e: unknown): void {
+    if (closed) return;
+    ctx.onFailure(e);
+    conn.close();
+  }
   const handle = (e: Item): void => {
     if (closed) return;
     if (waiting !== undefined) return void waiting.push(e);
     const later = process(e);
     if (later !== undefined) {
       waiting = [];
-      later.then(drain, () => conn.close());
+      later.then(drain, fail);
     }
   };
 
@@ -114,7 +124,7 @@ export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): v
   subscription = ctx.registry.events$.subscribe({
     next: (e) => (early !== undefined ? early.push(e) : handle(e)),
     complete: () => conn.close(),
-    error: () => conn.close(),
+    error: fail,
   });
   // Token counts of live jobs, coalesced by the registry; the snapshot already has the counts before it.
   progress = ctx.registry.progress$.subscribe((p) => {
@@ -131,11 +141,12 @@ export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): v
       conn.writeRaw(
         sseEvent('snapshot', JSON.stringify(shown.map((j) => toWireSnapshot(j, ctx.exposeErrors)))),
       );
+      ctx.onSnapshot();
       const since = eventsAfterSnapshot(jobs, early ?? []);
       early = undefined;
       for (const e of since) handle(e);
     })
-    .catch(() => conn.close());
+    .catch(fail);
 }
 
 /**

@@ -333,6 +333,8 @@ export function createProtocol<T, P, Raw>(
     );
   }
 
+  // Failures of event streams are logged once per outage: clients reconnect in a loop meanwhile.
+  let eventsFailing = false;
   async function openEvents(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
     if (!(await access.may(caller, 'events')))
       throw new HttpError(404, 'NOT_FOUND', 'job-registry: no route');
@@ -352,6 +354,16 @@ export function createProtocol<T, P, Raw>(
         onClose: (c) => {
           tracker.untrack(c);
           tracker.release(ticket);
+        },
+        onFailure: (e) => {
+          if (eventsFailing) return;
+          eventsFailing = true;
+          o.logger.error(`job-registry: an ${o.eventsPath} stream failed and was closed: ${describe(e)}`);
+        },
+        onSnapshot: () => {
+          if (!eventsFailing) return;
+          eventsFailing = false;
+          o.logger.warn(`job-registry: ${o.eventsPath} streams open again`);
         },
       }),
     );
@@ -488,6 +500,10 @@ export function checkRegistry(registry: unknown, factory: string): void {
     typeof (registry as JobRegistry).createJob !== 'function'
   )
     throw new InvalidArgumentError(`${factory}(registry, options) needs a JobRegistry as its first argument`);
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? (e.stack ?? e.message) : messageOf(e);
 }
 
 function json(status: number, body: unknown): Reply {

@@ -21,7 +21,7 @@ import { firstKept, indexedIds, readSnapshots } from './lookups.js';
 import { resolveOptions, type RedisBackendOptions, type ResolvedOptions } from './options.js';
 import { ReaderHolds } from './holds.js';
 import { SharedProgress } from './progress.js';
-import { Outages } from './outage.js';
+import { ForeignEntries, Outages } from './outage.js';
 import { remoteTokens, type ReaderContext } from './reader.js';
 import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
 import { Tailer } from './tailer.js';
@@ -56,6 +56,7 @@ class RedisBackend implements RegistryBackend {
   private readonly keys: Keys;
   private readonly conn: Connection;
   private readonly outages: Outages;
+  private readonly foreign: ForeignEntries;
   private writer: Writer | undefined;
   private tailers: Tailer[] = [];
   private readonly tailerOf: Tailer[] = [];
@@ -83,6 +84,7 @@ class RedisBackend implements RegistryBackend {
     this.o = resolveOptions(options);
     this.keys = new Keys(this.o.prefix, this.o.shards);
     this.outages = new Outages(this.o.log);
+    this.foreign = new ForeignEntries(this.o.log);
     // Connection names carry the prefix, so an operator can tell (and CLIENT KILL) one registry's connections.
     this.conn = new Connection(
       { url: options.url, redis: options.redis },
@@ -191,6 +193,7 @@ class RedisBackend implements RegistryBackend {
             blockMs: this.o.blockMs,
             leaseMs: this.o.leaseMs,
             outages: this.outages,
+            foreign: this.foreign,
             onEvents: (shard, entries) => this.onEvents(shard, entries),
           }),
       );
@@ -322,11 +325,7 @@ class RedisBackend implements RegistryBackend {
     for (const [id, fields] of entries) {
       const s = decodeEvent(fields);
       if (s === undefined) {
-        this.outages.fail(
-          `foreign entries in ${this.keys.events(shard)}`,
-          `skipping a foreign entry in ${this.keys.events(shard)}`,
-          id,
-        );
+        this.foreign.skip(this.keys.events(shard), 'a foreign entry (one this version cannot decode)', id);
         continue;
       }
       if (s.kind === 'cancel') {
@@ -382,12 +381,8 @@ class RedisBackend implements RegistryBackend {
   listJobs(): Promise<JobSnapshot[]> {
     return this.guard('listJobs', async () => {
       const { ids, foreign } = await indexedIds(this.conn, this.keys);
-      if (foreign.length > 0)
-        this.outages.fail(
-          'foreign index entries',
-          'skipping job index entries that are not job ids',
-          foreign[0]!.slice(0, 60),
-        );
+      for (const { key, entry } of foreign)
+        this.foreign.skip(key, 'a foreign entry (not a job id)', entry.slice(0, 60));
       const snaps = await this.snapshots(ids);
       return snaps.filter((s): s is JobSnapshot => s !== undefined);
     });
@@ -403,11 +398,7 @@ class RedisBackend implements RegistryBackend {
     for (let i = 0; i < ids.length; i++) {
       const { snap, owner } = read[i]!;
       if (snap === 'corrupt') {
-        this.outages.fail(
-          'corrupt job hashes',
-          `skipping a corrupt job hash ${this.keys.meta(ids[i]!)}`,
-          this.keys.meta(ids[i]!),
-        );
+        this.foreign.skip(this.keys.meta(ids[i]!), 'a corrupt job hash', 'its state or times do not parse');
         out.push(undefined);
       } else if (
         snap !== undefined &&

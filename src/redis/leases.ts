@@ -3,13 +3,13 @@ import type { BackendHost } from '../core/backend.js';
 import type { Connection, Pipeline, RedisClient } from './connection.js';
 import type { Keys } from './keys.js';
 import { perGroup } from './lookups.js';
-import type { Outages } from './outage.js';
+import type { OutageKind, Outages } from './outage.js';
 
 /**
  * Outages of this process during which what it reads of other processes' leases may be stale: a lease
  * found gone then is confirmed only once it stayed gone for a whole lease.
  */
-const SUSPECT_WHILE_FAILING = ['lease renewal', 'sweep', 'writes', 'reads'];
+const SUSPECT_WHILE_FAILING: readonly OutageKind[] = ['lease renewal', 'sweep', 'writes', 'reads'];
 
 /** What the lease keeper needs from the backend. */
 export interface LeaseContext {

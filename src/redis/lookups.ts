@@ -69,11 +69,11 @@ export async function readSnapshots(
   });
 }
 
-/** Ids in the job index of every shard, oldest first, and the ids there that are not job ids. */
+/** Ids in the job index of every shard, oldest first, and the entries there that are not job ids (with their key). */
 export async function indexedIds(
   conn: Connection,
   keys: Keys,
-): Promise<{ ids: string[]; foreign: string[] }> {
+): Promise<{ ids: string[]; foreign: Array<{ key: string; entry: string }> }> {
   const shards = Array.from({ length: keys.shards }, (_, i) => i);
   const replies = await perGroup(
     conn,
@@ -86,14 +86,14 @@ export async function indexedIds(
     'reads',
   );
   const all: Array<[string, number]> = [];
-  const foreign: string[] = [];
-  for (const [flat] of replies as [string[]][]) {
+  const foreign: Array<{ key: string; entry: string }> = [];
+  (replies as [string[]][]).forEach(([flat], shard) => {
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const id = flat[i]!;
       if (isValidJobId(id)) all.push([id, Number(flat[i + 1])]);
-      else foreign.push(id);
+      else foreign.push({ key: keys.jobs(shard), entry: id });
     }
-  }
+  });
   all.sort((a, b) => a[1] - b[1]);
   return { ids: all.map(([id]) => id), foreign };
 }

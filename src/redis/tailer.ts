@@ -2,7 +2,7 @@ import { ReplyError } from 'ioredis';
 import { BackendError } from '../core/errors.js';
 import type { RedisClient } from './connection.js';
 import { compareIds } from './keys.js';
-import type { Outages } from './outage.js';
+import type { ForeignEntries, Outages } from './outage.js';
 
 type Entries = Array<[string, string[]]>;
 
@@ -38,6 +38,8 @@ export interface TailerConfig {
   blockMs: number;
   leaseMs: number;
   outages: Outages;
+  /** Where keys of the wrong type are reported (skipped, not an outage). */
+  foreign: ForeignEntries;
   onEvents(shard: number, entries: Entries): void;
 }
 
@@ -199,8 +201,11 @@ export class Tailer {
       } catch (e) {
         this.blockedVersion = -1;
         if (this.closed) break;
+        // A key of the wrong type refuses the whole read: once it is found and skipped, Redis is fine.
+        const isolated =
+          e instanceof ReplyError && (await this.isolate(args.slice(5, 5 + (args.length - 5) / 2)));
+        if (isolated) continue;
         this.c.outages.fail('reads', `blocking reads from Redis failed; remote readers wait`, e);
-        if (e instanceof ReplyError) await this.isolate(args.slice(5, 5 + (args.length - 5) / 2));
         this.failReadersAfterLease();
         await new Promise((r) => setTimeout(r, backoff).unref());
         backoff = Math.min(backoff * 2, 2000);
@@ -244,28 +249,31 @@ export class Tailer {
   }
 
   // An error reply names no key: find the keys that hold something else than a stream. Their readers
-  // fail; an event stream of the wrong type is skipped for a while (and logged), so the others go on.
-  private async isolate(keys: string[]): Promise<void> {
+  // fail; an event stream of the wrong type is skipped for a while (logged once), so the others go on.
+  // Whether such a key was found.
+  private async isolate(keys: string[]): Promise<boolean> {
     let types: string[];
     try {
       types = await Promise.all(keys.map((k) => this.c.reads.type(k)));
+      this.c.outages.ok('key checks');
     } catch (e) {
       this.c.outages.fail('key checks', 'checking key types after a failed read failed', e);
-      return;
+      return false;
     }
+    let found = false;
     keys.forEach((key, i) => {
       const type = types[i];
       if (type === 'stream' || type === 'none') return;
+      found = true;
       const error = new BackendError(`job-registry: Redis key ${key} holds a ${type}, not a stream`);
+      this.c.foreign.skip(key, 'a key of the wrong type', error);
       const tail = this.tails.get(key);
       if (tail !== undefined) {
         this.drop(tail);
         for (const r of tail.readers) r.fail(error);
-      } else {
-        this.c.outages.fail(`key ${key}`, 'skipping a key of the wrong type', error);
-        this.skip.set(key, Date.now() + 10 * this.c.blockMs);
-      }
+      } else this.skip.set(key, Date.now() + 10 * this.c.blockMs);
     });
+    return found;
   }
 
   private failReadersAfterLease(): void {

@@ -4,7 +4,8 @@ import express from 'express';
 import { throwError } from 'rxjs';
 import { JobRegistry, PublicError } from '../../src/core/index.js';
 import { createJobHandler } from '../../src/http/index.js';
-import { http, postJson } from '../helpers/http.js';
+import { waitFor } from '../helpers/collect.js';
+import { http, openResponse, postJson, startTestServer } from '../helpers/http.js';
 
 const memory = () => {
   const lines: string[] = [];
@@ -72,5 +73,43 @@ test('an unexpected error of a request goes to Express next(err); without next i
       s.closeAllConnections();
       await new Promise((r) => s.close(r));
     }
+  }
+});
+
+test('a /v1/events stream closed by a failure is logged once per outage, not once per reconnect', async () => {
+  const registry = new JobRegistry<string>();
+  registry.createJob();
+  const log = memory();
+  let broken = true;
+  const srv = await startTestServer<string, unknown>(
+    {
+      logger: log.logger,
+      authenticate: () => ({ id: 'p' }),
+      authorize: (_p, action, job) => {
+        if (broken && action === 'events' && job !== undefined) throw new Error('policy store is down');
+        return true;
+      },
+    },
+    {},
+    registry,
+  );
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await http(`${srv.url}/v1/events`);
+      // The stream opened, then closed without its snapshot.
+      expect(r.status).toBe(200);
+      expect(r.body).not.toContain('event: snapshot');
+    }
+    expect(log.lines.filter((l) => l.startsWith('error'))).toHaveLength(1);
+    expect(log.lines[0]).toMatch(
+      /^error job-registry: an \/v1\/events stream failed and was closed: Error: policy store is down/,
+    );
+    broken = false;
+    const live = await openResponse(`${srv.url}/v1/events`);
+    await waitFor(() => live.text().includes('event: snapshot'));
+    live.close();
+    expect(log.lines.at(-1)).toBe('warn job-registry: /v1/events streams open again');
+  } finally {
+    await srv.close();
   }
 });

@@ -11,7 +11,9 @@ const K = new Keys(prefix, 8);
 describeIf(available)('redis backend: dropped connections and bad input', () => {
   const on = registriesOn(prefix, { leaseMs: 2000, blockMs: 1000, logger: quietLogger });
   const admin = on.admin;
-  const make = (extra: { logger?: BackendLogger; redis?: Redis } = {}): JobRegistry<string> => on.make(extra);
+  const make = (
+    extra: { logger?: BackendLogger; redis?: Redis; blockMs?: number } = {},
+  ): JobRegistry<string> => on.make(extra);
   afterAll(() => on.close());
 
   test('CLIENT KILL of every backend connection mid-stream loses and repeats nothing', async () => {
@@ -93,6 +95,62 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     expect(warnings.some((w) => w.includes('foreign entry'))).toBe(true);
     expect(warnings.some((w) => w.includes('corrupt job hash'))).toBe(true);
     expect(warnings.some((w) => w.includes(K.events(K.shardOf(good))))).toBe(true);
+    // Bad data is no outage: the backend reports nothing failing.
+    expect(b.stats().backend?.failing).toBe(0);
+  });
+
+  test('readiness tells the truth: each corruption is logged once with its key and opens no outage', async () => {
+    const warnings: string[] = [];
+    const errors: string[] = [];
+    const logger = { warn: (m: string) => warnings.push(m), error: (m: string) => errors.push(m) };
+    const a = make();
+    // A short block: a skipped key is read again after 10 blockMs.
+    const b = make({ logger, blockMs: 200 });
+    await Promise.all([a.ready(), b.ready()]);
+    const failing = (): number | undefined => b.stats().backend?.failing;
+    const logged = (key: string): Promise<void> =>
+      waitFor(() => warnings.some((w) => w.includes(key)), 5000, `a warning naming ${key}`);
+
+    // A foreign field in an events stream, twice: one warning.
+    const shard = 3;
+    await admin.xadd(K.events(shard), '*', 'format', 'v99');
+    await admin.xadd(K.events(shard), '*', 'format', 'v99');
+    await logged(K.events(shard));
+    // A bad id in a job index, read by a list.
+    await admin.zadd(K.jobs(5), 1, 'bad id!');
+    await b.listJobs();
+    await logged(K.jobs(5));
+    // A job hash whose state is not a state.
+    const bogus = a.createJob();
+    await a.flush();
+    await admin.hset(K.meta(bogus), 'state', 'exploded');
+    expect(await b.findJob(bogus)).toBeUndefined();
+    await logged(K.meta(bogus));
+    // An events key replaced by a string: its shard is skipped, the others go on.
+    await admin.del(K.events(6));
+    await admin.set(K.events(6), 'not a stream');
+    await logged(K.events(6));
+    const seen = collect(b.events$);
+    const after = a.createJob();
+    a.updateState(after, 'completed');
+    await a.flush();
+    if (K.shardOf(after) !== 6)
+      await waitFor(() => seen.values.some((e) => e.jobId === after && e.type === 'stateChanged'));
+    expect(failing()).toBe(0);
+    expect(errors).toEqual([]);
+    expect(warnings.filter((w) => w.includes(K.events(shard)))).toHaveLength(1);
+    // Once the string is gone, that shard's events flow again.
+    await admin.del(K.events(6));
+    let onSix = a.createJob();
+    while (K.shardOf(onSix) !== 6) {
+      a.removeJob(onSix);
+      onSix = a.createJob();
+    }
+    a.updateState(onSix, 'completed');
+    await a.flush();
+    await waitFor(() => seen.values.some((e) => e.jobId === onSix && e.type === 'stateChanged'), 10_000);
+    seen.unsubscribe();
+    expect(failing()).toBe(0);
   });
 
   test('writes waiting for Redis are bounded by maxPendingWrites, then refused loudly with BackendError', async () => {
