@@ -4,8 +4,9 @@
  * limits, body bounds, CORS and the error answer. A protocol declares its routes and the action each
  * needs, and asks its {@link Policy}; it decides none of this itself. Imports no `node:` module.
  */
-import { messageOf } from '../core/errors.js';
+import { RegistryDisposedError, messageOf } from '../core/errors.js';
 import type { JobRegistry } from '../core/registry.js';
+import type { JobSnapshot } from '../core/types.js';
 import { Access, type AccessOptions, type Caller, type JobAction, type JobRef } from './access.js';
 import { StreamTracker, type Ticket } from './connections.js';
 import { corsHeaders, preflightHeaders } from './cors.js';
@@ -13,13 +14,28 @@ import type { BodyLimits } from './json.js';
 import type { PolicySettings } from './options.js';
 import type { Answer, HttpRequest, Reply } from './protocol.js';
 import { HttpError, isUnexpected, toHttpError } from './status.js';
+import { visibleError } from './wire.js';
+
+/** The headers of every SSE answer, whatever its protocol. */
+export const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-transform',
+  'X-Accel-Buffering': 'no',
+});
+
+/** The body of an error answer, in a protocol's own shape. @defaultValue `{"error":{"code","message"}}` */
+export type ErrorBody = (err: HttpError) => unknown;
+
+const defaultErrorBody: ErrorBody = (err) => ({ error: { code: err.code, message: err.message } });
 
 /** What a protocol adds to the shared CORS headers: the request and response headers of its own. */
-export interface CorsExtras {
-  /** Request headers a browser may send beyond the shared ones. */
+export interface ProtocolTraits {
+  /** Request headers a browser may send beyond the shared ones (CORS). */
   allowHeaders?: string;
-  /** Response headers a browser script may read beyond the shared ones. */
+  /** Response headers a browser script may read beyond the shared ones (CORS). */
   exposeHeaders?: string;
+  /** The body of an error answer. */
+  errorBody?: ErrorBody;
 }
 
 /** The policy of one handler: its settings, its callers' access and its open streams' counts. */
@@ -33,7 +49,7 @@ export class Policy<Raw> {
     readonly settings: PolicySettings,
     options: AccessOptions<Raw>,
     private readonly name: string,
-    private readonly extras: CorsExtras = {},
+    private readonly extras: ProtocolTraits = {},
   ) {
     this.access = new Access<Raw>(options);
     this.tracker = new StreamTracker(settings);
@@ -50,6 +66,74 @@ export class Policy<Raw> {
       status: 204,
       headers: { ...headers, ...preflightHeaders(cors, allowed, methods, this.extras.allowHeaders) },
     };
+  }
+
+  /**
+   * `405` with `Allow` unless the method is one of `allow` (`HEAD` counts as `GET`).
+   * @returns the method, with `HEAD` as `GET` where `GET` is allowed.
+   */
+  checkMethod(req: HttpRequest<Raw>, allow: readonly string[]): string {
+    const method = req.method === 'HEAD' && allow.includes('GET') ? 'GET' : req.method;
+    if (!allow.includes(method))
+      throw new HttpError(
+        405,
+        'METHOD_NOT_ALLOWED',
+        `job-registry: ${req.method} is not allowed here; use ${allow.join(' or ')}`,
+        { Allow: allow.join(', ') },
+      );
+    return method;
+  }
+
+  /** The job's snapshot when it exists and the caller may act on it; else `notFound`, as for an unknown id. */
+  async visibleJob(
+    registry: JobRegistry<unknown, unknown>,
+    id: string,
+    caller: Caller,
+    action: JobAction,
+    notFound: (id: string) => HttpError,
+  ): Promise<JobSnapshot> {
+    const snap = await registry.findJob(id);
+    if (snap === undefined || !(await this.access.may(caller, action, snap))) throw notFound(id);
+    return snap;
+  }
+
+  /**
+   * Makes a new job known to every process before its client learns its id: flushes the registry, and
+   * when the backend cannot store it, removes the job (its executor aborted) and rethrows (`503`).
+   */
+  async publish(registry: JobRegistry<unknown, unknown>, id: string): Promise<void> {
+    try {
+      await registry.flush();
+    } catch (e) {
+      registry.removeJob(id);
+      throw e;
+    }
+  }
+
+  /**
+   * How a job's stream ends: its state and visible error, `'closing'` when this registry is shutting down
+   * (a job held elsewhere: the client resumes on another process), `undefined` when the job is gone.
+   */
+  finalState(
+    registry: JobRegistry<unknown, unknown>,
+    id: string,
+  ): { state: string; error?: string | undefined } | 'closing' | undefined {
+    let snap: JobSnapshot | undefined;
+    try {
+      snap = registry.getJob(id);
+    } catch (e) {
+      if (e instanceof RegistryDisposedError) return 'closing';
+      throw e;
+    }
+    if (snap !== undefined)
+      return {
+        state: snap.state,
+        error:
+          snap.error === undefined
+            ? undefined
+            : visibleError(snap.error, snap.errorPrivate, this.settings.exposeErrors),
+      };
+    return registry.isDisposed ? 'closing' : undefined;
   }
 
   /** Adds the CORS headers (only from the `cors` option) to an answer. */
@@ -137,7 +221,7 @@ export class Policy<Raw> {
       kind: 'json',
       status: err.status,
       headers,
-      body: { error: { code: err.code, message: err.message } },
+      body: (this.extras.errorBody ?? defaultErrorBody)(err),
     };
     if (req !== undefined) this.withCors(reply, req);
     return reply;

@@ -4,21 +4,21 @@
  * {@link Reply} it gets back (the Node handler to a `ServerResponse`, the fetch handler into a
  * `Response`). Imports no `node:` module.
  */
-import { InvalidArgumentError, JobFailedError, RegistryDisposedError, messageOf } from '../core/errors.js';
+import { InvalidArgumentError, JobFailedError, messageOf } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
 import type { JobSnapshot } from '../core/types.js';
-import { Access, type Caller } from './access.js';
-import { StreamTracker, type Ticket } from './connections.js';
-import { corsHeaders, preflightHeaders } from './cors.js';
+import type { Caller, JobAction } from './access.js';
+import type { Ticket } from './connections.js';
 import { streamEvents } from './events.js';
 import type { BodyLimits } from './json.js';
 import { resolveHandlerOptions, type HandlerOptions, type HandlerSettings } from './options.js';
+import { Policy, SSE_HEADERS } from './policy.js';
 import { requestPath, requestQuery } from './route.js';
 import type { SseSink } from './sink.js';
 import { retryField, sseEvent, tokenEvent } from './sse.js';
-import { HttpError, isUnexpected, toHttpError } from './status.js';
+import { HttpError } from './status.js';
 import { TokenStream, type StreamEncoder, type TokenStreamOptions } from './stream.js';
 import { CANCEL_REASON, cancelledSnapshot, toWireSnapshot, visibleError } from './wire.js';
 
@@ -117,12 +117,6 @@ type RouteKind = 'submit' | 'job' | 'stream' | 'list' | 'events';
 
 const RESUME_POINT = /^\d{1,15}$/;
 
-const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
-  'Content-Type': 'text/event-stream; charset=utf-8',
-  'Cache-Control': 'no-cache, no-transform',
-  'X-Accel-Buffering': 'no',
-});
-
 /** Builds the protocol for one handler. @throws InvalidArgumentError for a malformed option. */
 export function createProtocol<T, P, Raw>(
   registry: JobRegistry<T, P>,
@@ -131,8 +125,9 @@ export function createProtocol<T, P, Raw>(
   checkRegistry(registry, 'createJobHandler');
   const o: HandlerSettings<T, P> = resolveHandlerOptions(options, ['notFound']);
   const { base, execute } = o;
-  const access = new Access<Raw>(options);
-  const tracker = new StreamTracker(o);
+  const policy = new Policy<Raw>(o, options, '');
+  const { access, tracker } = policy;
+  const anyRegistry = registry as JobRegistry<unknown, unknown>;
   // One options object for every token stream of this handler: a stream holds only its own state.
   const streams: TokenStreamOptions<T> = {
     encoder: sseEncoder(o.serialize),
@@ -144,7 +139,7 @@ export function createProtocol<T, P, Raw>(
         registry.executeAndStream(id, execute);
       return registry.tokens$(id, from === undefined ? {} : { after: from });
     },
-    finalState: (id) => finalState(id),
+    finalState: (id) => policy.finalState(anyRegistry, id),
     // A slow reader keeps a terminal job past its retention (bounded by retentionGrace).
     hold: (id) => registry.holdForReader(id),
     onClose: (stream) => {
@@ -158,33 +153,15 @@ export function createProtocol<T, P, Raw>(
     const path = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
     const route = matchRoute(path);
     if (route === undefined) return { kind: 'next' };
-    const cors = corsHeaders(o.cors, req.header('origin'));
-    if (req.method === 'OPTIONS' && o.cors !== undefined)
-      return {
-        kind: 'empty',
-        status: 204,
-        headers: { ...cors.headers, ...preflightHeaders(o.cors, cors.allowed, route.allow) },
-      };
-    const reply = await answer(req, route);
-    if (reply.kind !== 'next') Object.assign(reply.headers, cors.headers);
-    return reply;
+    return policy.preflight(req, route.allow) ?? policy.withCors(await answer(req, route), req);
   }
 
   async function answer(
     req: HttpRequest<Raw>,
     route: { kind: RouteKind; allow: string[]; id?: string },
   ): Promise<Reply> {
+    policy.checkMethod(req, route.allow);
     const method = req.method;
-    const allowed = method === 'HEAD' && route.allow.includes('GET') ? 'GET' : method;
-    if (!route.allow.includes(allowed))
-      throw new HttpError(
-        405,
-        'METHOD_NOT_ALLOWED',
-        `job-registry: ${method} is not allowed here; use ${route.allow.join(' or ')}`,
-        {
-          Allow: route.allow.join(', '),
-        },
-      );
     const id = route.id;
     if (id !== undefined && !isValidJobId(id))
       throw new HttpError(
@@ -229,53 +206,22 @@ export function createProtocol<T, P, Raw>(
   }
 
   /** The job's snapshot when it exists and the caller may see it; else 404, as for an unknown id. */
-  async function visibleJob(
-    id: string,
-    caller: Caller,
-    action: 'read' | 'cancel' | 'stream',
-  ): Promise<JobSnapshot> {
-    const snap = await registry.findJob(id);
-    if (snap === undefined || !(await access.may(caller, action, snap))) throw notFound(id);
-    return snap;
-  }
-
-  // Not about a job (which would answer 404): the caller may not do this at all.
-  function forbidden(what: string): HttpError {
-    return new HttpError(403, 'FORBIDDEN', `job-registry: this principal may not ${what}`);
-  }
-
-  function tooMany(what: string, max: number): HttpError {
-    return new HttpError(429, 'CAPACITY', `job-registry: ${what} (${max}) reached; retry later`, {
-      'Retry-After': String(o.retryAfterSeconds),
-    });
-  }
-
-  let draining = false;
-  function refuseWhileDraining(): void {
-    if (draining)
-      throw new HttpError(
-        503,
-        'DRAINING',
-        'job-registry: this server is shutting down; retry on another one',
-        {
-          'Retry-After': String(o.retryAfterSeconds),
-        },
-      );
+  function visibleJob(id: string, caller: Caller, action: JobAction): Promise<JobSnapshot> {
+    return policy.visibleJob(anyRegistry, id, caller, action, notFound);
   }
 
   async function submit(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
-    refuseWhileDraining();
-    if (!(await access.may(caller, 'create'))) throw forbidden('create jobs');
-    const body = await req.readJson({ maxBytes: o.maxBodyBytes, timeoutMs: o.bodyTimeoutMs });
+    policy.refuseWhileDraining();
+    await policy.require(caller, 'create', 'create jobs');
+    const body = await req.readJson(policy.body);
     let payload: P;
     try {
       payload = o.parsePayload(body);
     } catch (e) {
       throw new HttpError(400, 'INVALID_PAYLOAD', `job-registry: ${messageOf(e)}`);
     }
+    policy.checkQuota(anyRegistry, caller);
     const owner = caller.principal?.id;
-    if (owner !== undefined && registry.liveJobsOf(owner) >= o.maxJobsPerPrincipal)
-      throw tooMany('live jobs of this principal (maxJobsPerPrincipal)', o.maxJobsPerPrincipal);
     const deferred = execute !== undefined && o.startOn === 'stream';
     const id = registry.createJob({
       payload,
@@ -283,14 +229,7 @@ export function createProtocol<T, P, Raw>(
       ...(owner !== undefined ? { owner } : {}),
     });
     if (execute !== undefined && o.startOn === 'create') registry.executeAndStream(id, execute);
-    // Other processes must see the job before the client can ask them for it. When the backend cannot
-    // store it, the client gets 503 and nothing runs on: the job is removed (its executor aborted).
-    try {
-      await registry.flush();
-    } catch (e) {
-      registry.removeJob(id);
-      throw e;
-    }
+    await policy.publish(anyRegistry, id);
     const where = `${o.publicBase ?? req.mountPath + base}/${id}`;
     let sseUrl: string;
     try {
@@ -407,26 +346,6 @@ export function createProtocol<T, P, Raw>(
     });
   }
 
-  function finalState(id: string): { state: string; error?: string | undefined } | 'closing' | undefined {
-    let snap: JobSnapshot | undefined;
-    try {
-      snap = registry.getJob(id);
-    } catch (e) {
-      // Disposed: the stream of a job held elsewhere ended with this registry.
-      if (e instanceof RegistryDisposedError) return 'closing';
-      throw e;
-    }
-    if (snap !== undefined)
-      return {
-        state: snap.state,
-        error:
-          snap.error === undefined ? undefined : visibleError(snap.error, snap.errorPrivate, o.exposeErrors),
-      };
-    // A job held elsewhere whose stream ended because this registry is shutting down: no terminal
-    // event (the client resumes on another process).
-    return registry.isDisposed ? 'closing' : undefined;
-  }
-
   function sse(open: (sink: SseSink) => void): Reply {
     return {
       kind: 'sse',
@@ -439,33 +358,13 @@ export function createProtocol<T, P, Raw>(
     };
   }
 
-  function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
-    const err = toHttpError(e);
-    if (isUnexpected(e))
-      o.logger.error(
-        `job-registry: ${req?.method ?? 'a request'} ${req?.target.slice(0, 200) ?? ''} failed: ${
-          e instanceof Error ? (e.stack ?? e.message) : messageOf(e)
-        }`,
-      );
-    const headers: Record<string, string> = { ...err.headers };
-    if (err.status === 429 && headers['Retry-After'] === undefined)
-      headers['Retry-After'] = String(o.retryAfterSeconds);
-    if (req !== undefined) Object.assign(headers, corsHeaders(o.cors, req.header('origin')).headers);
-    return {
-      kind: 'json',
-      status: err.status,
-      headers,
-      body: { error: { code: err.code, message: err.message } },
-    };
-  }
-
   return {
     handle,
-    errorReply,
+    errorReply: (e, req) => policy.errorReply(e, req),
     close: () => tracker.closeAll(),
-    drain: () => void (draining = true),
+    drain: () => policy.drain(),
     get draining() {
-      return draining;
+      return policy.draining;
     },
     get connections() {
       return tracker.size;

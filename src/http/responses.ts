@@ -5,21 +5,14 @@
  * `createResponsesHandler` (Node) and `createFetchResponsesHandler` (`job-registry/fetch`). Imports no
  * `node:` module.
  */
-import {
-  InvalidArgumentError,
-  JobCancelledError,
-  JobFailedError,
-  isPublicError,
-  messageOf,
-} from '../core/errors.js';
+import { InvalidArgumentError, JobCancelledError, JobFailedError, isPublicError } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
 import type { Executor, JobSnapshot } from '../core/types.js';
-import { Access, type AccessOptions, type Caller } from './access.js';
-import { StreamTracker } from './connections.js';
-import { corsHeaders, preflightHeaders } from './cors.js';
+import type { AccessOptions, Caller } from './access.js';
 import { resolveHandlerOptions, type HandlerOptions } from './options.js';
+import { Policy, SSE_HEADERS } from './policy.js';
 import { checkRegistry, type Answer, type HttpRequest, type Protocol, type Reply } from './protocol.js';
 import { requestPath, requestQuery } from './route.js';
 import {
@@ -32,8 +25,7 @@ import {
   statusOf,
   type ResponseInfo,
 } from './responses-wire.js';
-import { retryField } from './sse.js';
-import { HttpError, isUnexpected, toHttpError } from './status.js';
+import { HttpError } from './status.js';
 import { TokenStream } from './stream.js';
 import { CANCEL_REASON, visibleError } from './wire.js';
 
@@ -102,8 +94,18 @@ export function createResponsesProtocol<T, P, Raw>(
     'notFound',
   ]);
   const base = o.base;
-  const access = new Access<Raw>(options);
-  const tracker = new StreamTracker(o);
+  // OpenAI's error shape: { error: { message, type, code } }.
+  const policy = new Policy<Raw>(o, options, '', {
+    errorBody: (err) => ({
+      error: {
+        message: err.message,
+        type: err.status >= 500 ? 'server_error' : 'invalid_request_error',
+        code: err.code,
+      },
+    }),
+  });
+  const { access, tracker } = policy;
+  const anyRegistry = registry as JobRegistry<unknown, unknown>;
   const text = options.text ?? ((t: T) => String(t));
   const defaultModel = options.model ?? 'job-registry';
   // What each response was created with, for the objects that echo it (jobs of other processes get defaults).
@@ -132,27 +134,17 @@ export function createResponsesProtocol<T, P, Raw>(
       route =
         action === 'cancel' ? { kind: 'cancel', allow: ['POST'], id } : { kind: 'get', allow: ['GET'], id };
     } else return { kind: 'next' };
-    const cors = corsHeaders(o.cors, req.header('origin'));
-    if (req.method === 'OPTIONS' && o.cors !== undefined)
-      return {
-        kind: 'empty',
-        status: 204,
-        headers: { ...cors.headers, ...preflightHeaders(o.cors, cors.allowed, route.allow) },
-      };
-    const method = req.method === 'HEAD' && route.allow.includes('GET') ? 'GET' : req.method;
-    if (!route.allow.includes(method))
-      throw new HttpError(405, 'METHOD_NOT_ALLOWED', `job-registry: use ${route.allow.join(' or ')}`, {
-        Allow: route.allow.join(', '),
-      });
-    const caller = await access.identify(req.raw);
+    const preflight = policy.preflight(req, route.allow);
+    if (preflight !== undefined) return preflight;
+    policy.checkMethod(req, route.allow);
+    const caller = await policy.identify(req);
     const reply =
       route.kind === 'create'
         ? await create(req, caller)
         : route.kind === 'cancel'
           ? await cancel(route.id!, caller)
           : await retrieve(req, route.id!, caller);
-    if (reply.kind !== 'next') Object.assign(reply.headers, cors.headers);
-    return reply;
+    return policy.withCors(reply, req);
   }
 
   function notFound(id: string): HttpError {
@@ -163,34 +155,14 @@ export function createResponsesProtocol<T, P, Raw>(
     );
   }
 
-  async function visible(
-    id: string,
-    caller: Caller,
-    action: 'read' | 'stream' | 'cancel',
-  ): Promise<JobSnapshot> {
-    const snap = await registry.findJob(id);
-    if (snap === undefined || !(await access.may(caller, action, snap))) throw notFound(id);
-    return snap;
+  function visible(id: string, caller: Caller, action: 'read' | 'stream' | 'cancel'): Promise<JobSnapshot> {
+    return policy.visibleJob(anyRegistry, id, caller, action, notFound);
   }
 
-  let draining = false;
-
   async function create(req: HttpRequest<Raw>, caller: Caller): Promise<Reply> {
-    if (draining)
-      throw new HttpError(
-        503,
-        'DRAINING',
-        'job-registry: this server is shutting down; retry on another one',
-        {
-          'Retry-After': String(o.retryAfterSeconds),
-        },
-      );
-    if (!(await access.may(caller, 'create')))
-      throw new HttpError(403, 'FORBIDDEN', 'job-registry: this principal may not create responses');
-    const body = (await req.readJson({
-      maxBytes: o.maxBodyBytes,
-      timeoutMs: o.bodyTimeoutMs,
-    })) as ResponseCreate;
+    policy.refuseWhileDraining();
+    await policy.require(caller, 'create', 'create responses');
+    const body = (await req.readJson(policy.body)) as ResponseCreate;
     if (body === null || typeof body !== 'object' || Array.isArray(body))
       throw new HttpError(400, 'INVALID_PAYLOAD', 'job-registry: the body must be a JSON object');
     let payload: P;
@@ -203,16 +175,8 @@ export function createResponsesProtocol<T, P, Raw>(
         `job-registry: ${isPublicError(e) ? (e as Error).message : 'invalid request'}`,
       );
     }
+    policy.checkQuota(anyRegistry, caller);
     const owner = caller.principal?.id;
-    if (owner !== undefined && registry.liveJobsOf(owner) >= o.maxJobsPerPrincipal)
-      throw new HttpError(
-        429,
-        'CAPACITY',
-        `job-registry: live responses of this principal (${o.maxJobsPerPrincipal}) reached`,
-        {
-          'Retry-After': String(o.retryAfterSeconds),
-        },
-      );
     const id = registry.createJob({ payload, ...(owner !== undefined ? { owner } : {}) });
     infos.set(id, {
       model: typeof body.model === 'string' ? body.model : defaultModel,
@@ -221,12 +185,7 @@ export function createResponsesProtocol<T, P, Raw>(
       maxOutputTokens: typeof body.max_output_tokens === 'number' ? body.max_output_tokens : null,
     });
     registry.executeAndStream(id, options.execute);
-    try {
-      await registry.flush();
-    } catch (e) {
-      registry.removeJob(id);
-      throw e;
-    }
+    await policy.publish(anyRegistry, id);
     const snap = (await registry.findJob(id))!;
     if (body.stream === true) return stream(req, snap, -1, caller);
     if (body.background === true)
@@ -318,12 +277,8 @@ export function createResponsesProtocol<T, P, Raw>(
     // Every event the client saw: the end's last sequence number is PRELUDE + count + 3 at most.
     if (isTerminal(snap.state) && after >= PRELUDE + snap.tokenCount + (snap.state === 'completed' ? 3 : 0))
       return { kind: 'empty', status: 204, headers: {} };
-    const ticket = tracker.admit(id, caller.principal?.id);
-    const headers = {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      'X-Accel-Buffering': 'no',
-    };
+    const ticket = policy.admit(id, caller);
+    const headers = { ...SSE_HEADERS };
     if (req.method === 'HEAD') {
       tracker.release(ticket);
       return { kind: 'empty', status: 200, headers };
@@ -335,7 +290,9 @@ export function createResponsesProtocol<T, P, Raw>(
       status: 200,
       headers,
       start: (sink) => {
-        sink.write(retryField(o.retryMs) + preludeEvents(snap, info, after));
+        // No standalone `retry:` block: OpenAI's streams carry none, and its Python client reads one as
+        // an event with empty data (a JSONDecodeError before the first token).
+        sink.write(preludeEvents(snap, info, after));
         const s: TokenStream<T> = new TokenStream<T>(
           sink,
           {
@@ -356,14 +313,7 @@ export function createResponsesProtocol<T, P, Raw>(
             errorText: (e) =>
               e instanceof JobFailedError ? visibleError(e.message, !e.expose, o.exposeErrors) : e.message,
             tokens: (jobId, from) => registry.tokens$(jobId, from === undefined ? {} : { after: from }),
-            finalState: () => {
-              const now = registry.hasJob(id) ? registry.getJob(id) : undefined;
-              return now === undefined
-                ? registry.isDisposed
-                  ? 'closing'
-                  : undefined
-                : { state: now.state, error: now.error };
-            },
+            finalState: () => policy.finalState(anyRegistry, id),
             hold: (jobId) => registry.holdForReader(jobId),
             onClose: () => {
               tracker.untrack(s);
@@ -379,38 +329,13 @@ export function createResponsesProtocol<T, P, Raw>(
     };
   }
 
-  function errorReply(e: unknown, req?: HttpRequest<Raw>): Answer {
-    const err = toHttpError(e);
-    if (isUnexpected(e))
-      o.logger.error(
-        `job-registry: ${req?.method ?? 'a request'} ${req?.target.slice(0, 200) ?? ''} failed: ${
-          e instanceof Error ? (e.stack ?? e.message) : messageOf(e)
-        }`,
-      );
-    const headers: Record<string, string> = { ...err.headers };
-    if (req !== undefined) Object.assign(headers, corsHeaders(o.cors, req.header('origin')).headers);
-    // OpenAI's error shape: { error: { message, type, code } }.
-    return {
-      kind: 'json',
-      status: err.status,
-      headers,
-      body: {
-        error: {
-          message: err.message,
-          type: err.status >= 500 ? 'server_error' : 'invalid_request_error',
-          code: err.code,
-        },
-      },
-    };
-  }
-
   return {
     handle,
-    errorReply,
+    errorReply: (e, req) => policy.errorReply(e, req),
     close: () => tracker.closeAll(),
-    drain: () => void (draining = true),
+    drain: () => policy.drain(),
     get draining() {
-      return draining;
+      return policy.draining;
     },
     get connections() {
       return tracker.size;
