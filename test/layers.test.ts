@@ -25,15 +25,17 @@ const layerOf = (file: string): string => relative(SRC, file).split('/')[0]!;
 const target = (i: Import): string | undefined =>
   i.spec.startsWith('.') ? resolve(dirname(i.from), i.spec.replace(/\.js$/, '.ts')) : undefined;
 
-// Each layer depends only on the ones above it: core <- http <- client <- redis (client: types only from http).
+// Each layer depends only on the ones above it: core <- protocol (the runtime-neutral protocol core) <- http
+// (the Node adapter), fetch (the Web-standard adapter), durable-streams; client takes types only from protocol.
 const allowed: Record<string, string[]> = {
   core: ['core'],
-  http: ['core', 'http'],
+  protocol: ['core', 'protocol'],
+  http: ['core', 'protocol', 'http'],
   client: ['core', 'client'],
   redis: ['core', 'redis'],
-  fetch: ['core', 'http', 'fetch'],
+  fetch: ['core', 'protocol', 'fetch'],
   metrics: ['core', 'metrics'],
-  'durable-streams': ['core', 'http', 'fetch', 'durable-streams'],
+  'durable-streams': ['core', 'protocol', 'http', 'fetch', 'durable-streams'],
 };
 
 test('layers: each entry point imports only the layers above it, and nothing heavy it must not', () => {
@@ -43,7 +45,7 @@ test('layers: each entry point imports only the layers above it, and nothing hea
     const t = target(i);
     if (t !== undefined) {
       const to = layerOf(t);
-      const ok = allowed[layer]!.includes(to) || (layer === 'client' && to === 'http' && i.typeOnly);
+      const ok = allowed[layer]!.includes(to) || (layer === 'client' && to === 'protocol' && i.typeOnly);
       if (!ok) bad.push(`${relative(SRC, i.from)} imports ${i.spec}`);
     } else {
       if (layer === 'core' && (i.spec.startsWith('node:') || i.spec === 'ioredis'))
@@ -52,7 +54,7 @@ test('layers: each entry point imports only the layers above it, and nothing hea
         bad.push(`client ${relative(SRC, i.from)} imports ${i.spec}`);
       if (layer === 'http' && i.spec === 'ioredis') bad.push(`${relative(SRC, i.from)} imports ioredis`);
       if (
-        (layer === 'fetch' || (layer === 'durable-streams' && !i.typeOnly)) &&
+        (layer === 'protocol' || layer === 'fetch' || (layer === 'durable-streams' && !i.typeOnly)) &&
         (i.spec.startsWith('node:') || i.spec === 'ioredis')
       )
         bad.push(`${relative(SRC, i.from)} imports ${i.spec}`);

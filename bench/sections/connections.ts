@@ -25,7 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { JobRegistry } from '../../src/core/index.js';
 import { createJobHandler } from '../../src/http/index.js';
-import { comment, retryField } from '../../src/http/sse.js';
+import { comment, retryField } from '../../src/protocol/sse.js';
 import { QUICK, figure, median, ratio, report, settledHeapUsed, type Figure, type Ratio } from '../lib.js';
 import type { Opened } from '../connections-peer.js';
 import { waitFor } from '../ipc.js';

@@ -7,11 +7,11 @@
 import { Observable } from 'rxjs';
 import { JobCancelledError, JobFailedError } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
-import type { WireSnapshot } from '../http/wire.js';
+import type { WireSnapshot } from '../protocol/wire.js';
 
 export { JobCancelledError, JobFailedError, JobRegistryError } from '../core/errors.js';
 export type { TokenEvent } from '../core/types.js';
-export type { WireSnapshot } from '../http/wire.js';
+export type { WireSnapshot } from '../protocol/wire.js';
 
 /** The answer to a POST: the job's id and its stream URL, relative to the server. */
 export interface SubmittedJob {

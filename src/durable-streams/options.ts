@@ -5,7 +5,7 @@ import {
   resolvePolicyOptions,
   type PolicyOptions,
   type PolicySettings,
-} from '../http/options.js';
+} from '../protocol/options.js';
 
 /**
  * Options of the Durable Streams protocol and its handlers: the policy every surface shares (auth, quotas,

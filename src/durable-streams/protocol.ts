@@ -9,13 +9,19 @@ import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
 import type { JobSnapshot } from '../core/types.js';
-import type { Caller, JobAction } from '../http/access.js';
-import type { Ticket } from '../http/connections.js';
-import { Policy } from '../http/policy.js';
-import { checkRegistry, type Answer, type HttpRequest, type Protocol, type Reply } from '../http/protocol.js';
-import { requestPath, requestQuery } from '../http/route.js';
-import type { SseSink } from '../http/sink.js';
-import { HttpError } from '../http/status.js';
+import type { Caller, JobAction } from '../protocol/access.js';
+import type { Ticket } from '../protocol/connections.js';
+import { Policy } from '../protocol/policy.js';
+import {
+  checkRegistry,
+  type Answer,
+  type HttpRequest,
+  type Protocol,
+  type Reply,
+} from '../protocol/protocol.js';
+import { requestPath, requestQuery } from '../protocol/route.js';
+import type { SseSink } from '../protocol/sink.js';
+import { HttpError } from '../protocol/status.js';
 import { resolveDurableStreamsOptions, type DurableStreamsOptions } from './options.js';
 import { boundByBytes, readRange, waitFor } from './reader.js';
 import { SseReader } from './sse.js';

@@ -5,7 +5,7 @@
  */
 import type { Subscription } from 'rxjs';
 import type { JobRegistry } from '../core/registry.js';
-import type { SseSink } from '../http/sink.js';
+import type { SseSink } from '../protocol/sink.js';
 import { isJobEnd } from './reader.js';
 import { formatOffset, sseFrame, tokensToBytes } from './wire.js';
 

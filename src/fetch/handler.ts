@@ -13,12 +13,12 @@ import {
   tooSlow,
   unreadable,
   type BodyLimits,
-} from '../http/json.js';
-import type { HandlerOptions } from '../http/options.js';
-import { createProtocol, type Answer, type HttpRequest, type Protocol } from '../http/protocol.js';
-import { createResponsesProtocol, type ResponsesOptions } from '../http/responses.js';
-import type { SseSink } from '../http/sink.js';
-import { HttpError } from '../http/status.js';
+} from '../protocol/json.js';
+import type { HandlerOptions } from '../protocol/options.js';
+import { createProtocol, type Answer, type HttpRequest, type Protocol } from '../protocol/protocol.js';
+import { createResponsesProtocol, type ResponsesOptions } from '../protocol/responses.js';
+import type { SseSink } from '../protocol/sink.js';
+import { HttpError } from '../protocol/status.js';
 
 /** Options of {@link createFetchHandler}: those of both handlers, with `authenticate` given the `Request`. */
 export type FetchHandlerOptions<T, P> = HandlerOptions<T, P, Request>;

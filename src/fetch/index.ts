@@ -5,7 +5,7 @@
  */
 export { createFetchHandler, createFetchResponsesHandler, fetchHandler } from './handler.js';
 export type { FetchHandler, FetchHandlerOptions } from './handler.js';
-export type { CorsOptions, HandlerOptions } from '../http/options.js';
-export type { Principal, JobAction, JobRef, Authenticate, Authorize } from '../http/access.js';
-export { ownJobsOnly } from '../http/access.js';
-export type { ResponsesOptions, ResponseCreate } from '../http/responses.js';
+export type { CorsOptions, HandlerOptions } from '../protocol/options.js';
+export type { Principal, JobAction, JobRef, Authenticate, Authorize } from '../protocol/access.js';
+export { ownJobsOnly } from '../protocol/access.js';
+export type { ResponsesOptions, ResponseCreate } from '../protocol/responses.js';

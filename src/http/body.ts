@@ -7,10 +7,10 @@ import {
   tooSlow,
   unreadable,
   type BodyLimits,
-} from './json.js';
-import { HttpError } from './status.js';
+} from '../protocol/json.js';
+import { HttpError } from '../protocol/status.js';
 
-export { isJsonContentType, type BodyLimits } from './json.js';
+export { isJsonContentType, type BodyLimits } from '../protocol/json.js';
 
 /**
  * Reads and parses a JSON request body from a Node request. Refuses a declared length over the limit

@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readBodyBytes, readJsonBody } from './body.js';
-import type { HandlerOptions } from './options.js';
-import { createProtocol, type Answer, type HttpRequest, type Protocol } from './protocol.js';
-import { createResponsesProtocol, type ResponsesOptions } from './responses.js';
-import type { SseSink } from './sink.js';
-import { HttpError, isUnexpected } from './status.js';
+import type { HandlerOptions } from '../protocol/options.js';
+import { createProtocol, type Answer, type HttpRequest, type Protocol } from '../protocol/protocol.js';
+import { createResponsesProtocol, type ResponsesOptions } from '../protocol/responses.js';
+import type { SseSink } from '../protocol/sink.js';
+import { HttpError, isUnexpected } from '../protocol/status.js';
 import type { JobRegistry } from '../core/registry.js';
 
-export type { CorsOptions } from './options.js';
-export { eventsAfterSnapshot } from './events.js';
+export type { CorsOptions } from '../protocol/options.js';
+export { eventsAfterSnapshot } from '../protocol/events.js';
 
 /** Options of {@link createJobHandler}: those of both handlers, with `authenticate` given Node's request. */
 export type JobHandlerOptions<T, P> = HandlerOptions<T, P, IncomingMessage>;

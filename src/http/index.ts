@@ -8,21 +8,34 @@
 export { createJobHandler } from './handler.js';
 export { createResponsesHandler, nodeHandler } from './handler.js';
 export type { JobHandler, JobHandlerOptions, CorsOptions } from './handler.js';
-export { createProtocol, sseEncoder } from './protocol.js';
-export type { HttpRequest, Reply, Answer, Protocol } from './protocol.js';
-export type { SseSink } from './sink.js';
-export type { StreamEncoder } from './stream.js';
-export { createResponsesProtocol } from './responses.js';
-export type { ResponsesOptions, ResponseCreate } from './responses.js';
-export { eventsAfterSnapshot } from './events.js';
-export { Access, ownJobsOnly } from './access.js';
-export type { Principal, JobAction, JobRef, Authenticate, Authorize, AccessOptions } from './access.js';
-export { streamTokenSigner } from './stream-token.js';
-export type { StreamTokenOptions, StreamTokenSigner } from './stream-token.js';
-export { requestPath, requestQuery } from './route.js';
-export { dataLines, sseEvent, tokenEvent, retryField, comment } from './sse.js';
-export { HttpError, STATUS_BY_CODE, toHttpError } from './status.js';
-export type { HttpErrorCode } from './status.js';
+export { createProtocol, sseEncoder } from '../protocol/protocol.js';
+export type { HttpRequest, Reply, Answer, Protocol } from '../protocol/protocol.js';
+export type { SseSink } from '../protocol/sink.js';
+export type { StreamEncoder } from '../protocol/stream.js';
+export { createResponsesProtocol } from '../protocol/responses.js';
+export type { ResponsesOptions, ResponseCreate } from '../protocol/responses.js';
+export { eventsAfterSnapshot } from '../protocol/events.js';
+export { Access, ownJobsOnly } from '../protocol/access.js';
+export type {
+  Principal,
+  JobAction,
+  JobRef,
+  Authenticate,
+  Authorize,
+  AccessOptions,
+} from '../protocol/access.js';
+export { streamTokenSigner } from '../protocol/stream-token.js';
+export type { StreamTokenOptions, StreamTokenSigner } from '../protocol/stream-token.js';
+export { requestPath, requestQuery } from '../protocol/route.js';
+export { dataLines, sseEvent, tokenEvent, retryField, comment } from '../protocol/sse.js';
+export { HttpError, STATUS_BY_CODE, toHttpError } from '../protocol/status.js';
+export type { HttpErrorCode } from '../protocol/status.js';
 export { readJsonBody, isJsonContentType } from './body.js';
-export { toWireSnapshot, toWireEvent, toWireProgress, visibleError, REDACTED_ERROR } from './wire.js';
-export type { WireSnapshot, WireEvent, WireProgress } from './wire.js';
+export {
+  toWireSnapshot,
+  toWireEvent,
+  toWireProgress,
+  visibleError,
+  REDACTED_ERROR,
+} from '../protocol/wire.js';
+export type { WireSnapshot, WireEvent, WireProgress } from '../protocol/wire.js';

@@ -1,4 +1,4 @@
-import { PRELUDE, deltaEncoder, responseEvent } from '../../src/http/responses-wire.js';
+import { PRELUDE, deltaEncoder, responseEvent } from '../../src/protocol/responses-wire.js';
 
 test('the per-stream delta template writes the same bytes as the generic event', () => {
   const enc = deltaEncoder('job-1');

@@ -4,7 +4,7 @@ import {
   MAX_STREAM_TOKEN_PRINCIPAL_BYTES,
   streamTokenSigner,
   type StreamTokenOptions,
-} from '../../src/http/stream-token.js';
+} from '../../src/protocol/stream-token.js';
 
 const SECRET = 'a-secret-of-at-least-32-characters!!';
 const JOB = 'job-0b6c2a52-9f0e-4d0b-a0a5-0f6e7d8c9b1a';

@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { HttpError } from '../../src/http/status.js';
-import { INVALID_PATH, MAX_REQUEST_TARGET_LENGTH, requestPath, requestQuery } from '../../src/http/route.js';
+import { HttpError } from '../../src/protocol/status.js';
+import {
+  INVALID_PATH,
+  MAX_REQUEST_TARGET_LENGTH,
+  requestPath,
+  requestQuery,
+} from '../../src/protocol/route.js';
 
 function refusal(target: string): HttpError | undefined {
   try {
@@ -199,7 +204,7 @@ describe('requestQuery', () => {
 });
 
 test('route.ts and stream-token.ts import no node: module (shared with the fetch handler)', () => {
-  for (const file of ['src/http/route.ts', 'src/http/stream-token.ts']) {
+  for (const file of ['src/protocol/route.ts', 'src/protocol/stream-token.ts']) {
     const text = readFileSync(file, 'utf8');
     const specs = [...text.matchAll(/^import[^;]*?from\s+'([^']+)'/gms)].map((m) => m[1]);
     expect(specs.length).toBeGreaterThan(0);
