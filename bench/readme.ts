@@ -1,6 +1,6 @@
 /**
- * `npm run bench:readme`: rewrites the results block of README.md (between the bench:start and
- * bench:end markers) from bench/results/latest.json, so the README always shows the last full run.
+ * `npm run bench:readme`: rewrites the results block of docs/performance.md (between the bench:start and
+ * bench:end markers) from bench/results/latest.json, so the performance page always shows the last full run.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -76,13 +76,13 @@ const notes = doc.sections.flatMap((s) =>
 );
 if (notes.length > 0) out.push('', ...notes);
 
-const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const readme = readFileSync(join(root, 'docs', 'performance.md'), 'utf8');
 const start = readme.indexOf('<!-- bench:start -->');
 const end = readme.indexOf('<!-- bench:end -->');
 if (start < 0 || end < start)
-  throw new Error('README.md has no <!-- bench:start --> ... <!-- bench:end --> block');
+  throw new Error('docs/performance.md has no <!-- bench:start --> ... <!-- bench:end --> block');
 writeFileSync(
-  join(root, 'README.md'),
+  join(root, 'docs', 'performance.md'),
   `${readme.slice(0, start)}<!-- bench:start -->\n\n${out.join('\n')}\n\n${readme.slice(end)}`,
 );
-console.log(`README.md: results of ${doc.date} written`);
+console.log(`docs/performance.md: results of ${doc.date} written`);

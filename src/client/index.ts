@@ -13,12 +13,19 @@ export { JobCancelledError, JobFailedError, JobRegistryError } from '../core/err
 export type { TokenEvent } from '../core/types.js';
 export type { WireSnapshot } from '../protocol/wire.js';
 
-/** The answer to a POST: the job's id and its stream URL, relative to the server. */
+/**
+ * The answer to a POST: the job's id and its stream URL as the server sent them, and both URLs resolved
+ * against the URL posted to, ready to use.
+ */
 export interface SubmittedJob {
   /** The new job's id. */
   job_id: string;
   /** The path to GET for the job's token stream, relative to the server (it may carry a stream token). */
   sse_url: string;
+  /** `sse_url` resolved against the URL posted to: pass it to {@link streamJob} as it is. */
+  stream_url: string;
+  /** The job's own URL (the answer's `Location`, resolved): pass it to {@link cancelJob} as it is. */
+  job_url: string;
 }
 
 /** A non-2xx answer or a stream the server refused; `status` is the HTTP status when known. */
@@ -61,6 +68,11 @@ export type FetchLike = (
   json(): Promise<unknown>;
   /** The body as text. */
   text(): Promise<string>;
+  /** The answer's headers (`Location` is read from them when present). */
+  headers?: {
+    /** A header's value by name, or `null`. */
+    get(name: string): string | null;
+  };
 }>;
 
 /** Options of {@link submitJob} and {@link cancelJob}. */
@@ -104,15 +116,19 @@ export interface EventSourceInitLike {
 export type EventSourceConstructor = new (url: string, init?: EventSourceInitLike) => EventSourceLike;
 
 /**
- * POSTs a payload as JSON and resolves with the server's answer as sent. The request's `Content-Type` is
- * always `application/json`, whatever the headers given.
+ * POSTs a payload as JSON and resolves with the server's answer (`job_id`, `sse_url` as sent), plus
+ * `stream_url` and `job_url`: the stream's and the job's URLs resolved against `url`, for
+ * {@link streamJob} and {@link cancelJob}. The request's `Content-Type` is always `application/json`,
+ * whatever the headers given.
  *
  * @throws (rejects) ClientError carrying `status` and `code` for a non-2xx answer; `code` is the server's
  * (`{"error":{"code"}}`), or `HTTP_ERROR` when the body is not such an error.
  * @example
- * const { job_id, sse_url } = await submitJob('https://api.example/v1/inference', { prompt: 'hi' }, {
+ * const job = await submitJob('https://api.example/v1/inference', { prompt: 'hi' }, {
  *   headers: { Authorization: `Bearer ${key}` },
  * });
+ * streamJob<string>(job.stream_url).subscribe((t) => console.log(t.token));
+ * await cancelJob(job, { headers: { Authorization: `Bearer ${key}` } });
  */
 export async function submitJob(
   url: string,
@@ -120,21 +136,37 @@ export async function submitJob(
   options: RequestOptions = {},
 ): Promise<SubmittedJob> {
   const res = await send(url, 'POST', options, JSON.stringify(payload));
-  return (await res.json()) as SubmittedJob;
+  const answer = (await res.json()) as Pick<SubmittedJob, 'job_id' | 'sse_url'>;
+  const posted = new URL(url, globalThis.location?.href);
+  const location = res.headers?.get('location');
+  const jobUrl =
+    location !== null && location !== undefined
+      ? new URL(location, posted)
+      : new URL(`${posted.pathname.replace(/\/$/, '')}/${encodeURIComponent(answer.job_id)}`, posted);
+  return {
+    ...answer,
+    stream_url: new URL(answer.sse_url, posted).href,
+    job_url: jobUrl.href,
+  };
 }
 
 /**
- * Cancels a job: sends `DELETE` to the job's URL (`{base}/{id}`, e.g.
- * `https://api.example/v1/inference/job-…`) and resolves with its snapshot in the wire form (snake_case),
- * now `cancelled`. Takes the same `headers` / `init` / `fetch` as {@link submitJob}.
+ * Cancels a job: sends `DELETE` to the job's URL and resolves with its snapshot in the wire form
+ * (snake_case), now `cancelled`. `job` is what {@link submitJob} resolved with (its `job_url` is used) or
+ * the job's URL (`{base}/{id}`, e.g. `https://api.example/v1/inference/job-…`). Takes the same
+ * `headers` / `init` / `fetch` as {@link submitJob}.
  *
  * @throws (rejects) ClientError carrying `status` and the server's `code`: `404 JOB_NOT_FOUND` (unknown,
  * expired, or not yours), `409 JOB_TERMINAL` (it already ended), `401 UNAUTHENTICATED`...
  * @example
- * await cancelJob(`https://api.example/v1/inference/${job_id}`, { init: { credentials: 'include' } });
+ * const job = await submitJob('https://api.example/v1/inference', { prompt: 'hi' });
+ * await cancelJob(job, { init: { credentials: 'include' } });
  */
-export async function cancelJob(url: string, options: RequestOptions = {}): Promise<WireSnapshot> {
-  const res = await send(url, 'DELETE', options);
+export async function cancelJob(
+  job: string | Pick<SubmittedJob, 'job_url'>,
+  options: RequestOptions = {},
+): Promise<WireSnapshot> {
+  const res = await send(typeof job === 'string' ? job : job.job_url, 'DELETE', options);
   return (await res.json()) as WireSnapshot;
 }
 

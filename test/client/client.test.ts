@@ -51,6 +51,32 @@ test('submitJob resolves with the answer as sent; a refusal rejects with status 
   expect(refused).toMatchObject({ status: 405, code: 'METHOD_NOT_ALLOWED' });
 });
 
+test('submitJob also resolves the stream and job URLs against the URL posted to; cancelJob takes the job', async () => {
+  const job = await submitJob(`${srv.url}/v1/inference`, { n: 1, hang: true });
+  expect(job.stream_url).toBe(`${srv.url}/v1/inference/${job.job_id}/stream`);
+  expect(job.job_url).toBe(`${srv.url}/v1/inference/${job.job_id}`);
+  const seen = collect(streamJob<string>(job.stream_url, { EventSource: ES }));
+  await waitFor(() => srv.registry.getJobState(job.job_id) === 'running');
+  const snap = await cancelJob(job);
+  expect(snap).toMatchObject({ job_id: job.job_id, state: 'cancelled' });
+  await seen.done;
+  expect(seen.error).toBeInstanceOf(JobCancelledError);
+});
+
+test('submitJob resolves the URLs under a prefix the server reports (publicBasePath)', async () => {
+  const prefixed = await startTestServer<string, Payload>({
+    execute: counter,
+    publicBasePath: '/api/v1/inference',
+  });
+  try {
+    const job = await submitJob(`${prefixed.url}/v1/inference`, { n: 1 });
+    expect(job.stream_url).toBe(`${prefixed.url}/api/v1/inference/${job.job_id}/stream`);
+    expect(job.job_url).toBe(`${prefixed.url}/api/v1/inference/${job.job_id}`);
+  } finally {
+    await prefixed.close();
+  }
+});
+
 test('streamJob streams to completion with JSON.parse by default', async () => {
   const job = await submitJob(`${srv.url}/v1/inference`, { n: 5 });
   const c = collect(streamJob<string>(srv.url + job.sse_url, { EventSource: ES }));
