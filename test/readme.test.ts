@@ -98,7 +98,6 @@ test('every TypeScript example of the README typechecks under --strict against t
 
 test("the example server's environment table lists every variable it reads, each limit with its default", async () => {
   const { ENV_VARS, DEFAULT_LIMITS } = await import('../examples/config.js');
-  const readme = readFileSync('README.md', 'utf8');
   const section = readFileSync('docs/example-server.md', 'utf8');
   const rows = new Map<string, string>();
   for (const line of section.split('\n')) {

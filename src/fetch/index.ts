@@ -3,7 +3,7 @@
  *
  * @module job-registry/fetch
  */
-export { createFetchHandler, createFetchResponsesHandler, fetchHandler } from './handler.js';
+export { createFetchHandler, createFetchResponsesHandler } from './handler.js';
 export type { FetchHandler, FetchHandlerOptions } from './handler.js';
 export type { CorsOptions, HandlerOptions } from '../protocol/options.js';
 export type { Principal, JobAction, JobRef, Authenticate, Authorize } from '../protocol/access.js';

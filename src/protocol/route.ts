@@ -22,7 +22,7 @@ const BACKSLASH = 0x5c;
  * Accepts origin-form (`/v1/jobs?x=1`) and absolute-form (`http://host/v1/jobs`, routed by its path as
  * HTTP/1.1 requires; an empty path is `/`).
  *
- * @throws {@link HttpError} `400 INVALID_PATH` when the target is empty, longer than
+ * @throws HttpError `400 INVALID_PATH` when the target is empty, longer than
  * `MAX_REQUEST_TARGET_LENGTH`, neither origin- nor absolute-form (`*`, `v1/jobs`, `ftp://…`), holds a
  * character outside printable ASCII or a backslash, or its path holds a `.` or `..` segment (plain or
  * percent-encoded in any case, also between encoded slashes `%2f`), a `%5c`, an encoded control character or

@@ -1,4 +1,4 @@
-import { comment, dataLines, retryField, sseEvent, tokenEvent } from '../../src/http/index.js';
+import { comment, dataLines, retryField, sseEvent, tokenEvent } from '../../src/protocol/sse.js';
 import { parseSse } from '../helpers/http.js';
 
 describe('SSE framing', () => {
