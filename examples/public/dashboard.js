@@ -132,6 +132,11 @@ function onEvent(e) {
       const job = addJob(w.job_id, time(w.created_at), 'queued');
       setState(job, w.state, time(w.updated_at));
       setTokens(job, w.token_count ?? 0, time(w.updated_at), false);
+      // A job that started before this page opened: the snapshot says when its first token came.
+      if (w.first_token_at !== undefined && job.firstAt === undefined) {
+        job.firstAt = time(w.first_token_at);
+        job.firstCount = 1;
+      }
     }
     order = [...jobs.values()].sort((a, b) => b.created - a.created).map((j) => j.id);
   } else if (e.type === 'created') {

@@ -13,6 +13,8 @@ export class Job<T, P> extends TokenChannel<T> implements Timed {
   /** The error came from a producer and was not marked public: transports show `job failed`. */
   errorPrivate = false;
   updatedAt: number;
+  /** When the first token came (ms since the epoch), 0 until then. */
+  firstTokenAt = 0;
   owner: string | undefined = undefined;
   /** Made on the first `state$`, dropped when nobody watches. */
   status: BehaviorSubject<JobStatus> | undefined = undefined;
@@ -65,6 +67,7 @@ export class Job<T, P> extends TokenChannel<T> implements Timed {
     if (this.error !== undefined) snap.error = this.error;
     if (this.errorPrivate) snap.errorPrivate = true;
     if (this.owner !== undefined) snap.owner = this.owner;
+    if (this.firstTokenAt !== 0) snap.firstTokenAt = utc(this.firstTokenAt);
     return snap;
   }
 

@@ -217,6 +217,7 @@ export class Lifecycle<T, P> {
     // The backend write goes first: when it refuses (BackendError), nothing has changed here.
     if (this.shared) this.backend.tokenAppended(job.id, job.nextSeq, token);
     const seq = job.append(token);
+    if (seq === 0) job.firstTokenAt = Date.now();
     this.totals.tokens++;
     if (this.progress.watched) this.progress.moved(job);
     return seq;

@@ -42,6 +42,8 @@ export interface JobSnapshot {
   updatedAt: DateTime;
   /** How many tokens the job has had so far (the next token's seq). */
   tokenCount: number;
+  /** When the job's first token came (UTC); absent until then. */
+  firstTokenAt?: DateTime;
   /**
    * Set on a shared backend when the job was ended by another process because the one running it died:
    * `tokenCount` counts the tokens it stored, and its own readers may have seen a few more.

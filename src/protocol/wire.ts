@@ -17,6 +17,8 @@ export interface WireSnapshot {
   updated_at: string;
   /** How many tokens the job has had so far. */
   token_count: number;
+  /** When the job's first token came (ISO 8601); absent until then. */
+  first_token_at?: string;
 }
 
 /** A registry event as `/v1/events` sends it in its `data:` line. */
@@ -70,6 +72,7 @@ export function toWireSnapshot(s: JobSnapshot, exposeErrors = false): WireSnapsh
   };
   if (s.error !== undefined) w.error = visibleError(s.error, s.errorPrivate, exposeErrors);
   if (s.owner !== undefined) w.owner = s.owner;
+  if (s.firstTokenAt !== undefined) w.first_token_at = s.firstTokenAt.toISO()!;
   return w;
 }
 

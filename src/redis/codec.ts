@@ -92,6 +92,8 @@ export function decodeSnapshot(
   }
   if (meta.principal !== undefined && meta.principal !== '') snap.owner = meta.principal;
   if (meta.tail_lost === '1') snap.tailLost = true;
+  const first = Number(meta.first_token_at);
+  if (meta.first_token_at !== undefined && Number.isFinite(first)) snap.firstTokenAt = utc(first);
   return snap;
 }
 

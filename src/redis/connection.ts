@@ -1,6 +1,15 @@
 import { Redis, type ChainableCommander, type Cluster } from 'ioredis';
 import { BackendError, messageOf } from '../core/errors.js';
-import { CREATE, REMOVE, RESTORE_ENDED, RUN_CHECK, TOKEN_RUNS, TOKENS, TRANSITION } from './scripts.js';
+import {
+  CREATE,
+  FIRST_TOKEN,
+  REMOVE,
+  RESTORE_ENDED,
+  RUN_CHECK,
+  TOKEN_RUNS,
+  TOKENS,
+  TRANSITION,
+} from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 export type Pipeline = ChainableCommander;
@@ -12,6 +21,8 @@ export interface ScriptCommands {
   jrRestoreEnded(...args: (string | number)[]): unknown;
   jrRemove(...args: (string | number)[]): unknown;
   jrTokens(...args: (string | number)[]): unknown;
+  /** FIRST_TOKEN: the job hash, the time. */
+  jrFirstToken(key: string, at: string): unknown;
   /** TOKEN_RUNS: the number of keys first. */
   jrTokenRuns(...args: (string | number)[]): unknown;
   /** RUN_CHECK: one key. */
@@ -63,6 +74,7 @@ export class Connection {
     this.cmd.defineCommand('jrRestoreEnded', { numberOfKeys: 4, lua: RESTORE_ENDED });
     this.cmd.defineCommand('jrRemove', { numberOfKeys: 5, lua: REMOVE });
     this.cmd.defineCommand('jrTokens', { numberOfKeys: 1, lua: TOKENS });
+    this.cmd.defineCommand('jrFirstToken', { numberOfKeys: 1, lua: FIRST_TOKEN });
     this.cmd.defineCommand('jrTokenRuns', { lua: TOKEN_RUNS });
     this.cmd.defineCommand('jrRunCheck', { numberOfKeys: 1, lua: RUN_CHECK });
     this.reads = this.copy('reads', {});

@@ -160,6 +160,17 @@ return 1
  * to ('' for none), ARGV[4] live TTL ms set when the run starts the stream (-1: none), ARGV[5..] tokens.
  * Returns the number of tokens written, or {index of the refused token, Redis's error}.
  */
+/**
+ * Records when a job's first token came, once, on a job hash that exists (a hash Redis lost is not made
+ * again by it, so no key without an expiry is left behind).
+ *
+ * KEYS[1] job hash; ARGV[1] time (ms).
+ */
+export const FIRST_TOKEN = `
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSETNX', KEYS[1], 'first_token_at', ARGV[1]) end
+return 0
+`;
+
 export const TOKENS = `
 local first = tonumber(ARGV[1])
 for i = 5, #ARGV do

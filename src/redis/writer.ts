@@ -119,6 +119,10 @@ export class Writer {
     b.size++;
     this.pending++;
     this.counts?.set(jobId, seq + 1);
+    if (seq === 0) {
+      b.pipe.jrFirstToken(this.keys.meta(jobId, this.lastShard), String(Date.now()));
+      this.added(b);
+    }
   }
 
   /**

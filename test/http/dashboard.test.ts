@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { startServer, type RunningServer } from '../../examples/inference-server.js';
 import { CHROMIUM, CHROMIUM_FLAGS, haveChromium } from '../helpers/browser.js';
-import { describeIf } from '../helpers/collect.js';
+import { describeIf, waitFor } from '../helpers/collect.js';
 import { http, postJson } from '../helpers/http.js';
 
 /** A logger that keeps the lines, so the suite's output stays clean and tests can read them. */
@@ -115,6 +115,42 @@ describeIf(haveChromium())('dashboard in headless Chromium', () => {
     expect(errors).toEqual([]);
     await page.close();
   }, 60_000);
+
+  test('opened mid-run, the page shows time to first token and tokens per second of jobs that started before it', async () => {
+    // One job finished and one still running before the page opens: their first tokens came unseen.
+    const done = JSON.parse(
+      (await postJson(`${server.url}/v1/inference`, { prompt: 'a b c d', max_tokens: 8, delay_ms: 10 })).body,
+    ).job_id as string;
+    const running = JSON.parse(
+      (await postJson(`${server.url}/v1/inference`, { prompt: 'x y', max_tokens: 2000, delay_ms: 20 })).body,
+    ).job_id as string;
+    await waitFor(
+      () =>
+        server.registry.getJobState(done) === 'completed' &&
+        (server.registry.getJob(running)?.tokenCount ?? 0) > 2,
+    );
+    const snap = JSON.parse((await http(`${server.url}/v1/inference/${done}`)).body);
+    expect(snap.first_token_at).toEqual(expect.any(String));
+    const page = await browser.newPage();
+    await page.goto(server.url + '/');
+    for (const id of [done, running]) {
+      const row = `tr[data-job-id="${id}"]`;
+      await page.waitForSelector(row, { timeout: 10_000 });
+      await page.waitForFunction(
+        (sel) => {
+          const r = document.querySelector(sel);
+          const ttft = r?.querySelector('.ttft')?.textContent ?? '—';
+          const tps = r?.querySelector('.tps')?.textContent ?? '—';
+          return ttft !== '—' && ttft !== '' && tps !== '—' && tps !== '';
+        },
+        row,
+        { timeout: 10_000 },
+      );
+    }
+    expect(await page.textContent(`tr[data-job-id="${done}"] .ttft`)).toMatch(/^\d+ ms$|^\d+\.\d s$/);
+    await server.registry.cancel(running);
+    await page.close();
+  });
 
   test('counts come from progress events: no periodic /v1/jobs request, and the count climbs live', async () => {
     const page = await browser.newPage();

@@ -51,6 +51,7 @@ describe('POST and GET', () => {
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       updated_at: expect.stringMatching(/Z$/),
       token_count: 2,
+      first_token_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
     });
     const list = JSON.parse((await http(`${srv.url}/v1/jobs`)).body);
     expect(list.map((j: { job_id: string }) => j.job_id)).toEqual([body.job_id]);

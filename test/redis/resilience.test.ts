@@ -153,6 +153,22 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     expect(failing()).toBe(0);
   });
 
+  test('a snapshot read by another process says when the first token came', async () => {
+    const a = make();
+    const b = make();
+    await Promise.all([a.ready(), b.ready()]);
+    const id = a.createJob();
+    await a.flush();
+    expect((await b.findJob(id))?.firstTokenAt).toBeUndefined();
+    a.emit(id, 'first');
+    a.emit(id, 'second');
+    await a.flush();
+    const local = a.getJob(id)!.firstTokenAt!;
+    const remote = (await b.findJob(id))!.firstTokenAt!;
+    expect(Math.abs(remote.toMillis() - local.toMillis())).toBeLessThan(1000);
+    expect((await b.listJobs()).find((j) => j.id === id)?.firstTokenAt?.toMillis()).toBe(remote.toMillis());
+  });
+
   test('writes waiting for Redis are bounded by maxPendingWrites, then refused loudly with BackendError', async () => {
     const r = on.make({ maxPendingWrites: 50 });
     await r.ready();
