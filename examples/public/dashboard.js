@@ -138,7 +138,11 @@ function onEvent(e) {
         job.firstCount = 1;
       }
     }
-    order = [...jobs.values()].sort((a, b) => b.created - a.created).map((j) => j.id);
+    // Newest first; jobs of the same millisecond newest first too (the snapshot lists them oldest first).
+    order = [...jobs.values()]
+      .reverse()
+      .sort((a, b) => b.created - a.created)
+      .map((j) => j.id);
   } else if (e.type === 'created') {
     if (!jobs.has(e.job_id)) {
       addJob(e.job_id, time(e.at), 'queued');

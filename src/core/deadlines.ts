@@ -4,6 +4,8 @@
  * jobs holds one timer, not 100k.
  */
 
+import { systemClock, type Clock } from './clock.js';
+
 /** A scheduled deadline; `cancel` it by passing it back to {@link Deadlines.cancel}. */
 export interface Deadline<K> {
   readonly at: number;
@@ -21,17 +23,20 @@ const COMPACT_MIN = 1024;
 // setTimeout's largest delay; later deadlines are re-armed when it fires.
 const MAX_TIMER = 2_147_483_647;
 
-/** A set of deadlines served by one unref'd timer. */
+/** A set of deadlines served by one timer of the clock. */
 export class Deadlines<K> {
   private readonly lanes = new Map<number, Lane<K>>();
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private cancelTimer: (() => void) | undefined;
   private timerAt = Infinity;
   private size = 0;
+  private readonly now: () => number;
 
   constructor(
     private readonly onExpire: (key: K) => void,
-    private readonly now: () => number = Date.now,
-  ) {}
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.now = () => clock.now();
+  }
 
   /** Calls `onExpire(key)` once `delay` ms have passed, unless cancelled first. */
   schedule(key: K, delay: number): Deadline<K> {
@@ -74,21 +79,22 @@ export class Deadlines<K> {
   }
 
   private stop(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
     this.timerAt = Infinity;
   }
 
   private arm(at: number): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.cancelTimer?.();
     this.timerAt = at;
-    const t = setTimeout(() => this.fire(), Math.min(MAX_TIMER, Math.max(0, at - this.now())));
-    (t as { unref?: () => void }).unref?.();
-    this.timer = t;
+    this.cancelTimer = this.clock.setTimer(
+      () => this.fire(),
+      Math.min(MAX_TIMER, Math.max(0, at - this.now())),
+    );
   }
 
   private fire(): void {
-    this.timer = undefined;
+    this.cancelTimer = undefined;
     this.timerAt = Infinity;
     const now = this.now();
     const due: K[] = [];

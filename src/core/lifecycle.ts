@@ -52,21 +52,25 @@ export class Lifecycle<T, P> {
     this.line = new ExecutorLine(settings.concurrency);
     this.progress = new ProgressFeed(
       settings.progressMs,
+      settings.clock,
       backend.wantsProgress === true && backend.progressed !== undefined
         ? (id, count) => backend.progressed!(id, count)
         : undefined,
     );
-    this.timers = new JobTimers<Job<T, P>>({
-      claimExpired: (job) => {
-        if (this.jobs.get(job.id) === job && job.state === 'queued')
-          this.transition(job, 'cancelled', 'no reader claimed the job before its claimTimeout');
+    this.timers = new JobTimers<Job<T, P>>(
+      {
+        claimExpired: (job) => {
+          if (this.jobs.get(job.id) === job && job.state === 'queued')
+            this.transition(job, 'cancelled', 'no reader claimed the job before its claimTimeout');
+        },
+        retentionExpired: (job) => this.retentionExpired(job),
+        idleExpired: (job) => {
+          if (this.jobs.get(job.id) === job && !isTerminal(job.state) && job.readers.length === 0)
+            this.transition(job, 'cancelled', 'no reader came back before its abandonTimeout');
+        },
       },
-      retentionExpired: (job) => this.retentionExpired(job),
-      idleExpired: (job) => {
-        if (this.jobs.get(job.id) === job && !isTerminal(job.state) && job.readers.length === 0)
-          this.transition(job, 'cancelled', 'no reader came back before its abandonTimeout');
-      },
-    });
+      settings.clock,
+    );
   }
 
   /** Starts a job's executor once: at once, or when a slot frees (`concurrency`); later calls join. */
@@ -129,7 +133,7 @@ export class Lifecycle<T, P> {
     this.jobs.delete(job.id);
     if (this.shared) this.backend.jobRemoved(job.id);
     if (this.events.subject.observed)
-      this.events.publish({ type: 'removed', jobId: job.id, at: utc(Date.now()) });
+      this.events.publish({ type: 'removed', jobId: job.id, at: utc(this.settings.clock.now()) });
   }
 
   host(): BackendHost {
@@ -217,7 +221,7 @@ export class Lifecycle<T, P> {
     // The backend write goes first: when it refuses (BackendError), nothing has changed here.
     if (this.shared) this.backend.tokenAppended(job.id, job.nextSeq, token);
     const seq = job.append(token);
-    if (seq === 0) job.firstTokenAt = Date.now();
+    if (seq === 0) job.firstTokenAt = this.settings.clock.now();
     this.totals.tokens++;
     if (this.progress.watched) this.progress.moved(job);
     return seq;
@@ -310,7 +314,7 @@ export class Lifecycle<T, P> {
     write = true,
   ): void {
     const from = job.state;
-    const at = Date.now();
+    const at = this.settings.clock.now();
     const stored =
       this.shared && write
         ? (this.backend.stateChanged(job.id, from, to, error, at, errorPrivate) as Promise<void> | undefined)
@@ -379,7 +383,7 @@ export class Lifecycle<T, P> {
     if (this.jobs.get(job.id) !== job || !isTerminal(job.state)) return;
     const busy = job.holds > 0 || job.readers.length > 0 || job.ending !== undefined;
     const graceEnds = job.updatedAt + this.settings.retentionMs + this.settings.graceMs;
-    if (Date.now() >= graceEnds) return this.remove(job);
+    if (this.settings.clock.now() >= graceEnds) return this.remove(job);
     if (busy) return this.timers.startRetention(job, HOLD_RECHECK_MS);
     // A paused reader on another process may hold it too.
     const isHeld = this.backend.isHeld;

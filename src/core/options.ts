@@ -1,3 +1,5 @@
+import type { SchedulerLike } from 'rxjs';
+import { schedulerClock, systemClock, type Clock } from './clock.js';
 import { memoryBackend, type RegistryBackend } from './backend.js';
 import { toMillis, type DurationInput } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
@@ -94,6 +96,13 @@ export interface JobRegistryOptions {
   logger?: Logger;
   /** Where jobs are shared between processes. @defaultValue `memoryBackend()` (this process only) */
   backend?: RegistryBackend;
+  /**
+   * The clock of the registry's timestamps and timers (claim, retention, abandon, progress, drain): an
+   * RxJS scheduler. Pass a `VirtualTimeScheduler` or `TestScheduler` to run them in virtual time in tests.
+   * A shared backend's own timers (leases, reads) keep the system clock.
+   * @defaultValue the system clock (`Date.now`, unref'd timers)
+   */
+  scheduler?: SchedulerLike;
 }
 
 /** The options, checked, as numbers (ms, counts; `Infinity` for none). */
@@ -110,6 +119,7 @@ export interface Settings {
   progressMs: number;
   logger: Logger;
   backend: RegistryBackend;
+  clock: Clock;
 }
 
 const REGISTRY_OPTIONS = [
@@ -125,6 +135,7 @@ const REGISTRY_OPTIONS = [
   'progressInterval',
   'logger',
   'backend',
+  'scheduler',
 ] as const;
 
 const DEFAULT_RETENTION_MS = 10 * 60_000;
@@ -156,6 +167,7 @@ export function resolveOptions(options: JobRegistryOptions): Settings {
     progressMs: duration(options.progressInterval, 'progressInterval', 250),
     logger: checkLogger(options.logger, silentLogger),
     backend,
+    clock: options.scheduler === undefined ? systemClock : schedulerClock(options.scheduler),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { DateTime } from 'luxon';
 import { Subject, type Observable } from 'rxjs';
+import type { Clock } from './clock.js';
 import { utc } from './time.js';
 import type { JobProgress } from './types.js';
 
@@ -13,16 +14,17 @@ export interface Progressing {
 
 /**
  * Token counts of live jobs, coalesced: at most one `progress` per job per interval, and only while
- * somebody watches (a token costs one flag check otherwise). One unref'd timer runs while counts wait.
+ * somebody watches (a token costs one flag check otherwise). One timer of the clock runs while counts wait.
  */
 export class ProgressFeed<J extends Progressing> {
   private readonly subject = new Subject<JobProgress>();
   private queued: J[] = [];
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private cancelTimer: (() => void) | undefined;
   readonly progress$: Observable<JobProgress> = this.subject.asObservable();
 
   constructor(
     private readonly intervalMs: number,
+    private readonly clock: Clock,
     /** Also told every count sent (a shared backend that publishes them to other processes). */
     private readonly forward?: (jobId: string, tokenCount: number) => void,
   ) {}
@@ -37,32 +39,30 @@ export class ProgressFeed<J extends Progressing> {
     if (job.progressQueued) return;
     job.progressQueued = true;
     this.queued.push(job);
-    if (this.timer === undefined) {
-      this.timer = setTimeout(() => this.flush(), this.intervalMs);
-      (this.timer as { unref?: () => void }).unref?.();
-    }
+    if (this.cancelTimer === undefined)
+      this.cancelTimer = this.clock.setTimer(() => this.flush(), this.intervalMs);
   }
 
   /** Sends a job's waiting count now (before its end is published, so the last count is exact). */
   settle(job: J): void {
     if (!job.progressQueued) return;
     job.progressQueued = false;
-    this.send(job, utc(Date.now()));
+    this.send(job, utc(this.clock.now()));
   }
 
   close(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
     for (const job of this.queued) job.progressQueued = false;
     this.queued = [];
     this.subject.complete();
   }
 
   private flush(): void {
-    this.timer = undefined;
+    this.cancelTimer = undefined;
     const jobs = this.queued;
     this.queued = [];
-    const at = utc(Date.now());
+    const at = utc(this.clock.now());
     for (const job of jobs) {
       if (!job.progressQueued) continue;
       job.progressQueued = false;

@@ -159,7 +159,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     const id = this.settings.prefix + uuidv4();
     // Flatten the concatenated id now: a cons-string costs several times the flat one for the job's life.
     id.charCodeAt(0);
-    const now = Date.now();
+    const now = this.settings.clock.now();
     const job = new Job<T, P>(id, this.settings.replayLimit, now);
     if (init !== undefined && init.payload !== undefined) {
       job.payload = init.payload;
@@ -257,15 +257,38 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (this.disposed) throw new RegistryDisposedError('drain');
     const ms = toMillis(within, 'drain');
     const live = [...this.jobs.values()].filter((job) => !isTerminal(job.state));
-    const deadline = Date.now() + ms;
-    while (live.some((job) => !isTerminal(job.state)) && Date.now() < deadline && !this.disposed)
-      await new Promise<void>((resolve) =>
-        setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))),
-      );
+    await this.untilEnded(new Set(live.map((job) => job.id)), ms);
     if (this.disposed) return { finished: live.filter((job) => isTerminal(job.state)).length, cancelled: 0 };
     const left = live.filter((job) => !isTerminal(job.state) && this.jobs.get(job.id) === job);
     await Promise.all(left.map((job) => this.cancel(job.id, 'the server is shutting down')));
     return { finished: live.length - left.length, cancelled: left.length };
+  }
+
+  /** Resolves once every job of `ids` ended or went, `ms` passed on the clock, or the registry was disposed. */
+  private untilEnded(ids: Set<string>, ms: number): Promise<void> {
+    if (ids.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      let done = false;
+      let cancelTimer: (() => void) | undefined;
+      let sub: Subscription | undefined;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        cancelTimer?.();
+        sub?.unsubscribe();
+        resolve();
+      };
+      // events$ completes on dispose().
+      sub = this.events$.subscribe({
+        next: (e) => {
+          if ((e.type === 'stateChanged' && isTerminal(e.to)) || e.type === 'removed') ids.delete(e.jobId);
+          if (ids.size === 0) finish();
+        },
+        complete: finish,
+      });
+      if (!done) cancelTimer = this.settings.clock.setTimer(finish, ms);
+      if (done) sub.unsubscribe();
+    });
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { Clock } from './clock.js';
 import { Deadlines, type Deadline } from './deadlines.js';
 
 /** The three lifecycle deadlines of a job, one field each. */
@@ -19,25 +20,25 @@ export interface TimerHandlers<J extends Timed> {
   idleExpired(job: J): void;
 }
 
-/** One timer set per kind of deadline, each served by one unref'd timer for every job. */
+/** One timer set per kind of deadline, each served by one timer of the clock for every job. */
 export class JobTimers<J extends Timed> {
   private readonly claim: Deadlines<Timed>;
   private readonly retention: Deadlines<Timed>;
   private readonly idle: Deadlines<Timed>;
 
-  constructor(handlers: TimerHandlers<J>) {
+  constructor(handlers: TimerHandlers<J>, clock: Clock) {
     this.claim = new Deadlines<Timed>((job) => {
       job.claimDeadline = undefined;
       handlers.claimExpired(job as J);
-    });
+    }, clock);
     this.retention = new Deadlines<Timed>((job) => {
       job.retentionDeadline = undefined;
       handlers.retentionExpired(job as J);
-    });
+    }, clock);
     this.idle = new Deadlines<Timed>((job) => {
       job.idleDeadline = undefined;
       handlers.idleExpired(job as J);
-    });
+    }, clock);
   }
 
   startClaim(job: J, ms: number): void {

@@ -1,9 +1,9 @@
 import { JobRegistry, type JobProgress, type RegistryEvent } from '../../src/core/index.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { virtualClock } from '../helpers/clock.js';
 
 test('progress$ coalesces token counts per job per interval, and sends the exact count before the end', async () => {
-  const r = new JobRegistry<number>({ progressInterval: 40 });
+  const clock = virtualClock();
+  const r = new JobRegistry<number>({ progressInterval: 40, scheduler: clock.scheduler });
   const seen: Array<JobProgress | RegistryEvent> = [];
   r.progress$.subscribe((p) => seen.push(p));
   r.events$.subscribe((e) => seen.push(e));
@@ -11,16 +11,18 @@ test('progress$ coalesces token counts per job per interval, and sends the exact
   const b = r.createJob();
   for (let i = 0; i < 1000; i++) r.emit(a, i);
   r.emit(b, 1);
-  await sleep(60);
+  clock.advance(39);
+  expect(seen.filter((x) => 'tokenCount' in x)).toEqual([]);
+  clock.advance(1);
   for (let i = 0; i < 500; i++) r.emit(a, i);
   r.updateState(a, 'completed');
-  await sleep(60);
+  clock.advance(40);
   const progress = seen.filter((x): x is JobProgress => 'tokenCount' in x);
   // One per job per interval: 1000 tokens of a became one count, then the exact 1500 just before its end.
-  expect(progress.map((p) => [p.jobId, p.tokenCount])).toEqual([
-    [a, 1000],
-    [b, 1],
-    [a, 1500],
+  expect(progress.map((p) => [p.jobId, p.tokenCount, p.at.toMillis()])).toEqual([
+    [a, 1000, 40],
+    [b, 1, 40],
+    [a, 1500, 40],
   ]);
   const end = seen.findIndex((x) => 'type' in x && x.type === 'stateChanged' && x.to === 'completed');
   const last = seen.findIndex((x) => 'tokenCount' in x && x.tokenCount === 1500);
@@ -29,15 +31,18 @@ test('progress$ coalesces token counts per job per interval, and sends the exact
 });
 
 test('progress$ costs nothing unwatched: no timer is left and no count is queued', async () => {
-  const r = new JobRegistry<number>({ progressInterval: 10 });
+  const clock = virtualClock();
+  const r = new JobRegistry<number>({ progressInterval: 10, scheduler: clock.scheduler });
   const id = r.createJob();
   for (let i = 0; i < 100; i++) r.emit(id, i);
+  // Nothing watched: no timer was armed.
+  expect(clock.scheduler.actions).toHaveLength(0);
   const seen: JobProgress[] = [];
   r.progress$.subscribe((p) => seen.push(p));
-  await sleep(30);
+  clock.advance(30);
   expect(seen).toEqual([]);
   r.emit(id, 100);
-  await sleep(30);
+  clock.advance(10);
   expect(seen.map((p) => p.tokenCount)).toEqual([101]);
   await r.dispose();
 });

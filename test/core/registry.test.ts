@@ -16,7 +16,8 @@ import {
   type JobState,
   type RegistryEvent,
 } from '../../src/core/index.js';
-import { collect, sleep, waitFor } from '../helpers/collect.js';
+import { virtualClock } from '../helpers/clock.js';
+import { collect, waitFor } from '../helpers/collect.js';
 
 let registry: JobRegistry<string, { prompt: string }>;
 beforeEach(() => {
@@ -540,16 +541,18 @@ describe('time: retention and claimTimeout', () => {
   });
 
   test('abandonTimeout cancels a job whose readers all left and did not come back', async () => {
-    const r = new JobRegistry<string>({ abandonTimeout: 30 });
+    const clock = virtualClock();
+    const r = new JobRegistry<string>({ abandonTimeout: 30, scheduler: clock.scheduler });
     const gone = r.createJob();
     const back = r.createJob();
     const unread = r.createJob();
     r.tokens$(gone).subscribe().unsubscribe();
     r.tokens$(back).subscribe().unsubscribe();
     const again = r.tokens$(back).subscribe({ error: () => undefined });
-    await waitFor(() => r.getJobState(gone) === 'cancelled', 2000, 'abandon');
+    clock.advance(30);
+    expect(r.getJobState(gone)).toBe('cancelled');
     expect(r.getJob(gone)!.error).toMatch(/abandonTimeout/);
-    await sleep(60);
+    clock.advance(60_000);
     expect(r.getJobState(back)).toBe('queued');
     expect(r.getJobState(unread)).toBe('queued'); // never read: that is claimTimeout's case
     again.unsubscribe();
@@ -557,7 +560,8 @@ describe('time: retention and claimTimeout', () => {
   });
 
   test('timers never fire for a removed job', async () => {
-    const r = new JobRegistry<string>({ retention: 10, claimTimeout: 10 });
+    const clock = virtualClock();
+    const r = new JobRegistry<string>({ retention: 10, claimTimeout: 10, scheduler: clock.scheduler });
     const events: RegistryEvent[] = [];
     r.events$.subscribe((e) => events.push(e));
     const a = r.createJob();
@@ -566,8 +570,9 @@ describe('time: retention and claimTimeout', () => {
     r.removeJob(a);
     r.removeJob(b);
     const before = events.length;
-    await sleep(50);
+    clock.advance(60_000);
     expect(events.length).toBe(before);
+    expect(clock.scheduler.actions.filter((a) => !a.closed)).toHaveLength(0);
     await r.dispose();
   });
 });

@@ -11,17 +11,9 @@ import { interval, map, take } from 'rxjs';
 import { JobRegistry } from '../../src/core/index.js';
 import { createFetchHandler, type FetchHandler } from '../../src/fetch/index.js';
 import { createJobHandler } from '../../src/http/index.js';
+import { virtualClock } from '../helpers/clock.js';
+import { waitFor } from '../helpers/collect.js';
 import { http, parseSse, postJson } from '../helpers/http.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 type Payload = { words: string[]; fail?: boolean };
 const words = (p: Payload | undefined) =>
@@ -145,7 +137,12 @@ describe('createFetchHandler with plain Request objects', () => {
   test('a reader that does not read pauses the job stream (the job is held past its retention until it reads)', async () => {
     handler.close();
     await registry.dispose();
-    registry = new JobRegistry<string, Payload>({ retention: 50, retentionGrace: 20_000 });
+    const clock = virtualClock();
+    registry = new JobRegistry<string, Payload>({
+      retention: 50,
+      retentionGrace: 20_000,
+      scheduler: clock.scheduler,
+    });
     handler = createFetchHandler(registry, { maxBufferedBytes: 4096, heartbeatMs: 0 });
     const id = registry.createJob();
     const big = 'x'.repeat(100);
@@ -154,7 +151,7 @@ describe('createFetchHandler with plain Request objects', () => {
     const res = await handler(new Request(`http://app.test/v1/inference/${id}/stream`));
     const reader = res.body!.getReader();
     await reader.read();
-    await sleep(300);
+    clock.advance(3000);
     // Past retention, the paused stream still holds the job: it was not sent whole into memory.
     expect(registry.hasJob(id)).toBe(true);
     let text = '';
@@ -167,7 +164,9 @@ describe('createFetchHandler with plain Request objects', () => {
     const events = parseSse(text);
     expect(events.filter((e) => e.event === 'token')).toHaveLength(5000);
     expect(events.at(-1)).toMatchObject({ event: 'done', id: '5000' });
-    await until(() => !registry.hasJob(id), 3000, 'retention after the reader caught up');
+    // The reader caught up and let go: the next retention check removes the job.
+    clock.advance(1000);
+    expect(registry.hasJob(id)).toBe(false);
   });
 
   test('request.signal aborting ends the stream and frees its place', async () => {
@@ -179,7 +178,7 @@ describe('createFetchHandler with plain Request objects', () => {
     expect(res.status).toBe(200);
     expect(handler.connections).toBe(1);
     abort.abort();
-    await until(() => handler.connections === 0, 2000, 'the stream to close');
+    await waitFor(() => handler.connections === 0, 2000, 'the stream to close');
     expect(registry.getJobState(id)).toBe('queued');
   });
 });

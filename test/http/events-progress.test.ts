@@ -1,15 +1,6 @@
 import { request } from 'node:http';
+import { waitFor } from '../helpers/collect.js';
 import { parseSse, startTestServer, type TestServer } from '../helpers/http.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 let srv: TestServer<string, unknown>;
 afterEach(() => srv.close());
@@ -22,11 +13,11 @@ test('/v1/events carries coalesced progress events with token counts, only after
   const req = request(`${srv.url}/v1/events`);
   req.on('response', (res) => res.on('data', (c: Buffer) => (text += c.toString())));
   req.end();
-  await until(() => text.includes('event: snapshot'), 5000, 'the snapshot');
+  await waitFor(() => text.includes('event: snapshot'), 5000, 'the snapshot');
   for (let i = 0; i < 300; i++) srv.registry.emit(before, 't');
-  await until(() => text.includes('event: progress'), 5000, 'a progress event');
+  await waitFor(() => text.includes('event: progress'), 5000, 'a progress event');
   srv.registry.updateState(before, 'completed');
-  await until(() => text.includes('event: stateChanged'), 5000, 'the end');
+  await waitFor(() => text.includes('event: stateChanged'), 5000, 'the end');
   req.destroy();
   const events = parseSse(text);
   expect(events[0]!.event).toBe('snapshot');

@@ -17,6 +17,7 @@ import {
   type JobRegistryOptions,
 } from '../../src/core/index.js';
 import { createJobHandler, streamTokenSigner, type JobHandlerOptions } from '../../src/http/index.js';
+import { virtualClock } from '../helpers/clock.js';
 import { sleep, waitFor } from '../helpers/collect.js';
 import {
   http,
@@ -780,9 +781,10 @@ describe('limits', () => {
 
 describe('slow reader vs retention', () => {
   test('a reader paused by backpressure past the retention still gets every token in order, then done', async () => {
+    const clock = virtualClock();
     const srv = await start(
       { maxBufferedBytes: 16 * 1024, heartbeatMs: 0 },
-      { retention: 200, retentionGrace: 30_000 },
+      { retention: 200, retentionGrace: 30_000, scheduler: clock.scheduler },
     );
     const serverSockets: Socket[] = [];
     srv.server.on('connection', (s: Socket) => serverSockets.push(s));
@@ -802,7 +804,7 @@ describe('slow reader vs retention', () => {
     }
     srv.registry.updateState(id, 'completed');
     // Past the retention (and its 1 s recheck), the reader still holds the job.
-    await sleep(1600);
+    clock.advance(1600);
     expect(srv.registry.hasJob(id)).toBe(true);
     expect(srv.handler.connections).toBe(1);
     const sentWhilePaused = serverSockets.reduce((n, s) => n + s.bytesWritten, 0);
@@ -899,7 +901,7 @@ describe('resume table (in memory)', () => {
     expect((await http(`${srv.url}/v1/inference/${id}/stream?after=2`, { headers: ALICE })).status).toBe(204);
   });
 
-  test('an EventSource that reconnects after done gets 204 and stops (retry: 100, at most 2 requests in 3 s)', async () => {
+  test('an EventSource that reconnects after done gets 204 and stops for good (retry: 100, at most 2 requests)', async () => {
     const srv = await start({ retryMs: 100 });
     const a = await submit(srv, { prompt: 'a b c' }, ALICE);
     const attempts: Array<{ lastEventId: string | undefined; status?: number }> = [];
@@ -916,7 +918,12 @@ describe('resume table (in memory)', () => {
     const seen: string[] = [];
     es.addEventListener('token', (e) => seen.push(`token:${e.lastEventId}`));
     es.addEventListener('done', (e) => seen.push(`done:${e.lastEventId}`));
-    await sleep(3000);
+    // The stream ends with its done event; the client resumes at most once (204), then stops for good.
+    await waitFor(
+      () => es.readyState === EventSource.CLOSED || attempts.length > 2,
+      10_000,
+      'the EventSource to stop',
+    );
     expect(seen).toEqual(['token:0', 'token:1', 'token:2', 'done:3']);
     expect(attempts.length).toBeGreaterThanOrEqual(1);
     expect(attempts.length).toBeLessThanOrEqual(2);
