@@ -266,6 +266,10 @@ export class Leases {
       }
     const owners = [...byOwner.keys()];
     const alive = await Promise.all(owners.map((o) => this.c.conn.cmd.exists(this.c.keys.owner(o))));
+    // Data lost between this sweep's first look at the epoch and its look at the leases (a flush right
+    // then) took live owners' leases with it before they could renew: the epoch, read again after the
+    // leases, shows any loss that came before them, and no lease found gone then counts at first sight.
+    if (alive.some((a) => a !== 1)) await this.checkEpoch();
     const now = Date.now();
     if (now - started > this.c.leaseMs / 4) this.trouble = now;
     const reaps: Array<Promise<boolean>> = [];

@@ -18,6 +18,16 @@ function haveRedisServer(): boolean {
 }
 
 const SEED = 20_251_129;
+
+/** A seed from the commit under test (CHAOS_SEED overrides it): every CI run explores a new schedule. */
+function rotatingSeed(): number {
+  if (process.env.CHAOS_SEED !== undefined) return Number(process.env.CHAOS_SEED);
+  const head = spawnSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' });
+  if (head.status === 0 && /^[0-9a-f]{8}/.test(head.stdout))
+    return parseInt(head.stdout.slice(0, 8), 16) % 1_000_000;
+  return Date.now() % 1_000_000;
+}
+const ROTATING = rotatingSeed();
 const single = haveRedisServer();
 // REDIS_CLUSTER_NODES (CI sets it) or a private cluster; clusterNodes() throws in CI when there is none.
 const cluster: TestCluster | undefined = single ? await clusterNodes() : undefined;
@@ -42,6 +52,23 @@ describeIf(single)('chaos round on a Redis of its own', () => {
     expectClean(report);
     expect(report.jobs).toBeGreaterThan(20);
     expect(report.tokensChecked).toBeGreaterThan(1000);
+  }, 120_000);
+});
+
+describeIf(single)('chaos round with a seed of its own', () => {
+  test(`no violation (seed ${ROTATING}: reproduce with npm run chaos -- --seed ${ROTATING} --seconds 20)`, async () => {
+    console.log(
+      `chaos: rotating seed ${ROTATING} (reproduce: npm run chaos -- --seed ${ROTATING} --seconds 20)`,
+    );
+    const report = await runChaos({
+      seed: ROTATING,
+      durationMs: 20_000,
+      servers: 3,
+      mode: 'single',
+      maxJobMs: 4000,
+    });
+    expectClean(report);
+    expect(report.jobs).toBeGreaterThan(20);
   }, 120_000);
 });
 

@@ -3,7 +3,9 @@
  * parser against a stream cut at every byte, the token checker's verdicts, and the seeded PRNG.
  */
 import { StringDecoder } from 'node:string_decoder';
+import { nearestFault } from './harness.js';
 import { Rng } from './prng.js';
+import { parseSeeds, summaryTable } from './sweep.js';
 import {
   SseParser,
   TokenChecker,
@@ -124,5 +126,64 @@ describe('Rng', () => {
       expect(v).toBeGreaterThanOrEqual(3);
       expect(v).toBeLessThanOrEqual(7);
     }
+  });
+});
+
+describe('nearestFault', () => {
+  const faults = [
+    { kind: 'pause', at: 100, detail: 'CLIENT PAUSE' },
+    { kind: 'server_kill', at: 200, proc: 's1#0', detail: 'SIGKILL' },
+    { kind: 'client_kill', at: 300, proc: 's2#0', detail: 'CLIENT KILL' },
+    { kind: 'flushall', at: 400, detail: 'FLUSHALL' },
+    { kind: 'server_kill', at: 500, proc: 's0#0', detail: 'SIGKILL' },
+  ];
+  test("names the last fault before the violation on the job's servers or on Redis", () => {
+    const servers = new Set(['s0#0', 's2#0']);
+    expect(nearestFault(faults, { from: 0, until: 450, servers })?.kind).toBe('flushall');
+    expect(nearestFault(faults, { from: 0, until: 350, servers })?.kind).toBe('client_kill');
+    // A fault on a server that neither runs the job nor serves its reader does not count.
+    expect(nearestFault(faults, { from: 0, until: 250, servers })?.kind).toBe('pause');
+    expect(nearestFault(faults, { from: 0, until: 600, servers })?.kind).toBe('server_kill');
+    expect(nearestFault(faults, { from: 150, until: 199, servers })).toBeUndefined();
+  });
+});
+
+describe('chaos:sweep', () => {
+  test('reads seed lists and ranges, and refuses a bad one', () => {
+    expect(parseSeeds('1-3')).toEqual([1, 2, 3]);
+    expect(parseSeeds('5,7,23')).toEqual([5, 7, 23]);
+    expect(parseSeeds('1-2,2,9')).toEqual([1, 2, 9]);
+    expect(() => parseSeeds('3-1')).toThrow(/end is before the start/);
+    expect(() => parseSeeds('x')).toThrow(/bad seed list/);
+  });
+  test('the summary table has a row per seed, violations by kind, and the totals', () => {
+    const base = {
+      mode: 'single' as const,
+      durationMs: 1,
+      faultsEnabled: true,
+      stress: true,
+      prefix: 'p',
+      readers: 1,
+      notes: [],
+      elapsedMs: 1,
+    };
+    const table = summaryTable([
+      { ...base, seed: 1, faults: { pause: 2, flushall: 1 }, jobs: 10, tokensChecked: 500, violations: [] },
+      {
+        ...base,
+        seed: 2,
+        faults: { pause: 1 },
+        jobs: 5,
+        tokensChecked: 100,
+        violations: [
+          { kind: 'wrong_terminal', job: 'j', detail: '' },
+          { kind: 'wrong_terminal', job: 'k', detail: '' },
+        ],
+      },
+    ]).split('\n');
+    expect(table[0]).toMatch(/seed .*jobs .*tokens checked .*faults .*violations/);
+    expect(table[2]).toMatch(/^\| 1 +\| 10 +\| 500 +\| 3 +\| 0 /);
+    expect(table[3]).toMatch(/\| wrong_terminal 2 +\|$/);
+    expect(table[4]).toMatch(/^\| all +\| 15 +\| 600 +\| 4 +\| 2 /);
   });
 });

@@ -125,6 +125,23 @@ interface FaultRecord {
   detail: string;
 }
 
+/**
+ * The last fault in `[from, until]` that can touch a job: on one of `servers` (its owner, its reader's
+ * servers), or on Redis itself (no process, or a client that is not a server's).
+ */
+export function nearestFault<F extends { at: number; proc?: string }>(
+  faults: readonly F[],
+  o: { from: number; until: number; servers: ReadonlySet<string> },
+): F | undefined {
+  let best: F | undefined;
+  for (const f of faults) {
+    if (f.at < o.from || f.at > o.until) continue;
+    if (f.proc !== undefined && /^s\d/.test(f.proc) && !o.servers.has(f.proc)) continue;
+    if (best === undefined || f.at > best.at) best = f;
+  }
+  return best;
+}
+
 interface CancelRecord {
   /** When the answer came. */
   at: number;
@@ -403,7 +420,32 @@ class ChaosRun {
   }
 
   private violate(kind: string, job: string, detail: string, reader?: string): void {
-    this.violations.push({ kind, job, ...(reader !== undefined ? { reader } : {}), detail });
+    const near = this.nearestFault(job, reader);
+    this.violations.push({
+      kind,
+      job,
+      ...(reader !== undefined ? { reader } : {}),
+      detail: near === undefined ? detail : `${detail}; nearest fault before it: ${near}`,
+    });
+  }
+
+  /**
+   * The last fault, during the job or within a lease before its POST, up to the violation (the reader's
+   * end, else the job's end): on the job's owner or the reader's servers, or on Redis itself (a pause, a
+   * restart, a flush, a client kill of a non-server client).
+   */
+  private nearestFault(jobId: string, readerId?: string): string | undefined {
+    const job = this.jobs.find((j) => j.id === jobId);
+    if (job === undefined) return undefined;
+    const rec = readerId === undefined ? undefined : job.readers.find((r) => r.id === readerId);
+    const end = this.endKnown(job);
+    const best = nearestFault(this.faults, {
+      from: job.postAt - this.o.leaseMs,
+      until: rec?.end?.at ?? (Number.isFinite(end) ? end : Infinity),
+      servers: new Set([job.owner.name, ...(rec?.connections.map((c) => c.proc) ?? [])]),
+    });
+    if (best === undefined) return undefined;
+    return `${best.kind} on ${best.proc ?? 'Redis'} at ${this.rel(best.at)} (${best.detail.slice(0, 80)})`;
   }
 
   private count(kind: FaultKind, n = 1): void {
