@@ -42,3 +42,42 @@ export function toMillis(value: DurationInput, name: string): number {
     throw new InvalidArgumentError(`${name} must be 0 or more milliseconds, got ${ms}`);
   return ms;
 }
+
+/**
+ * Milliseconds of a duration option that must be more than zero and finite.
+ *
+ * @throws InvalidArgumentError naming the option.
+ */
+export function positiveMillis(value: DurationInput, name: string): number {
+  const ms = toMillis(value, name);
+  if (!(ms > 0) || !Number.isFinite(ms))
+    throw new InvalidArgumentError(`${name} must be a duration > 0, got ${ms} ms`);
+  return ms;
+}
+
+/**
+ * A number option that must be more than zero and finite (a count or a size).
+ *
+ * @throws InvalidArgumentError naming the option.
+ */
+export function positiveNumber(n: number, name: string): number {
+  if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n))
+    throw new InvalidArgumentError(`${name} must be a finite number > 0, got ${String(n)}`);
+  return n;
+}
+
+/**
+ * The value of an option that has a deprecated alias: the new name wins; both given is an error.
+ *
+ * @throws InvalidArgumentError when both names are given.
+ */
+export function aliased<V>(
+  value: V | undefined,
+  name: string,
+  old: V | undefined,
+  oldName: string,
+): V | undefined {
+  if (value !== undefined && old !== undefined)
+    throw new InvalidArgumentError(`give ${name} or its old name ${oldName}, not both`);
+  return value ?? old;
+}

@@ -10,6 +10,7 @@ export type {
   CreateJobInit,
   ExecutionContext,
   Executor,
+  PayloadExecutor,
   TokensOptions,
   RegistryStats,
 } from './registry.js';

@@ -36,7 +36,7 @@ import type {
 } from './types.js';
 
 export type { JobRegistryOptions, CreateJobInit, TokensOptions } from './options.js';
-export type { ExecutionContext, Executor } from './types.js';
+export type { ExecutionContext, Executor, PayloadExecutor } from './types.js';
 
 /** What `stats()` reports. */
 export interface RegistryStats {

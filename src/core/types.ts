@@ -96,8 +96,27 @@ export interface ExecutionContext {
   signal: AbortSignal;
 }
 
-/** Produces a job's tokens from its payload: an Observable, a Promise, an (async) iterable or an array. */
+/**
+ * Produces a job's tokens from its payload. What it returns becomes the job's tokens: an `Observable`, an
+ * async iterable (`async function*`), a `ReadableStream`, an array or another iterable give one token per
+ * value; a `Promise` (an `async` function) gives ONE token, its resolved value, so an `async` function that
+ * resolves an array gives one token holding the array (a type error with a typed registry). A throw or an
+ * error fails the job; the end completes it. `context.signal` aborts when the job is cancelled or removed.
+ * `payload` is `undefined` for a job created without one.
+ *
+ * @example
+ * registry.executeAndStream(id, async function* (p, { signal }) {
+ *   for await (const token of model.stream(p, { signal })) yield token;
+ * });
+ */
 export type Executor<T, P> = (payload: P | undefined, context: ExecutionContext) => ObservableInput<T>;
+
+/**
+ * An executor of a handler: every job a handler creates carries the payload its request gave (after
+ * `parsePayload` or `toPayload`), so `payload` is `P`, never `undefined`. Same return contract as
+ * {@link Executor}.
+ */
+export type PayloadExecutor<T, P> = (payload: P, context: ExecutionContext) => ObservableInput<T>;
 
 /** A live job's token count, as `progress$` publishes it (coalesced, a few per second per job at most). */
 export interface JobProgress {

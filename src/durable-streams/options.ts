@@ -1,3 +1,4 @@
+import { aliased, positiveMillis, type DurationInput } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { checkKnownKeys } from '../core/known-keys.js';
 import {
@@ -28,10 +29,10 @@ export interface DurableStreamsOptions<Req = unknown> extends PolicyOptions<Req>
   publicOrigin?: string;
   /**
    * How long a long-poll read waits for data before `204`, and how often an idle SSE stream gets a
-   * keep-alive control event, in ms.
-   * @defaultValue `30000`
+   * keep-alive control event.
+   * @defaultValue 30 s
    */
-  longPollTimeoutMs?: number;
+  longPollTimeoutMs?: DurationInput;
   /**
    * Bytes one stream may hold (its bodies, a fork's source included); an append past it answers `413`.
    * @defaultValue `16777216` (16 MiB)
@@ -53,13 +54,15 @@ export interface DurableStreamsOptions<Req = unknown> extends PolicyOptions<Req>
    * An open stream with neither `Stream-TTL` nor `Stream-Expires-At` that nobody appends to or reads for
    * this long is closed (its data stays readable until the registry's retention removes it), so no stream
    * holds a quota slot forever.
-   * @defaultValue `3600000` (1 hour)
+   * @defaultValue 1 hour
    */
-  idleTimeoutMs?: number;
+  idleTimeoutMs?: DurationInput;
   /**
-   * Width of a cursor interval (Protocol 8.1), in seconds.
-   * @defaultValue `20`
+   * Width of a cursor interval (Protocol 8.1), in whole seconds.
+   * @defaultValue 20 s
    */
+  cursorInterval?: DurationInput;
+  /** @deprecated the old name of {@link DurableStreamsOptions.cursorInterval}, in seconds. */
   cursorIntervalSeconds?: number;
 }
 
@@ -83,6 +86,7 @@ const OWN_OPTIONS = [
   'maxChunksPerRead',
   'maxReadBytes',
   'idleTimeoutMs',
+  'cursorInterval',
   'cursorIntervalSeconds',
   'notFound',
 ] as const;
@@ -115,11 +119,26 @@ export function resolveDurableStreamsOptions<Req>(o: DurableStreamsOptions<Req>)
     ...resolvePolicyOptions(o),
     base,
     publicOrigin,
-    longPollTimeoutMs: count('longPollTimeoutMs', o.longPollTimeoutMs, 30_000),
+    longPollTimeoutMs: positiveMillis(o.longPollTimeoutMs ?? 30_000, 'longPollTimeoutMs'),
     maxStreamBytes: count('maxStreamBytes', o.maxStreamBytes, 16 * 1024 * 1024),
     maxChunksPerRead: count('maxChunksPerRead', o.maxChunksPerRead, 10_000),
     maxReadBytes: count('maxReadBytes', o.maxReadBytes, 1024 * 1024),
-    idleTimeoutMs: count('idleTimeoutMs', o.idleTimeoutMs, 3_600_000),
-    cursorIntervalSeconds: count('cursorIntervalSeconds', o.cursorIntervalSeconds, 20),
+    idleTimeoutMs: positiveMillis(o.idleTimeoutMs ?? 3_600_000, 'idleTimeoutMs'),
+    cursorIntervalSeconds: Math.max(
+      1,
+      Math.round(
+        positiveMillis(
+          aliased(
+            o.cursorInterval,
+            'cursorInterval',
+            o.cursorIntervalSeconds === undefined
+              ? undefined
+              : count('cursorIntervalSeconds', o.cursorIntervalSeconds, 20) * 1000,
+            'cursorIntervalSeconds',
+          ) ?? 20_000,
+          'cursorInterval',
+        ) / 1000,
+      ),
+    ),
   };
 }

@@ -1,9 +1,10 @@
 import type { DurationInput } from '../core/duration.js';
-import { toMillis } from '../core/duration.js';
+import { aliased, positiveMillis, positiveNumber, toMillis } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { checkKnownKeys } from '../core/known-keys.js';
 import { checkLogger, type Logger } from '../core/logger.js';
 import type { Executor } from '../core/registry.js';
+import type { PayloadExecutor } from '../core/types.js';
 import type { AccessOptions } from './access.js';
 
 /** Cross-origin settings for frontends served from another origin. */
@@ -38,10 +39,11 @@ export interface HandlerOptions<T, P, Req> extends AccessOptions<Req> {
   /** The registry event stream route. @defaultValue `/v1/events` */
   eventsPath?: string;
   /**
-   * Runs a POSTed payload. Without it, POST only stores the payload (`takePayload`) for a worker of yours.
+   * Runs a POSTed payload (as `parsePayload` made it: `P`, never undefined); see {@link PayloadExecutor}
+   * for what it may return. Without it, POST only stores the payload (`takePayload`) for a worker of yours.
    * @defaultValue none
    */
-  execute?: Executor<T, P>;
+  execute?: PayloadExecutor<T, P>;
   /** When `execute` starts: on `'create'` (the POST) or on the first `'stream'` (deferred). @defaultValue `'create'` */
   startOn?: 'create' | 'stream';
   /** Deferred jobs (`startOn: 'stream'`) nobody streams within this time are cancelled. @defaultValue 60 s */
@@ -52,12 +54,12 @@ export interface HandlerOptions<T, P, Req> extends AccessOptions<Req> {
   serialize?: (token: T) => string;
   /** Largest POST body, in bytes. @defaultValue 1 MiB */
   maxBodyBytes?: number;
-  /** How long a POST body may take to arrive, in ms. @defaultValue 10 000 */
-  bodyTimeoutMs?: number;
-  /** Interval of `: ping` comments on idle streams, in ms; 0 turns them off. @defaultValue 15 000 */
-  heartbeatMs?: number;
-  /** The `retry:` hint sent at the start of each stream, in ms. @defaultValue 1000 */
-  retryMs?: number;
+  /** How long a request body may take to arrive. @defaultValue 10 s */
+  bodyTimeoutMs?: DurationInput;
+  /** Interval of `: ping` comments on idle streams; 0 turns them off. @defaultValue 15 s */
+  heartbeatMs?: DurationInput;
+  /** The `retry:` hint sent at the start of each stream. @defaultValue 1 s */
+  retryMs?: DurationInput;
   /**
    * Unsent bytes per connection before backpressure: a token stream pauses reading its job until the
    * socket drains; an `/v1/events` stream is closed (its client reconnects to a fresh snapshot).
@@ -80,7 +82,9 @@ export interface HandlerOptions<T, P, Req> extends AccessOptions<Req> {
   maxStreamsPerPrincipal?: number;
   /** Open streams (token and event) in this handler; more answer `429 CAPACITY`. @defaultValue Infinity */
   maxConnections?: number;
-  /** `Retry-After` of a `429`, in seconds. @defaultValue 5 */
+  /** `Retry-After` of a `429` and a `503` (rounded up to whole seconds). @defaultValue 5 s */
+  retryAfter?: DurationInput;
+  /** @deprecated the old name of {@link HandlerOptions.retryAfter}, in seconds. */
   retryAfterSeconds?: number;
   /** Where unexpected errors of requests (answered `500`) are reported. pino-compatible. @defaultValue `console` */
   logger?: Logger;
@@ -127,6 +131,7 @@ export const POLICY_OPTIONS = [
   'maxStreamsPerJob',
   'maxStreamsPerPrincipal',
   'maxConnections',
+  'retryAfter',
   'retryAfterSeconds',
   'authenticate',
   'authorize',
@@ -157,16 +162,16 @@ export function resolvePolicyOptions<Req>(options: PolicyOptions<Req>): PolicySe
       );
   }
   return {
-    maxBodyBytes: positive(options.maxBodyBytes ?? 1024 * 1024, 'maxBodyBytes'),
-    bodyTimeoutMs: positive(options.bodyTimeoutMs ?? 10_000, 'bodyTimeoutMs'),
-    heartbeatMs: nonNegative(options.heartbeatMs ?? 15_000, 'heartbeatMs'),
+    maxBodyBytes: positiveNumber(options.maxBodyBytes ?? 1024 * 1024, 'maxBodyBytes'),
+    bodyTimeoutMs: positiveMillis(options.bodyTimeoutMs ?? 10_000, 'bodyTimeoutMs'),
+    heartbeatMs: finiteMillis(options.heartbeatMs ?? 15_000, 'heartbeatMs'),
     cors,
     exposeErrors: options.exposeErrors === true,
     maxJobsPerPrincipal: limit(options.maxJobsPerPrincipal, 'maxJobsPerPrincipal'),
     maxStreamsPerJob: limit(options.maxStreamsPerJob, 'maxStreamsPerJob'),
     maxStreamsPerPrincipal: limit(options.maxStreamsPerPrincipal, 'maxStreamsPerPrincipal'),
     maxConnections: limit(options.maxConnections, 'maxConnections'),
-    retryAfterSeconds: positive(options.retryAfterSeconds ?? 5, 'retryAfterSeconds'),
+    retryAfterSeconds: retryAfterSeconds(options),
     logger: checkLogger(options.logger, console),
   };
 }
@@ -214,12 +219,13 @@ export function resolveHandlerOptions<T, P, Req>(
     jobsPath: normalizePath(options.jobsPath ?? '/v1/jobs', 'jobsPath'),
     eventsPath: normalizePath(options.eventsPath ?? '/v1/events', 'eventsPath'),
     startOn,
-    execute: options.execute,
+    // Every job a handler creates has its request's payload: the executor never sees undefined.
+    execute: options.execute as Executor<T, P> | undefined,
     claimTimeout: toMillis(options.claimTimeout ?? 60_000, 'claimTimeout'),
     serialize: options.serialize ?? ((t: T) => JSON.stringify(t) ?? 'null'),
     parsePayload: options.parsePayload ?? ((b: unknown) => b as P),
-    retryMs: nonNegative(options.retryMs ?? 1000, 'retryMs'),
-    maxBufferedBytes: positive(options.maxBufferedBytes ?? 1024 * 1024, 'maxBufferedBytes'),
+    retryMs: finiteMillis(options.retryMs ?? 1000, 'retryMs'),
+    maxBufferedBytes: positiveNumber(options.maxBufferedBytes ?? 1024 * 1024, 'maxBufferedBytes'),
   };
 }
 
@@ -229,16 +235,22 @@ function normalizePath(p: string, name: string): string {
   return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
 }
 
-function positive(n: number, name: string): number {
-  if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n))
-    throw new InvalidArgumentError(`${name} must be a number > 0`);
-  return n;
+function finiteMillis(value: DurationInput, name: string): number {
+  const ms = toMillis(value, name);
+  if (!Number.isFinite(ms)) throw new InvalidArgumentError(`${name} must be a finite duration`);
+  return ms;
 }
 
-function nonNegative(n: number, name: string): number {
-  if (typeof n !== 'number' || !(n >= 0) || !Number.isFinite(n))
-    throw new InvalidArgumentError(`${name} must be a number >= 0`);
-  return n;
+/** `Retry-After` in whole seconds (at least 1), from `retryAfter` or its old name `retryAfterSeconds`. */
+function retryAfterSeconds(options: { retryAfter?: DurationInput; retryAfterSeconds?: number }): number {
+  if (options.retryAfterSeconds !== undefined) positiveNumber(options.retryAfterSeconds, 'retryAfterSeconds');
+  const given = aliased(
+    options.retryAfter,
+    'retryAfter',
+    options.retryAfterSeconds === undefined ? undefined : options.retryAfterSeconds * 1000,
+    'retryAfterSeconds',
+  );
+  return Math.max(1, Math.ceil(positiveMillis(given ?? 5000, 'retryAfter') / 1000));
 }
 
 function limit(n: number | undefined, name: string): number {

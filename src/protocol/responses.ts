@@ -9,7 +9,7 @@ import { InvalidArgumentError, JobCancelledError, JobFailedError, isPublicError 
 import { isValidJobId } from '../core/ids.js';
 import type { JobRegistry } from '../core/registry.js';
 import { isTerminal } from '../core/states.js';
-import type { Executor, JobSnapshot } from '../core/types.js';
+import type { Executor, JobSnapshot, PayloadExecutor } from '../core/types.js';
 import type { AccessOptions, Caller } from './access.js';
 import { resolveHandlerOptions, type HandlerOptions } from './options.js';
 import { Policy, SSE_HEADERS } from './policy.js';
@@ -69,8 +69,8 @@ export interface ResponsesOptions<T, P, Req>
     > {
   /** Where the routes live. @defaultValue `/v1/responses` */
   basePath?: string;
-  /** Runs a response's payload. */
-  execute: Executor<T, P>;
+  /** Runs a response's payload (as `toPayload` made it); see {@link PayloadExecutor} for what it may return. */
+  execute: PayloadExecutor<T, P>;
   /** Maps a create request to the executor's payload; throw (a `PublicError` to show why) to answer `400`. */
   toPayload: (request: ResponseCreate) => P;
   /** A token's text. @defaultValue `String(token)` */
@@ -184,7 +184,8 @@ export function createResponsesProtocol<T, P, Raw>(
       instructions: typeof body.instructions === 'string' ? body.instructions : null,
       maxOutputTokens: typeof body.max_output_tokens === 'number' ? body.max_output_tokens : null,
     });
-    registry.executeAndStream(id, options.execute);
+    // Every response is created with its payload: the executor never sees undefined.
+    registry.executeAndStream(id, options.execute as Executor<T, P>);
     await policy.publish(anyRegistry, id);
     const snap = (await registry.findJob(id))!;
     if (body.stream === true) return stream(req, snap, -1, caller);

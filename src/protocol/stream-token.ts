@@ -3,6 +3,7 @@
  * header, so the URL itself carries proof that one principal may stream one job until an expiry.
  * HMAC-SHA256 through Web Crypto (`globalThis.crypto.subtle`); imports no `node:` module.
  */
+import { positiveMillis, type DurationInput } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { isValidJobId } from '../core/ids.js';
 
@@ -23,10 +24,10 @@ export interface StreamTokenOptions {
    */
   secret: string | Uint8Array;
   /**
-   * How long a token stays valid after it is signed, in milliseconds.
-   * @defaultValue 300000 (5 minutes)
+   * How long a token stays valid after it is signed.
+   * @defaultValue 5 minutes
    */
-  ttlMs?: number;
+  ttlMs?: DurationInput;
   /**
    * The clock, in milliseconds since the epoch (tests inject one).
    * @defaultValue `Date.now`
@@ -73,11 +74,7 @@ export function streamTokenSigner(options: StreamTokenOptions): StreamTokenSigne
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError('streamTokenSigner needs an options object with a secret');
   const secret = secretBytes(options.secret);
-  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
-  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0)
-    throw new InvalidArgumentError(
-      `ttlMs must be a finite number of milliseconds above 0, got ${String(ttlMs)}`,
-    );
+  const ttlMs = positiveMillis(options.ttlMs ?? DEFAULT_TTL_MS, 'ttlMs');
   const now = options.now ?? Date.now;
   if (typeof now !== 'function')
     throw new InvalidArgumentError('now must be a function returning epoch milliseconds');

@@ -1,4 +1,5 @@
 import { Redis, type Cluster } from 'ioredis';
+import { aliased, positiveMillis, positiveNumber, toMillis, type DurationInput } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { checkKnownKeys } from '../core/known-keys.js';
 import { isValidPrefix } from './keys.js';
@@ -32,15 +33,18 @@ export interface RedisBackendOptions {
    */
   shards?: number;
   /** A process that stops renewing its lease this long is taken for dead, and its live jobs end as `failed`. @defaultValue 10 s */
-  leaseMs?: number;
+  leaseMs?: DurationInput;
   /** How long a blocking read waits per `XREAD` before it starts again. @defaultValue 5 s */
-  blockMs?: number;
+  blockMs?: DurationInput;
   /** Registry events kept per shard's event stream (approximate trim). @defaultValue 10,000 */
   eventsMaxLen?: number;
   /**
    * How often a live job's token count is published for other processes' `progress$` (and dashboards),
-   * at most, per job, in ms; 0 turns it off. @defaultValue 1000
+   * at most, per job; 0 turns it off. (The registry's own `progressInterval` paces this process's
+   * `progress$`.) @defaultValue 1 s
    */
+  progressInterval?: DurationInput;
+  /** @deprecated the old name of {@link RedisBackendOptions.progressInterval}. */
   progressIntervalMs?: number;
   /** Writes waiting to reach Redis (e.g. while it is down) past which new jobs and tokens are refused with `BackendError`. @defaultValue 100,000 */
   maxPendingWrites?: number;
@@ -67,6 +71,7 @@ const KNOWN = new Set([
   'leaseMs',
   'blockMs',
   'eventsMaxLen',
+  'progressInterval',
   'progressIntervalMs',
   'maxPendingWrites',
   'logger',
@@ -95,14 +100,11 @@ export function resolveOptions(options: RedisBackendOptions): ResolvedOptions {
   return {
     prefix,
     shards,
-    leaseMs: positive(options.leaseMs ?? 10_000, 'leaseMs'),
-    blockMs: positive(options.blockMs ?? 5_000, 'blockMs'),
-    eventsMaxLen: positive(options.eventsMaxLen ?? 10_000, 'eventsMaxLen'),
-    progressMs:
-      options.progressIntervalMs === 0
-        ? 0
-        : positive(options.progressIntervalMs ?? 1000, 'progressIntervalMs'),
-    maxPending: positive(options.maxPendingWrites ?? 100_000, 'maxPendingWrites'),
+    leaseMs: positiveMillis(options.leaseMs ?? 10_000, 'leaseMs'),
+    blockMs: positiveMillis(options.blockMs ?? 5_000, 'blockMs'),
+    eventsMaxLen: positiveNumber(options.eventsMaxLen ?? 10_000, 'eventsMaxLen'),
+    progressMs: progressMs(options),
+    maxPending: positiveNumber(options.maxPendingWrites ?? 100_000, 'maxPendingWrites'),
     log: logger ?? console,
   };
 }
@@ -111,8 +113,15 @@ function isClient(r: unknown): boolean {
   return r instanceof Redis || (typeof r === 'object' && r !== null && (r as Cluster).isCluster === true);
 }
 
-function positive(n: number, name: string): number {
-  if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n))
-    throw new InvalidArgumentError(`${name} must be a finite number > 0, got ${String(n)}`);
-  return n;
+function progressMs(options: RedisBackendOptions): number {
+  const given = aliased(
+    options.progressInterval,
+    'progressInterval',
+    options.progressIntervalMs,
+    'progressIntervalMs',
+  );
+  const ms = toMillis(given ?? 1000, 'progressInterval');
+  if (!Number.isFinite(ms))
+    throw new InvalidArgumentError('progressInterval must be finite (0 turns it off)');
+  return ms;
 }

@@ -72,3 +72,45 @@ test('parsePayload throwing a string keeps its message in the 400', async () => 
     await srv.close();
   }
 });
+
+test('one convention for durations: every duration option takes a DurationInput; old names still work', async () => {
+  const r = new JobRegistry<string>();
+  // Handler, Durable Streams and Redis durations in every form.
+  expect(() =>
+    createJobHandler(r, {
+      heartbeatMs: { seconds: 15 },
+      bodyTimeoutMs: 'PT10S',
+      retryMs: Duration.fromMillis(500),
+      retryAfter: { seconds: 2.5 },
+      streamTokens: { secret: 'x'.repeat(32), ttlMs: { minutes: 5 } },
+    }),
+  ).not.toThrow();
+  expect(() =>
+    redisBackend({ url: 'redis://127.0.0.1:1', leaseMs: { seconds: 10 }, progressInterval: 'PT1S' }),
+  ).not.toThrow();
+  // Retry-After is whole seconds, rounded up.
+  const srv = await startTestServer<string, unknown>({
+    retryAfter: { seconds: 2.5 },
+    maxJobsPerPrincipal: 1,
+    authenticate: () => ({ id: 'p' }),
+  });
+  try {
+    srv.registry.createJob({ owner: 'p' });
+    const refused = await postJson(`${srv.url}/v1/inference`, {});
+    expect([refused.status, refused.headers['retry-after']]).toEqual([429, '3']);
+  } finally {
+    await srv.close();
+  }
+  // The old names are deprecated aliases; both at once is an error naming both.
+  expect(() => createJobHandler(r, { retryAfterSeconds: 2 })).not.toThrow();
+  expect(thrown(() => createJobHandler(r, { retryAfter: 2000, retryAfterSeconds: 2 })).message).toMatch(
+    /give retryAfter or its old name retryAfterSeconds, not both/,
+  );
+  expect(
+    thrown(() => redisBackend({ url: 'redis://x', progressInterval: 1, progressIntervalMs: 1 })).message,
+  ).toMatch(/progressInterval or its old name progressIntervalMs/);
+  expect(thrown(() => createJobHandler(r, { bodyTimeoutMs: 0 })).message).toMatch(
+    /bodyTimeoutMs must be a duration > 0/,
+  );
+  await r.dispose();
+});
