@@ -683,22 +683,15 @@ export function createDurableStreamsProtocol<Raw>(
     };
   }
 
-  return {
-    handle,
-    errorReply: (e, req) => policy.errorReply(e, req, common),
+  return policy.serve(handle, {
+    errorHeaders: common,
     close: () => {
       deadlines.close();
       for (const w of [...waits]) w();
       for (const r of [...readers]) r.close();
     },
-    drain: () => policy.drain(),
-    get draining() {
-      return policy.draining;
-    },
-    get connections() {
-      return readers.size;
-    },
-  };
+    connections: () => readers.size,
+  });
 
   function streamFull(name: string): HttpError {
     return new HttpError(

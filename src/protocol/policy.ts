@@ -12,7 +12,7 @@ import { StreamTracker, type Ticket } from './connections.js';
 import { corsHeaders, preflightHeaders } from './cors.js';
 import type { BodyLimits } from './json.js';
 import type { PolicySettings } from './options.js';
-import type { Answer, HttpRequest, Reply } from './protocol.js';
+import type { Answer, HttpRequest, Protocol, Reply } from './protocol.js';
 import { HttpError, isUnexpected, toHttpError } from './status.js';
 import { visibleError } from './wire.js';
 
@@ -203,6 +203,34 @@ export class Policy<Raw> {
 
   release(ticket: Ticket): void {
     this.tracker.release(ticket);
+  }
+
+  /**
+   * The protocol a handler serves: its `handle`, and the policy's error answer, drain and close. `close`
+   * ends the streams the tracker holds (plus what `extra.close` ends); `connections` counts them unless
+   * `extra.connections` says otherwise.
+   */
+  serve(
+    handle: (req: HttpRequest<Raw>) => Promise<Reply>,
+    extra: { close?: () => void; connections?: () => number; errorHeaders?: Record<string, string> } = {},
+  ): Protocol<Raw> {
+    // The getters below read the policy, not the returned object.
+    const policy = this;
+    return {
+      handle,
+      errorReply: (e, req) => policy.errorReply(e, req, extra.errorHeaders),
+      close: () => {
+        extra.close?.();
+        policy.tracker.closeAll();
+      },
+      drain: () => policy.drain(),
+      get draining() {
+        return policy.drained;
+      },
+      get connections() {
+        return extra.connections?.() ?? policy.tracker.size;
+      },
+    };
   }
 
   /** The answer to anything thrown while handling: the error shape, `Retry-After`, CORS; a bug is logged. */

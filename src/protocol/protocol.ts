@@ -358,18 +358,7 @@ export function createProtocol<T, P, Raw>(
     };
   }
 
-  return {
-    handle,
-    errorReply: (e, req) => policy.errorReply(e, req),
-    close: () => tracker.closeAll(),
-    drain: () => policy.drain(),
-    get draining() {
-      return policy.draining;
-    },
-    get connections() {
-      return tracker.size;
-    },
-  };
+  return policy.serve(handle);
 }
 
 /** The dual-call wire: `id: <seq>` `event: token` per token, then one `done` or `error` with id = count. */

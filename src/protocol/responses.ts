@@ -330,18 +330,7 @@ export function createResponsesProtocol<T, P, Raw>(
     };
   }
 
-  return {
-    handle,
-    errorReply: (e, req) => policy.errorReply(e, req),
-    close: () => tracker.closeAll(),
-    drain: () => policy.drain(),
-    get draining() {
-      return policy.draining;
-    },
-    get connections() {
-      return tracker.size;
-    },
-  };
+  return policy.serve(handle);
 }
 
 function json(status: number, body: unknown): Answer {
