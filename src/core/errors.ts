@@ -113,14 +113,22 @@ export class JobCancelledError extends JobRegistryError {
   }
 }
 
-/** A second producer was attached to a job that already has one. */
+/**
+ * A second producer was attached to a job that already has one; or a job was created under a key that
+ * a live job has (`jobId` is then the live one's, and `key` is set).
+ */
 export class JobBusyError extends JobRegistryError {
-  constructor(jobId: string) {
+  /** The key a live job already has, when that is why. */
+  readonly key: string | undefined;
+  constructor(jobId: string, key?: string) {
     super(
       'JOB_BUSY',
-      `job-registry: job '${clip(jobId)}' already has a producer; executeAndStream joins the running one instead`,
+      key === undefined
+        ? `job-registry: job '${clip(jobId)}' already has a producer; executeAndStream joins the running one instead`
+        : `job-registry: the key '${clip(key)}' has a live job ('${clip(jobId)}'); wait for its end, cancel it, or set keyConflict: 'replace'`,
       { jobId },
     );
+    this.key = key;
   }
 }
 

@@ -16,6 +16,8 @@ export class Job<T, P> extends TokenChannel<T> implements Timed {
   /** When the first token came (ms since the epoch), 0 until then. */
   firstTokenAt = 0;
   owner: string | undefined = undefined;
+  /** The key it was created under (at most one live job per key). */
+  key: string | undefined = undefined;
   /** Made on the first `state$`, dropped when nobody watches. */
   status: BehaviorSubject<JobStatus> | undefined = undefined;
   payload: P | undefined = undefined;
@@ -67,6 +69,7 @@ export class Job<T, P> extends TokenChannel<T> implements Timed {
     if (this.error !== undefined) snap.error = this.error;
     if (this.errorPrivate) snap.errorPrivate = true;
     if (this.owner !== undefined) snap.owner = this.owner;
+    if (this.key !== undefined) snap.key = this.key;
     if (this.firstTokenAt !== 0) snap.firstTokenAt = utc(this.firstTokenAt);
     return snap;
   }

@@ -37,6 +37,8 @@ export class Lifecycle<T, P> {
   readonly timers: JobTimers<Job<T, P>>;
   readonly line: ExecutorLine<Job<T, P>>;
   readonly liveByOwner = new Map<string, number>();
+  /** The live job of each key. */
+  readonly liveByKey = new Map<string, Job<T, P>>();
   readonly progress: ProgressFeed<Job<T, P>>;
   /** Running totals since the start, for metrics. */
   readonly totals = { created: 0, tokens: 0, completed: 0, failed: 0, cancelled: 0 };
@@ -121,6 +123,7 @@ export class Lifecycle<T, P> {
     this.timers.clear();
     this.jobs.clear();
     this.liveByOwner.clear();
+    this.liveByKey.clear();
     this.progress.close();
     this.events.subject.complete();
   }
@@ -357,6 +360,7 @@ export class Lifecycle<T, P> {
       if (left <= 0) this.liveByOwner.delete(job.owner);
       else this.liveByOwner.set(job.owner, left);
     }
+    if (job.key !== undefined && this.liveByKey.get(job.key) === job) this.liveByKey.delete(job.key);
     if (job.queuedStart !== undefined) {
       job.queuedStart = undefined;
       this.line.leave(job);

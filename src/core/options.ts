@@ -18,6 +18,14 @@ export interface CreateJobInit<P> {
    * @defaultValue none
    */
   owner?: string;
+  /**
+   * A key (a chat id, say; 1-256 characters): at most one live job has it at a time, and
+   * `activeJob(key)` finds it. A second live job of the same key is refused with `JobBusyError` or
+   * replaces the first, as the registry's `keyConflict` says. In memory only for now: a shared backend
+   * refuses keyed jobs with `InvalidArgumentError`.
+   * @defaultValue none
+   */
+  key?: string;
 }
 
 /** Options of `tokens$`. */
@@ -97,6 +105,13 @@ export interface JobRegistryOptions {
   /** Where jobs are shared between processes. @defaultValue `memoryBackend()` (this process only) */
   backend?: RegistryBackend;
   /**
+   * What `createJob({ key })` does while another job of that key is live: `'refuse'` throws
+   * `JobBusyError` (HTTP `409`); `'replace'` cancels the live one ("replaced by a newer job of its key")
+   * and creates the new one.
+   * @defaultValue `'refuse'`
+   */
+  keyConflict?: 'refuse' | 'replace';
+  /**
    * The clock of the registry's timestamps and timers (claim, retention, abandon, progress, drain): an
    * RxJS scheduler. Pass a `VirtualTimeScheduler` or `TestScheduler` to run them in virtual time in tests.
    * A shared backend's own timers (leases, reads) keep the system clock.
@@ -120,6 +135,7 @@ export interface Settings {
   logger: Logger;
   backend: RegistryBackend;
   clock: Clock;
+  keyConflict: 'refuse' | 'replace';
 }
 
 const REGISTRY_OPTIONS = [
@@ -136,6 +152,7 @@ const REGISTRY_OPTIONS = [
   'logger',
   'backend',
   'scheduler',
+  'keyConflict',
 ] as const;
 
 const DEFAULT_RETENTION_MS = 10 * 60_000;
@@ -168,7 +185,15 @@ export function resolveOptions(options: JobRegistryOptions): Settings {
     logger: checkLogger(options.logger, silentLogger),
     backend,
     clock: options.scheduler === undefined ? systemClock : schedulerClock(options.scheduler),
+    keyConflict: keyConflict(options.keyConflict),
   };
+}
+
+function keyConflict(value: unknown): 'refuse' | 'replace' {
+  if (value === undefined) return 'refuse';
+  if (value !== 'refuse' && value !== 'replace')
+    throw new InvalidArgumentError(`keyConflict must be 'refuse' or 'replace', got ${JSON.stringify(value)}`);
+  return value;
 }
 
 /** A whole number >= min, or Infinity (the default). */

@@ -147,14 +147,22 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (this.disposed) throw new RegistryDisposedError('createJob');
     let claimMs = this.settings.claimMs;
     let owner: string | undefined;
+    let key: string | undefined;
     if (init !== undefined) {
       if (init === null || typeof init !== 'object')
-        throw new InvalidArgumentError('createJob(init) takes an object { payload?, claimTimeout?, owner? }');
+        throw new InvalidArgumentError(
+          'createJob(init) takes an object { payload?, claimTimeout?, owner?, key? }',
+        );
       if (init.claimTimeout !== undefined) claimMs = toMillis(init.claimTimeout, 'claimTimeout');
       owner = init.owner;
       if (owner !== undefined && !(typeof owner === 'string' && owner.length > 0 && owner.length <= 256))
         throw new InvalidArgumentError('createJob owner must be a string of 1 to 256 characters');
+      key = init.key;
+      if (key !== undefined) this.checkKey(key);
     }
+    const holder = key === undefined ? undefined : this.life.liveByKey.get(key);
+    if (holder !== undefined && this.settings.keyConflict === 'refuse')
+      throw new JobBusyError(holder.id, key);
     if (this.jobs.size >= this.settings.maxJobs) this.life.makeRoom();
     const id = this.settings.prefix + uuidv4();
     // Flatten the concatenated id now: a cons-string costs several times the flat one for the job's life.
@@ -178,9 +186,39 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (this.life.events.subject.observed) {
       const ev: RegistryEvent = { type: 'created', jobId: id, at: utc(now) };
       if (owner !== undefined) ev.owner = owner;
+      if (key !== undefined) ev.key = key;
       this.life.events.publish(ev);
     }
+    if (key !== undefined) {
+      // The newer job of a key replaces a live one (keyConflict: 'replace'), once it exists itself.
+      if (holder !== undefined && !isTerminal(holder.state))
+        this.life.transition(holder, 'cancelled', 'replaced by a newer job of its key');
+      job.key = key;
+      this.life.liveByKey.set(key, job);
+    }
     return id;
+  }
+
+  /**
+   * The live job of a key (see `createJob({ key })`), or `undefined` when none is live.
+   *
+   * @example
+   * const answer = await registry.activeJob(chatId);
+   * if (answer !== undefined) registry.tokens$(answer.id).subscribe(render);
+   */
+  async activeJob(key: string): Promise<JobSnapshot | undefined> {
+    if (this.disposed) throw new RegistryDisposedError('activeJob');
+    this.checkKey(key);
+    return this.life.liveByKey.get(key)?.snapshot();
+  }
+
+  private checkKey(key: unknown): void {
+    if (!(typeof key === 'string' && key.length > 0 && key.length <= 256))
+      throw new InvalidArgumentError('a job key must be a string of 1 to 256 characters');
+    if (this.shared)
+      throw new InvalidArgumentError(
+        `job keys are kept in memory only for now: the ${this.backend.name} backend does not keep them across processes`,
+      );
   }
 
   /** Whether this process holds a job with this id. Lookups, like every method, throw `RegistryDisposedError` after `dispose()`. */

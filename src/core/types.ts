@@ -36,6 +36,8 @@ export interface JobSnapshot {
   errorPrivate?: true;
   /** The principal that created the job, when it was created with one. */
   owner?: string;
+  /** The key the job was created under (a chat id, say): at most one live job has it at a time. */
+  key?: string;
   /** When the job was created (UTC). */
   createdAt: DateTime;
   /** When the job last changed state (UTC). */
@@ -60,6 +62,8 @@ export type RegistryEvent =
       jobId: string;
       /** The principal that created the job, when it was created with one. */
       owner?: string;
+      /** The key the job was created under, when it has one. */
+      key?: string;
       /** When it happened (UTC). */
       at: DateTime;
     }

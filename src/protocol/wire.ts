@@ -11,6 +11,8 @@ export interface WireSnapshot {
   error?: string;
   /** The principal that created the job, when it has one. */
   owner?: string;
+  /** The key the job was created under (a chat id, say), when it has one. */
+  key?: string;
   /** When the job was created (ISO 8601). */
   created_at: string;
   /** When the job last changed state (ISO 8601). */
@@ -33,6 +35,8 @@ export interface WireEvent {
   error?: string;
   /** The principal that created the job (`created`), when it has one. */
   owner?: string;
+  /** The key the job was created under (`created`), when it has one. */
+  key?: string;
   /** When it happened (ISO 8601). */
   at: string;
 }
@@ -72,6 +76,7 @@ export function toWireSnapshot(s: JobSnapshot, exposeErrors = false): WireSnapsh
   };
   if (s.error !== undefined) w.error = visibleError(s.error, s.errorPrivate, exposeErrors);
   if (s.owner !== undefined) w.owner = s.owner;
+  if (s.key !== undefined) w.key = s.key;
   if (s.firstTokenAt !== undefined) w.first_token_at = s.firstTokenAt.toISO()!;
   return w;
 }
@@ -83,7 +88,10 @@ export function toWireEvent(e: RegistryEvent, exposeErrors = false): WireEvent {
     w.from = e.from;
     w.to = e.to;
     if (e.error !== undefined) w.error = visibleError(e.error, e.errorPrivate, exposeErrors);
-  } else if (e.type === 'created' && e.owner !== undefined) w.owner = e.owner;
+  } else if (e.type === 'created') {
+    if (e.owner !== undefined) w.owner = e.owner;
+    if (e.key !== undefined) w.key = e.key;
+  }
   return w;
 }
 
