@@ -137,16 +137,15 @@ export async function submitJob(
 ): Promise<SubmittedJob> {
   const res = await send(url, 'POST', options, JSON.stringify(payload));
   const answer = (await res.json()) as Pick<SubmittedJob, 'job_id' | 'sse_url'>;
-  const posted = new URL(url, globalThis.location?.href);
-  const location = res.headers?.get('location');
-  const jobUrl =
-    location !== null && location !== undefined
-      ? new URL(location, posted)
-      : new URL(`${posted.pathname.replace(/\/$/, '')}/${encodeURIComponent(answer.job_id)}`, posted);
+  const location = res.headers?.get('location') ?? undefined;
+  const jobPath =
+    location ?? `${url.replace(/[?#].*$/, '').replace(/\/$/, '')}/${encodeURIComponent(answer.job_id)}`;
+  const posted = absolute(url);
+  // A relative URL with no page to resolve it against (Node, a worker): the URLs stay relative too.
   return {
     ...answer,
-    stream_url: new URL(answer.sse_url, posted).href,
-    job_url: jobUrl.href,
+    stream_url: posted === undefined ? answer.sse_url : new URL(answer.sse_url, posted).href,
+    job_url: posted === undefined ? jobPath : new URL(jobPath, posted).href,
   };
 }
 
@@ -168,6 +167,16 @@ export async function cancelJob(
 ): Promise<WireSnapshot> {
   const res = await send(typeof job === 'string' ? job : job.job_url, 'DELETE', options);
   return (await res.json()) as WireSnapshot;
+}
+
+/** `url` as an absolute URL (against the page's location in a browser), or `undefined` when it cannot be. */
+function absolute(url: string): URL | undefined {
+  try {
+    return new URL(url, (globalThis as { location?: { href?: string } }).location?.href);
+  } catch {
+    // A relative URL and no page location: the caller keeps relative URLs.
+    return undefined;
+  }
 }
 
 async function send(

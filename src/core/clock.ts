@@ -9,16 +9,27 @@ import { InvalidArgumentError } from './errors.js';
 export interface Clock {
   /** Milliseconds since the epoch (or the scheduler's virtual time). */
   now(): number;
-  /** Runs `fn` once after `ms`; returns its cancel. A timer never keeps the process alive on its own. */
-  setTimer(fn: () => void, ms: number): () => void;
+  /**
+   * Runs `fn` once after `ms` (any finite length); returns its cancel. On the system clock a timer keeps
+   * the process alive only when `keepAlive` says so (a drain the process waits for).
+   */
+  setTimer(fn: () => void, ms: number, keepAlive?: boolean): () => void;
 }
 
-/** The system clock: `Date.now` and unref'd `setTimeout`s. */
+/** setTimeout's longest delay: a longer one would fire at once. */
+const MAX_DELAY = 2 ** 31 - 1;
+
+/** The system clock: `Date.now` and `setTimeout`s, unref'd unless asked to keep the process alive. */
 export const systemClock: Clock = Object.freeze({
   now: Date.now,
-  setTimer(fn: () => void, ms: number): () => void {
-    const t = setTimeout(fn, ms);
-    (t as { unref?: () => void }).unref?.();
+  setTimer(fn: () => void, ms: number, keepAlive = false): () => void {
+    let t: ReturnType<typeof setTimeout>;
+    const arm = (left: number): void => {
+      // A delay past setTimeout's range is served in steps.
+      t = setTimeout(() => (left > MAX_DELAY ? arm(left - MAX_DELAY) : fn()), Math.min(left, MAX_DELAY));
+      if (!keepAlive) (t as { unref?: () => void }).unref?.();
+    };
+    arm(Math.max(0, ms));
     return () => clearTimeout(t);
   },
 });

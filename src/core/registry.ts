@@ -183,19 +183,20 @@ export class JobRegistry<T = unknown, P = unknown> {
       this.life.liveByOwner.set(owner, (this.life.liveByOwner.get(owner) ?? 0) + 1);
     }
     if (claimMs !== Infinity) this.life.timers.startClaim(job, claimMs);
+    if (key !== undefined) {
+      // The key is the new job's before anything is published: a subscriber reacting to the events below
+      // finds it taken. The live job it replaces (keyConflict: 'replace') ends after.
+      job.key = key;
+      this.life.liveByKey.set(key, job);
+    }
     if (this.life.events.subject.observed) {
       const ev: RegistryEvent = { type: 'created', jobId: id, at: utc(now) };
       if (owner !== undefined) ev.owner = owner;
       if (key !== undefined) ev.key = key;
       this.life.events.publish(ev);
     }
-    if (key !== undefined) {
-      // The newer job of a key replaces a live one (keyConflict: 'replace'), once it exists itself.
-      if (holder !== undefined && !isTerminal(holder.state))
-        this.life.transition(holder, 'cancelled', 'replaced by a newer job of its key');
-      job.key = key;
-      this.life.liveByKey.set(key, job);
-    }
+    if (holder !== undefined && !isTerminal(holder.state))
+      this.life.transition(holder, 'cancelled', 'replaced by a newer job of its key');
     return id;
   }
 
@@ -324,7 +325,8 @@ export class JobRegistry<T = unknown, P = unknown> {
         },
         complete: finish,
       });
-      if (!done) cancelTimer = this.settings.clock.setTimer(finish, ms);
+      // The process waits for its drain; `Infinity` waits for the jobs' ends alone.
+      if (!done && Number.isFinite(ms)) cancelTimer = this.settings.clock.setTimer(finish, ms, true);
       if (done) sub.unsubscribe();
     });
   }

@@ -75,6 +75,14 @@ export function createDurableStreamsProtocol<Raw>(
     'Cross-Origin-Resource-Policy': o.cors === undefined ? 'same-origin' : 'cross-origin',
   };
   const streams = new Map<string, StreamMeta>();
+  // The streams of jobs this registry holds, by job: a job that goes (retention) takes its stream along,
+  // whether or not anybody looks it up again.
+  const byJob = new Map<string, StreamMeta>();
+  const removals = registry.events$.subscribe((e) => {
+    if (e.type !== 'removed') return;
+    const meta = byJob.get(e.jobId);
+    if (meta !== undefined) forget(meta);
+  });
   const waits = new Set<() => void>();
   const readers = new Set<SseReader>();
   // Each stream's end by deadline (TTL, Expires-At, idle): nobody needs to read it for it to end.
@@ -148,7 +156,7 @@ export function createDurableStreamsProtocol<Raw>(
       const snap = await snapshot(meta.jobId);
       if (snap !== undefined) return { meta, snap };
       // The job went (retention, removeJob elsewhere): so did its stream.
-      if (streams.get(name) === meta) streams.delete(name);
+      forget(meta);
       return undefined;
     }
     if (!isValidJobId(name)) return undefined;
@@ -157,17 +165,32 @@ export function createDurableStreamsProtocol<Raw>(
     return { meta: implicitStream(name), snap };
   }
 
-  /** Deletes a stream: hidden (410) while forks of it are left, gone with its job once none is. */
+  /**
+   * Deletes a stream: hidden (410) while forks of it are left, its job ended so it holds no quota slot
+   * (a fork has its own copy of the data); gone with its job once no fork is left.
+   */
   function drop(meta: StreamMeta): void {
     deadlines.clear(meta);
     if (meta.forks > 0) {
       meta.softDeleted = true;
+      meta.closed = true;
+      const snap = registry.isDisposed ? undefined : registry.getJob(meta.jobId);
+      if (snap !== undefined && !isTerminal(snap.state)) registry.updateState(meta.jobId, 'completed');
       return;
     }
-    if (streams.get(meta.name) === meta) streams.delete(meta.name);
     if (!registry.isDisposed) registry.removeJob(meta.jobId);
+    forget(meta);
+  }
+
+  /** A stream whose job is gone: its name, its timer and its hold on its source go too. */
+  function forget(meta: StreamMeta): void {
+    deadlines.clear(meta);
+    if (byJob.get(meta.jobId) === meta) byJob.delete(meta.jobId);
+    // A deleted stream's name stays taken while forks of it are left.
+    if (streams.get(meta.name) === meta && !(meta.softDeleted && meta.forks > 0)) streams.delete(meta.name);
     const source = meta.fork?.source;
     if (source !== undefined) {
+      delete meta.fork;
       source.forks--;
       if (source.softDeleted && source.forks === 0) drop(source);
     }
@@ -349,6 +372,7 @@ export function createDurableStreamsProtocol<Raw>(
     for (const c of chunks) registry.emit(jobId, c);
     if (closed) registry.updateState(jobId, 'completed');
     streams.set(name, meta);
+    byJob.set(jobId, meta);
     deadlines.schedule(meta);
     try {
       await registry.flush();
@@ -686,6 +710,7 @@ export function createDurableStreamsProtocol<Raw>(
   return policy.serve(handle, {
     errorHeaders: common,
     close: () => {
+      removals.unsubscribe();
       deadlines.close();
       for (const w of [...waits]) w();
       for (const r of [...readers]) r.close();

@@ -188,7 +188,15 @@ export function createResponsesProtocol<T, P, Raw>(
     registry.executeAndStream(id, options.execute as Executor<T, P>);
     await policy.publish(anyRegistry, id);
     const snap = (await registry.findJob(id))!;
-    if (body.stream === true) return stream(req, snap, -1, caller);
+    if (body.stream === true) {
+      try {
+        return stream(req, snap, -1, caller);
+      } catch (e) {
+        // The stream was refused (a stream limit): no response runs on for a client that never learns its id.
+        registry.removeJob(id);
+        throw e;
+      }
+    }
     if (body.background === true)
       return json(200, responseObject(snap, statusOf(snap.state), infoOf(id), ''));
     // Neither: answer once the response is done, as a plain create does.

@@ -261,18 +261,30 @@ export class Tailer {
       return false;
     }
     let found = false;
+    const ownWake: string[] = [];
     keys.forEach((key, i) => {
       const type = types[i];
       if (type === 'stream' || type === 'none') return;
       found = true;
       const error = new BackendError(`job-registry: Redis key ${key} holds a ${type}, not a stream`);
       this.c.foreign.skip(key, 'a key of the wrong type', error);
+      // This process's own wake stream is in every read: it is made again rather than skipped.
+      if (key === this.c.wakeKey) return void ownWake.push(key);
       const tail = this.tails.get(key);
       if (tail !== undefined) {
         this.drop(tail);
         for (const r of tail.readers) r.fail(error);
       } else this.skip.set(key, Date.now() + 10 * this.c.blockMs);
     });
+    if (ownWake.length > 0) {
+      try {
+        await this.c.reads.del(...ownWake);
+        this.wakeCursor = '0-0';
+      } catch (e) {
+        this.c.outages.fail('key checks', 'removing a wake key of the wrong type failed', e);
+        return false;
+      }
+    }
     return found;
   }
 

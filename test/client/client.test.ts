@@ -51,6 +51,23 @@ test('submitJob resolves with the answer as sent; a refusal rejects with status 
   expect(refused).toMatchObject({ status: 405, code: 'METHOD_NOT_ALLOWED' });
 });
 
+test('submitJob with a relative URL and no page to resolve it against keeps the URLs relative', async () => {
+  const fetch: FetchLike = async () => ({
+    ok: true,
+    status: 202,
+    json: async () => ({ job_id: 'job-1', sse_url: '/v1/inference/job-1/stream' }),
+    text: async () => '',
+    headers: { get: (name: string) => (name.toLowerCase() === 'location' ? '/v1/inference/job-1' : null) },
+  });
+  const job = await submitJob('/v1/inference', { n: 1 }, { fetch });
+  expect(job).toEqual({
+    job_id: 'job-1',
+    sse_url: '/v1/inference/job-1/stream',
+    stream_url: '/v1/inference/job-1/stream',
+    job_url: '/v1/inference/job-1',
+  });
+});
+
 test('submitJob also resolves the stream and job URLs against the URL posted to; cancelJob takes the job', async () => {
   const job = await submitJob(`${srv.url}/v1/inference`, { n: 1, hang: true });
   expect(job.stream_url).toBe(`${srv.url}/v1/inference/${job.job_id}/stream`);

@@ -109,3 +109,19 @@ test('a malformed scheduler is refused with a clear error', () => {
     /scheduler must be an RxJS SchedulerLike/,
   );
 });
+
+test("drain with no time limit waits for the jobs' ends on the system clock, and cancels nothing", async () => {
+  const r = new JobRegistry<string>();
+  const id = r.createJob();
+  r.emit(id, 'a');
+  let result: { finished: number; cancelled: number } | undefined;
+  const drained = r.drain(Infinity).then((x) => (result = x));
+  // Past a timer turn (a delay past setTimeout's range would fire at once): still waiting.
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  expect(result).toBeUndefined();
+  expect(r.getJobState(id)).toBe('running');
+  r.updateState(id, 'completed');
+  await drained;
+  expect(result).toEqual({ finished: 1, cancelled: 0 });
+  await r.dispose();
+});

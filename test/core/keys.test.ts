@@ -67,3 +67,17 @@ test('a malformed key or keyConflict is refused with a clear error; a shared bac
   expect(shared.jobCount()).toBe(0);
   await shared.dispose();
 });
+
+test('a job replaced by key: the new job holds the key before any event of the swap is published', async () => {
+  const r = new JobRegistry<string>({ keyConflict: 'replace' });
+  const first = r.createJob({ key: 'chat-1' });
+  const seen: Array<string | undefined> = [];
+  r.events$.subscribe(() => void r.activeJob('chat-1').then((s) => seen.push(s?.id)));
+  const second = r.createJob({ key: 'chat-1' });
+  await Promise.resolve();
+  await Promise.resolve();
+  // The created event of the second job and the cancel of the first: each saw the second as the key's job.
+  expect(seen).toEqual([second, second]);
+  expect(r.getJobState(first)).toBe('cancelled');
+  await r.dispose();
+});

@@ -108,6 +108,25 @@ describe.each(backends)('Durable Streams under the policy (%s)', (backend) => {
     await cleanup(fork, name);
   });
 
+  test('a stream deleted while forks of it are left holds no quota slot; its name stays taken (409)', async () => {
+    if (skip()) return;
+    await waitFor(() => live() === 0, 10_000, 'no live job of A');
+    const source = unique('source');
+    const fork = unique('fork');
+    expect((await put(source, A, 'data')).status).toBe(201);
+    expect((await put(fork, { ...A, 'stream-forked-from': `/v1/stream/${source}` })).status).toBe(201);
+    expect(live()).toBe(2);
+    expect((await del(source, A)).status).toBe(204);
+    expect(live()).toBe(1);
+    expect((await http(`${base}/${source}?offset=-1`, { headers: A })).status).toBe(410);
+    expect((await put(source, A)).status).toBe(409);
+    const copy = await http(`${base}/${fork}?offset=-1`, { headers: A });
+    expect([copy.status, copy.body]).toEqual([200, 'data']);
+    await cleanup(fork);
+    expect(live()).toBe(0);
+    expect((await http(`${base}/${source}?offset=-1`, { headers: A })).status).toBe(404);
+  });
+
   test('a name another key holds answers 409 and tells nothing of its stream', async () => {
     if (skip()) return;
     const name = unique('taken');

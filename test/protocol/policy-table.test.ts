@@ -275,6 +275,17 @@ describe.each(backends)('every policy on every route (%s)', (backend) => {
           const a = await http(stack.url + r.path, { headers: ALICE });
           expect([r.path, a.status, a.headers['retry-after']]).toEqual([r.path, 429, '5']);
         }
+        if (s.name === 'responses') {
+          // A create that answers with its stream, refused: no response runs on for a client that never
+          // learns its id.
+          const refused = await http(`${stack.url}/v1/responses`, {
+            method: 'POST',
+            headers: { ...json, ...ALICE },
+            body: JSON.stringify({ model: 'm', input: 'x', stream: true, background: true }),
+          });
+          expect(refused.status).toBe(429);
+          expect(stack.registry.liveJobsOf('alice')).toBe(1);
+        }
       },
     );
 

@@ -149,6 +149,14 @@ describeIf(available)('redis backend: dropped connections and bad input', () => 
     a.updateState(onSix, 'completed');
     await a.flush();
     await waitFor(() => seen.values.some((e) => e.jobId === onSix && e.type === 'stateChanged'), 10_000);
+    // This process's own wake stream replaced by a string: it is made again, and reads go on.
+    const wakes = (await admin.keys(`${prefix}*wake:*`)).filter((k) => k.includes('wake:'));
+    expect(wakes.length).toBeGreaterThan(0);
+    for (const w of wakes) await admin.set(w, 'not a stream');
+    const later = a.createJob();
+    a.updateState(later, 'completed');
+    await a.flush();
+    await waitFor(() => seen.values.some((e) => e.jobId === later && e.type === 'stateChanged'), 10_000);
     seen.unsubscribe();
     expect(failing()).toBe(0);
   });
