@@ -1,5 +1,6 @@
 import { NEVER, throwError, type Observable } from 'rxjs';
 import { JobNotFoundError } from './errors.js';
+import type { StreamStore } from './streams.js';
 import type { JobProgress, JobSnapshot, JobState, JobStatus, RegistryEvent, TokenEvent } from './types.js';
 
 /** A job this process holds, as a backend needs it to restore the job in a store that lost it. */
@@ -136,6 +137,11 @@ export interface RegistryBackend {
   progressed?(jobId: string, tokenCount: number): void;
   /** Token counts of live jobs held by other processes. */
   readonly progress$?: Observable<JobProgress>;
+  /**
+   * Where Durable Streams live, for a shared backend that keeps them (so every process serves every
+   * stream); set once `open` ran. Without it, the Durable Streams handler keeps its streams in memory.
+   */
+  readonly streams?: StreamStore | undefined;
   /** Health figures for metrics and readiness: failures so far, writes waiting, the last write's round trip. */
   stats?(): BackendStats;
   /** Sends the writes still pending (with a bounded wait), then releases everything. */

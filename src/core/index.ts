@@ -42,6 +42,15 @@ export { toMillis } from './duration.js';
 export type { DurationInput } from './duration.js';
 export { memoryBackend } from './backend.js';
 export type { RegistryBackend, BackendHost, StoredJob, HeldJob, BackendStats } from './backend.js';
+export type {
+  StreamStore,
+  StoredStream,
+  StoredChunk,
+  StreamInit,
+  StreamAppend,
+  StreamAppendResult,
+  ProducerTuple,
+} from './streams.js';
 export { TokenChannel } from './channel.js';
 export type { ChannelReader } from './channel.js';
 export type { Logger } from './logger.js';

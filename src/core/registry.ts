@@ -2,6 +2,7 @@ import { BehaviorSubject, Observable, Subject, merge, takeUntil } from 'rxjs';
 import type { ObservableInput, Observer, Subscriber, Subscription } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
 import type { BackendStats, RegistryBackend } from './backend.js';
+import type { StreamStore } from './streams.js';
 import { toMillis, type DurationInput } from './duration.js';
 import {
   InvalidArgumentError,
@@ -119,6 +120,14 @@ export class JobRegistry<T = unknown, P = unknown> {
         : progress;
     const own = this.life.events.subject.asObservable();
     this.events$ = this.shared ? merge(own, this.backend.events$.pipe(takeUntil(this.destroy$))) : own;
+  }
+
+  /**
+   * Where the shared backend keeps Durable Streams, when it keeps them (see `job-registry/durable-streams`);
+   * `undefined` in memory.
+   */
+  get streamStore(): StreamStore | undefined {
+    return this.backend.streams;
   }
 
   /** Whether `dispose()` was called. */
@@ -252,9 +261,13 @@ export class JobRegistry<T = unknown, P = unknown> {
     return this.jobs.size;
   }
 
-  /** How many live (not terminal) jobs this process holds for an owner: the count a per-owner quota checks. */
+  /**
+   * How many live (not terminal) jobs this process holds for an owner, plus the open Durable Streams it
+   * made that a shared backend keeps: the count a per-owner quota checks.
+   */
   liveJobsOf(owner: string): number {
-    return this.life.liveByOwner.get(owner) ?? 0;
+    // Durable Streams this process made that the shared backend keeps count too: no process holds them.
+    return (this.life.liveByOwner.get(owner) ?? 0) + (this.backend.streams?.openBy(owner) ?? 0);
   }
 
   /** Executors waiting for a slot (`concurrency`) and running now, in this process. */

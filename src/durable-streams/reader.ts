@@ -3,9 +3,10 @@
  * more (long-poll). Both end on the job's end, whatever the end (a failed or cancelled job is a closed
  * stream to a Durable Streams reader). Imports no `node:` module.
  */
-import type { Subscription } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import { JobCancelledError, JobFailedError } from '../core/errors.js';
 import type { JobRegistry } from '../core/registry.js';
+import type { TokenEvent } from '../core/types.js';
 
 /** Whether an error of `tokens$` is just the job's end (failed or cancelled). */
 export function isJobEnd(e: unknown): boolean {
@@ -68,13 +69,11 @@ export function boundByBytes(tokens: unknown[], maxBytes: number, json: boolean)
 export type WaitResult = 'data' | 'ended' | 'timeout';
 
 /**
- * Waits until the job has a token with seq >= `from`, or ends, or `timeoutMs` passes. `cancel` (kept by
- * the caller to end every wait on shutdown) ends it as a timeout.
+ * Waits until `tokens$` (a stream's chunks from the offset waited at) gives one, or ends, or `timeoutMs`
+ * passes. `waits` (kept by the caller to end every wait on shutdown) ends it as a timeout.
  */
 export function waitFor(
-  registry: JobRegistry<unknown, unknown>,
-  jobId: string,
-  from: number,
+  tokens$: Observable<TokenEvent<unknown>>,
   timeoutMs: number,
   waits: Set<() => void>,
 ): Promise<WaitResult> {
@@ -93,7 +92,7 @@ export function waitFor(
     const cancel = (): void => finish('timeout');
     const timer = setTimeout(cancel, timeoutMs);
     waits.add(cancel);
-    sub = registry.tokens$(jobId, from === 0 ? {} : { after: from - 1 }).subscribe({
+    sub = tokens$.subscribe({
       next: () => finish('data'),
       error: (e: unknown) => finish(isJobEnd(e) ? 'ended' : e instanceof Error ? e : new Error(String(e))),
       complete: () => finish('ended'),

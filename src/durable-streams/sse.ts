@@ -3,8 +3,8 @@
  * event with the offset after it, a keep-alive `control` while idle, and a last `control` with
  * `streamClosed` when the job ends. Imports no `node:` module.
  */
-import type { Subscription } from 'rxjs';
-import type { JobRegistry } from '../core/registry.js';
+import type { Observable, Subscription } from 'rxjs';
+import type { TokenEvent } from '../core/types.js';
 import type { SseSink } from '../protocol/sink.js';
 import { isJobEnd } from './reader.js';
 import { formatOffset, sseFrame, tokensToBytes } from './wire.js';
@@ -13,8 +13,8 @@ import { formatOffset, sseFrame, tokensToBytes } from './wire.js';
 export type SseMode = 'json' | 'text' | 'base64';
 
 export interface SseReaderOptions {
-  registry: JobRegistry<unknown, unknown>;
-  jobId: string;
+  /** The stream's chunks from `from` on, ending with its job. */
+  tokens$: Observable<TokenEvent<unknown>>;
   mode: SseMode;
   /** The chunk count to start after (the request's offset). */
   from: number;
@@ -45,8 +45,7 @@ export class SseReader {
 
   start(): void {
     this.sink.onClose(() => this.close());
-    const { registry, jobId, from } = this.o;
-    this.sub = registry.tokens$(jobId, from === 0 ? {} : { after: from - 1 }).subscribe({
+    this.sub = this.o.tokens$.subscribe({
       next: (ev) => this.chunk(ev.seq, ev.token),
       // A failed or cancelled job is a closed stream; a job removed under the reader ends it without that.
       error: (e: unknown) => (isJobEnd(e) ? this.finish() : this.close()),

@@ -1,7 +1,14 @@
 /**
  * What a Durable Stream keeps beside its job: content type, expiry, writer sequence and idempotent
- * producers. Held in this process (a `Map` by stream name); see the README's Redis note.
+ * producers. In memory, held in this process (local.ts); on a shared backend, kept by the backend
+ * (stored.ts), so every process serves every stream.
  */
+import type { Observable } from 'rxjs';
+import type { StoredStream } from '../core/streams.js';
+import type { JobSnapshot, TokenEvent } from '../core/types.js';
+import type { Caller } from '../protocol/access.js';
+import type { HttpRequest, Reply } from '../protocol/protocol.js';
+import type { AppendAsk, CreateAsk } from './parse.js';
 
 /** A producer's place in one stream (Protocol 5.2.1): its epoch and the last seq it had accepted. */
 export interface ProducerState {
@@ -32,8 +39,23 @@ export interface StreamMeta {
   closedBy?: { id: string; epoch: number; seq: number };
   /** Chunk counts where each append began (JSON mode): a fork's sub-offset counts within one append. */
   batchStarts: number[];
-  /** What it was forked from, as given at create (compared by an idempotent re-create). */
-  fork?: { source: StreamMeta; offset?: string; subOffset: number };
+  /**
+   * What it was forked from, as given at create (compared by an idempotent re-create). A stored fork
+   * keeps only its own chunks: those below `base` are read from its source's job.
+   */
+  fork?: {
+    sourceName: string;
+    /** The source itself (in memory). */
+    source?: StreamMeta;
+    offset?: string;
+    subOffset: number;
+    sourceJob: string;
+    base: number;
+    /** Where its inherited chunks are (stored forks; see `StoredStream`). */
+    segments: Array<[jobId: string, end: number]>;
+  };
+  /** What the backend keeps of it, when a shared backend keeps it. */
+  stored?: StoredStream;
   /** Live forks made from it: deleting it while some are left only hides it (410) until they go. */
   forks: number;
   /** Deleted while forks were left: answers 410, and its name cannot be reused (409) until they go. */
@@ -42,11 +64,10 @@ export interface StreamMeta {
 
 /** The append a chunk count falls in: its first count and its length (JSON mode), or `undefined`. */
 export function batchAt(
-  meta: StreamMeta,
+  starts: number[],
   count: number,
   total: number,
 ): { start: number; size: number } | undefined {
-  const starts = meta.batchStarts;
   let lo = 0;
   let hi = starts.length - 1;
   while (lo <= hi) {
@@ -87,4 +108,40 @@ export function isExpired(meta: StreamMeta, now: number): boolean {
     if (!Number.isFinite(at) || now >= at) return true;
   }
   return meta.ttlSeconds !== undefined && now >= meta.touchedAt + meta.ttlSeconds * 1000;
+}
+
+/** A stream and its job now. */
+export interface Found {
+  meta: StreamMeta;
+  snap: JobSnapshot;
+}
+
+/** A create, with its body read and its fork source found (when it forks). */
+export interface CreateCall<Raw> {
+  req: HttpRequest<Raw>;
+  name: string;
+  ask: CreateAsk;
+  body: Uint8Array;
+  caller: Caller;
+  /** The stream it forks, found and readable by the caller. */
+  source?: Found;
+}
+
+/**
+ * Where the streams live: this process (local.ts) or the shared backend (stored.ts). The protocol
+ * checks the request and the caller; this keeps and changes the streams.
+ */
+export interface StreamKeeper<Raw> {
+  lookup(name: string): Promise<Found | undefined>;
+  create(call: CreateCall<Raw>): Promise<Reply>;
+  append(found: Found, ask: AppendAsk, body: Uint8Array, name: string): Promise<Reply>;
+  /** DELETE of a stream made through PUT. */
+  remove(found: Found): Promise<void>;
+  /** A read touched it: its TTL slides, its idle time restarts. */
+  touch(meta: StreamMeta): void;
+  /** Its chunks with seq in `[from, upto)`, at most `max`. */
+  range(meta: StreamMeta, from: number, upto: number, max: number): Promise<unknown[]>;
+  /** Its chunks from seq `from` on, live, ending with the job (a fork's inherited ones first). */
+  tokens$(meta: StreamMeta, from: number): Observable<TokenEvent<unknown>>;
+  close(): void;
 }

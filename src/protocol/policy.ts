@@ -183,7 +183,10 @@ export class Policy<Raw> {
     return this.drained;
   }
 
-  /** `429 CAPACITY` when the caller already holds `maxJobsPerPrincipal` live jobs (streams included). */
+  /**
+   * `429 CAPACITY` when the caller already holds `maxJobsPerPrincipal` live jobs (streams included, those a
+   * shared backend keeps too: see `liveJobsOf`).
+   */
   checkQuota(registry: JobRegistry<unknown, unknown>, caller: Caller): void {
     const owner = caller.principal?.id;
     const max = this.settings.maxJobsPerPrincipal;

@@ -24,6 +24,7 @@ import { SharedProgress } from './progress.js';
 import { ForeignEntries, Outages } from './outage.js';
 import { remoteTokens, type ReaderContext } from './reader.js';
 import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
+import { RedisStreamStore } from './streams.js';
 import { Tailer } from './tailer.js';
 import { Seen, Watchers } from './watchers.js';
 import { Writer, type Ttls } from './writer.js';
@@ -79,6 +80,8 @@ class RedisBackend implements RegistryBackend {
   private holds: ReaderHolds | undefined;
   private readonly counts: SharedProgress;
   readonly progress$: Observable<JobProgress>;
+  /** Durable Streams kept in Redis (see streams.ts), once a registry opened the backend. */
+  streams: RedisStreamStore | undefined;
 
   constructor(options: RedisBackendOptions) {
     this.o = resolveOptions(options);
@@ -153,6 +156,16 @@ class RedisBackend implements RegistryBackend {
       () => this.closed,
       (id) => this.unstored.get(id)?.request ?? '',
     );
+    this.streams = new RedisStreamStore({
+      conn: this.conn,
+      keys: this.keys,
+      origin: `${this.owner}/streams`,
+      eventsMaxLen: this.o.eventsMaxLen,
+      shardTtl: ttls.shard,
+      retentionMs: retention,
+      findJob: (id) => this.findJob(id),
+      events: this.stream,
+    });
     this.leases = new Leases({
       conn: this.conn,
       keys: this.keys,
@@ -460,6 +473,7 @@ class RedisBackend implements RegistryBackend {
     // Let a start still in flight finish (or fail) first, so it cannot arm timers after the close.
     const starting = this.started;
     this.closed = true;
+    this.streams?.dispose();
     this.leases?.close();
     this.holds?.close();
     this.counts.close();
