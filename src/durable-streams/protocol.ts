@@ -64,7 +64,7 @@ export function createDurableStreamsProtocol<Raw>(
 ): Protocol<Raw> {
   checkRegistry(registry, 'createDurableStreamsProtocol');
   const o = resolveDurableStreamsOptions(options);
-  const policy = new Policy<Raw>(o, options, 'durable streams ', {
+  const policy = new Policy<Raw>(registry, o, options, 'durable streams ', {
     allowHeaders: ALLOW_HEADERS,
     exposeHeaders: EXPOSE_HEADERS,
   });

@@ -24,18 +24,35 @@ export interface Ticket {
   principal: string | undefined;
 }
 
+/** Open readers of every handler of one registry (SSE, long-poll, Responses and chat streams), by job and principal. */
+export class ReaderCounts {
+  admitted = 0;
+  readonly perJob = new Map<string, number>();
+  readonly perPrincipal = new Map<string, number>();
+}
+
+const SHARED = new WeakMap<object, ReaderCounts>();
+
+/** The reader counts every handler over `registry` shares: one handler's limits bound them all. */
+export function readerCountsOf(registry: object): ReaderCounts {
+  let counts = SHARED.get(registry);
+  if (counts === undefined) SHARED.set(registry, (counts = new ReaderCounts()));
+  return counts;
+}
+
 /**
- * The open SSE streams of one handler: their counts against the limits (whole handler, per job, per
- * principal), and one heartbeat timer for all of them, running only while some are open.
+ * The open SSE streams of one handler, counted with those of every other handler over the same registry
+ * against this handler's limits (in all, per job, per principal), and one heartbeat timer for this
+ * handler's, running only while some are open.
  */
 export class StreamTracker {
   private readonly open = new Set<Closable>();
-  private readonly perJob = new Map<string, number>();
-  private readonly perPrincipal = new Map<string, number>();
   private heartbeat: ReturnType<typeof setInterval> | undefined;
-  private admitted = 0;
 
-  constructor(private readonly limits: StreamLimits) {}
+  constructor(
+    private readonly limits: StreamLimits,
+    private readonly counts: ReaderCounts = new ReaderCounts(),
+  ) {}
 
   get size(): number {
     return this.open.size;
@@ -44,25 +61,25 @@ export class StreamTracker {
   /** Counts a new stream in, or throws `429 CAPACITY` when a limit is reached. */
   admit(jobId: string | undefined, principal: string | undefined): Ticket {
     const l = this.limits;
-    if (this.admitted >= l.maxConnections) throw this.full('open streams (maxConnections)', l.maxConnections);
-    if (jobId !== undefined && (this.perJob.get(jobId) ?? 0) >= l.maxStreamsPerJob)
+    const c = this.counts;
+    if (c.admitted >= l.maxConnections) throw this.full('open streams (maxConnections)', l.maxConnections);
+    if (jobId !== undefined && (c.perJob.get(jobId) ?? 0) >= l.maxStreamsPerJob)
       throw this.full('streams of this job (maxStreamsPerJob)', l.maxStreamsPerJob);
-    if (principal !== undefined && (this.perPrincipal.get(principal) ?? 0) >= l.maxStreamsPerPrincipal)
+    if (principal !== undefined && (c.perPrincipal.get(principal) ?? 0) >= l.maxStreamsPerPrincipal)
       throw this.full('streams of this principal (maxStreamsPerPrincipal)', l.maxStreamsPerPrincipal);
-    this.admitted++;
-    // Counted only where a limit needs them: an unlimited count costs nothing per stream.
-    const job = l.maxStreamsPerJob === Infinity ? undefined : jobId;
-    const who = l.maxStreamsPerPrincipal === Infinity ? undefined : principal;
-    if (job !== undefined) bump(this.perJob, job, 1);
-    if (who !== undefined) bump(this.perPrincipal, who, 1);
-    return job === undefined && who === undefined ? NO_COUNTS : { jobId: job, principal: who };
+    c.admitted++;
+    // Every handler's readers are counted, whatever this one's limits: another handler's may need them.
+    if (jobId !== undefined) bump(c.perJob, jobId, 1);
+    if (principal !== undefined) bump(c.perPrincipal, principal, 1);
+    return jobId === undefined && principal === undefined ? NO_COUNTS : { jobId, principal };
   }
 
   /** Gives a ticket's place back. Call once. */
   release(ticket: Ticket): void {
-    this.admitted--;
-    if (ticket.jobId !== undefined) bump(this.perJob, ticket.jobId, -1);
-    if (ticket.principal !== undefined) bump(this.perPrincipal, ticket.principal, -1);
+    const c = this.counts;
+    c.admitted--;
+    if (ticket.jobId !== undefined) bump(c.perJob, ticket.jobId, -1);
+    if (ticket.principal !== undefined) bump(c.perPrincipal, ticket.principal, -1);
   }
 
   /** A stream now open: it gets heartbeats until `untrack`. */

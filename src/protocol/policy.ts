@@ -8,7 +8,7 @@ import { RegistryDisposedError, messageOf } from '../core/errors.js';
 import type { JobRegistry } from '../core/registry.js';
 import type { JobSnapshot } from '../core/types.js';
 import { Access, type AccessOptions, type Caller, type JobAction, type JobRef } from './access.js';
-import { StreamTracker, type Ticket } from './connections.js';
+import { readerCountsOf, StreamTracker, type Ticket } from './connections.js';
 import { corsHeaders, preflightHeaders } from './cors.js';
 import type { BodyLimits } from './json.js';
 import type { PolicySettings } from './options.js';
@@ -45,14 +45,19 @@ export class Policy<Raw> {
   readonly body: BodyLimits;
   private drained = false;
 
+  /**
+   * @param registry - the registry served: open readers are counted across every handler over it, each
+   * handler's limits bounding them all.
+   */
   constructor(
+    registry: object,
     readonly settings: PolicySettings,
     options: AccessOptions<Raw>,
     private readonly name: string,
     private readonly extras: ProtocolTraits = {},
   ) {
     this.access = new Access<Raw>(options);
-    this.tracker = new StreamTracker(settings);
+    this.tracker = new StreamTracker(settings, readerCountsOf(registry));
     this.body = { maxBytes: settings.maxBodyBytes, timeoutMs: settings.bodyTimeoutMs };
   }
 

@@ -125,7 +125,7 @@ export function createProtocol<T, P, Raw>(
   checkRegistry(registry, 'createJobHandler');
   const o: HandlerSettings<T, P> = resolveHandlerOptions(options, ['notFound']);
   const { base, execute } = o;
-  const policy = new Policy<Raw>(o, options, '');
+  const policy = new Policy<Raw>(registry, o, options, '');
   const { access, tracker } = policy;
   const anyRegistry = registry as JobRegistry<unknown, unknown>;
   // One options object for every token stream of this handler: a stream holds only its own state.

@@ -95,7 +95,7 @@ export function createResponsesProtocol<T, P, Raw>(
   ]);
   const base = o.base;
   // OpenAI's error shape: { error: { message, type, code } }.
-  const policy = new Policy<Raw>(o, options, '', {
+  const policy = new Policy<Raw>(registry, o, options, '', {
     errorBody: (err) => ({
       error: {
         message: err.message,

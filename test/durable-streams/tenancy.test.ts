@@ -221,6 +221,44 @@ describe.each(backends)('Durable Streams under the policy (%s)', (backend) => {
     await cleanup(name);
   });
 
+  test('readers of every surface count together against one stream limit', async () => {
+    if (skip()) return;
+    const name = unique('across');
+    expect((await put(name, A)).status).toBe(201);
+    const made = await http(`${server.url}/v1/inference`, {
+      method: 'POST',
+      headers: { ...A, 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'one two three', delay_ms: 200 }),
+    });
+    expect(made.status).toBe(202);
+    const job = JSON.parse(made.body) as { job_id: string; sse_url: string };
+    const dualCall = await openResponse(`${server.url}${job.sse_url}`, { headers: A });
+    open.push(dualCall);
+    const stream = await openResponse(`${base}/${name}?offset=-1&live=sse`, { headers: A });
+    open.push(stream);
+    expect([dualCall.status, stream.status]).toEqual([200, 200]);
+    // The limit is 2 for this key: a third reader on any surface is refused.
+    const responses = await http(`${server.url}/v1/responses/resp_${job.job_id}?stream=true`, { headers: A });
+    expect(responses.status).toBe(429);
+    expect((await http(`${base}/${name}?offset=-1&live=sse`, { headers: A })).status).toBe(429);
+    // B's readers are B's.
+    const other = unique('across-b');
+    expect((await put(other, B)).status).toBe(201);
+    const b = await openResponse(`${base}/${other}?offset=-1&live=sse`, { headers: B });
+    open.push(b);
+    expect(b.status).toBe(200);
+    b.close();
+    dualCall.close();
+    await waitFor(async () => {
+      const r = await openResponse(`${base}/${name}?offset=-1&live=sse`, { headers: A });
+      open.push(r);
+      return r.status === 200;
+    });
+    await cleanup(name);
+    await del(other, B);
+    await http(`${server.url}/v1/inference/${job.job_id}`, { method: 'DELETE', headers: A });
+  });
+
   test('bodies, streams and reads are bounded: 413 past 1 MiB a body or the stream bound', async () => {
     if (skip()) return;
     const name = unique('big');
