@@ -36,7 +36,10 @@ export interface JobKeysContext {
 export class JobKeys {
   constructor(private readonly c: JobKeysContext) {}
 
-  /** An id from `draw` in the key's shard: about as many draws as there are shards. */
+  /**
+   * An id from `draw` in the key's shard: as many draws as there are shards on average (8 by default,
+   * at most 1024: well under a millisecond).
+   */
   idFor(key: string, draw: () => string): string {
     const shard = this.c.keys.shardOf(key);
     for (;;) {
@@ -78,6 +81,7 @@ export class JobKeys {
   private replace(holder: string, by: string): void {
     if (this.c.host.holds(holder)) return void this.c.host.end(holder, 'cancelled', REPLACED_BY_KEY);
     this.c.cancel(holder, REPLACED_BY_KEY).catch((e: unknown) => {
+      // Cut short by close(): the holder's owner, or the reaper, ends it.
       if (this.c.closed()) return;
       this.c.log.warn(
         `job-registry: job '${holder}', replaced by '${by}' as the live job of its key, could not be cancelled: ${messageOf(e)}`,

@@ -261,6 +261,53 @@ export function keyedContract(name: string, store: () => KeyedStore): void {
       }
     }, 60_000);
 
+    test("a live job's owner keeps pushing its key record's expiry out, as its job's keys'", async () => {
+      const [a] = await pair();
+      const key = freshKey();
+      const record = store().keys.keyRecord(key);
+      const id = a.createJob({ key });
+      await a.claimed(id);
+      await store().admin.pexpire(record, 30_000);
+      await waitFor(
+        async () => (await store().admin.pttl(record)) > 40_000,
+        store().leaseMs * 8,
+        'the expiry pushed out',
+      );
+      expect(await store().admin.get(record)).toBe(id);
+    }, 30_000);
+
+    test('a key record naming a missing or ended job counts as free; one that is not ours is skipped, logged once', async () => {
+      const log = recorder();
+      const [a, b] = await pair({}, log);
+      const key = freshKey();
+      const record = store().keys.keyRecord(key);
+      // A job that vanished without an end (its hash expired before the record).
+      await store().admin.set(record, 'job-vanished', 'PX', 60_000);
+      expect(await b.activeJob(key)).toBeUndefined();
+      const first = a.createJob({ key });
+      await a.claimed(first);
+      a.updateState(first, 'completed');
+      await a.flush();
+      // A record left naming the job after its end (written back by hand here).
+      await store().admin.set(record, first, 'PX', 60_000);
+      expect(await b.activeJob(key)).toBeUndefined();
+      const second = b.createJob({ key });
+      await b.claimed(second);
+      expect((await a.activeJob(key))?.id).toBe(second);
+      b.updateState(second, 'cancelled');
+      await b.flush();
+      expect(log.lines).toEqual([]);
+      // Not a record this backend wrote: read as no live job, logged once with its key; a create replaces it.
+      await store().admin.del(record);
+      await store().admin.hset(record, 'x', '1');
+      expect(await a.activeJob(key)).toBeUndefined();
+      expect(await a.activeJob(key)).toBeUndefined();
+      expect(log.lines.filter((l) => l.includes(record))).toHaveLength(1);
+      const third = a.createJob({ key });
+      await a.claimed(third);
+      expect((await b.activeJob(key))?.id).toBe(third);
+    });
+
     test('a job without a key is unchanged: no key in its snapshot or events, no key field in Redis', async () => {
       const [a, b] = await pair();
       const seen = collect(b.events$);
