@@ -21,7 +21,7 @@ import { shardIndex, shardTags, slotOf } from './slot.js';
  *   <prefix>epoch                   string: when this prefix's data was first written (data loss shows)
  *
  * A key record lives in its key's shard (`shardIndex` of the key), and a keyed job's id is drawn again
- * until it falls in that shard too (a few uuids on average: one per shard; ids stay opaque). So the
+ * until it falls in that shard too (as many uuids as there are shards, on average; ids stay opaque). So the
  * script that creates a job claims its key atomically, in one slot, also on a Redis Cluster, and every
  * script that ends a job frees its key: the record's name is the job hash's base and the hash's `key`.
  *
