@@ -13,6 +13,8 @@ export interface HeldJob {
   errorPrivate?: true;
   /** The principal that created the job, when there is one. */
   owner?: string;
+  /** The key it was created under, when it has one. */
+  key?: string;
   /** When the job was created (ms since the epoch). */
   createdAt: number;
   /** How many tokens the job has had so far. */
@@ -27,10 +29,14 @@ export interface BackendHost {
   readonly retentionMs: number;
   /** How much longer than retention a terminal job is kept while a paused reader catches up (ms). */
   readonly graceMs: number;
+  /** What a create does while another job of its key is live (`keyConflict`). */
+  readonly keyConflict: 'refuse' | 'replace';
   /** Whether this process holds the job (its events are then published by the registry itself). */
   holds(jobId: string): boolean;
   /** Ids of the jobs this process holds that are not terminal. */
   liveJobs(): string[];
+  /** The keys of the live jobs this process holds. */
+  liveKeys(): string[];
   /** A job this process holds, or `undefined`. */
   describe(jobId: string): HeldJob | undefined;
   /**
@@ -49,6 +55,12 @@ export interface BackendHost {
    * the store refused). Returns false when the job is unknown here or already terminal.
    */
   end(jobId: string, state: 'cancelled' | 'failed', error: string): boolean;
+  /**
+   * The store refused the key of a job created here: another live job (`holder`) had it first. The job
+   * ends `cancelled` with `error` here too, without writing back (the store has that end), and
+   * `claimed(jobId)` rejects with `JobBusyError`.
+   */
+  keyRefused(jobId: string, holder: string, error: string): void;
 }
 
 /** What a shared backend reports of its health. */
@@ -71,6 +83,8 @@ export interface StoredJob {
   createdAt: number;
   /** The principal that created it, when there is one. */
   owner?: string;
+  /** The key it was created under, when it has one: the store decides which create of a key wins. */
+  key?: string;
 }
 
 /**
@@ -87,7 +101,12 @@ export interface RegistryBackend {
   open(host: BackendHost): void;
   /** Resolves once the backend can serve; rejects with a clear error when its store cannot be reached. */
   ready(): Promise<void>;
-  /** Records a new job. May throw `BackendError` (refused: the store is unreachable and writes pile up); nothing is then created. */
+  /**
+   * Records a new job. May throw `BackendError` (refused: the store is unreachable and writes pile up);
+   * nothing is then created. A keyed job's create claims its key in the store: while another process's
+   * job of the key is live, the host's `keyConflict` says what happens (`keyRefused`, or that job is
+   * cancelled).
+   */
   jobCreated(job: StoredJob): void;
   /** Records a token. May throw `BackendError` like `jobCreated`; the token is then not appended. */
   tokenAppended(jobId: string, seq: number, token: unknown): void;
@@ -106,8 +125,20 @@ export interface RegistryBackend {
     /** The error came from a producer and was not marked public: transports show `job failed`. */
     errorPrivate?: boolean,
   ): void | Promise<void>;
-  /** Records that this process removed a job (`removeJob`, or its retention ran out). */
-  jobRemoved(jobId: string): void;
+  /** Records that this process removed a job (`removeJob`, or its retention ran out); `key` is the job's key, when it has one. */
+  jobRemoved(jobId: string, key?: string): void;
+  /**
+   * An id for a new job of `key`, drawn with `draw` (the registry's `idPrefix` + a uuid v4) as often as
+   * the store needs (Redis: until the id falls in the key's shard, so a job and its key are written
+   * together). Optional: without it, the first draw.
+   */
+  idForKey?(key: string, draw: () => string): string;
+  /**
+   * The id of the job the store names as the live job of `key`, or `undefined` (the registry checks that
+   * job is live). A shared backend without it does not keep keys across processes, and the registry
+   * refuses keyed jobs on it.
+   */
+  jobOfKey?(key: string): Promise<string | undefined>;
   /**
    * Keeps a job held elsewhere from expiring while a paused reader here still has to catch up on it
    * (bounded by the host's `graceMs`). Returns the release. Optional: without it, retention is not held.

@@ -15,6 +15,9 @@ import type { Executor, JobState, RegistryEvent, TokenEvent } from './types.js';
 /** How often a terminal job past its retention checks whether its held readers are done. */
 const HOLD_RECHECK_MS = 1000;
 
+/** Why a live job of a key ends when a newer job of its key replaces it (`keyConflict: 'replace'`). */
+export const REPLACED_BY_KEY = 'replaced by a newer job of its key';
+
 /** The registry's event stream: publishes in order, also when a subscriber acts from its callback. */
 export class EventQueue extends Serial<RegistryEvent> {
   readonly subject = new Subject<RegistryEvent>();
@@ -39,6 +42,8 @@ export class Lifecycle<T, P> {
   readonly liveByOwner = new Map<string, number>();
   /** The live job of each key. */
   readonly liveByKey = new Map<string, Job<T, P>>();
+  /** Jobs created here whose key the shared store gave to another live job: that job's id. */
+  readonly refusedKeys = new Map<string, string>();
   readonly progress: ProgressFeed<Job<T, P>>;
   /** Running totals since the start, for metrics. */
   readonly totals = { created: 0, tokens: 0, completed: 0, failed: 0, cancelled: 0 };
@@ -124,6 +129,7 @@ export class Lifecycle<T, P> {
     this.jobs.clear();
     this.liveByOwner.clear();
     this.liveByKey.clear();
+    this.refusedKeys.clear();
     this.progress.close();
     this.events.subject.complete();
   }
@@ -134,22 +140,37 @@ export class Lifecycle<T, P> {
     this.timers.stopAll(job);
     job.payload = undefined;
     this.jobs.delete(job.id);
-    if (this.shared) this.backend.jobRemoved(job.id);
+    if (job.key !== undefined) this.refusedKeys.delete(job.id);
+    if (this.shared) this.backend.jobRemoved(job.id, job.key);
     if (this.events.subject.observed)
       this.events.publish({ type: 'removed', jobId: job.id, at: utc(this.settings.clock.now()) });
   }
 
   host(): BackendHost {
+    const adoptEnd: BackendHost['adoptEnd'] = (jobId, state, error, errorPrivate) => {
+      const job = this.jobs.get(jobId);
+      if (job === undefined || job.state === state) return;
+      const reason = endReason(state, error);
+      if (!isTerminal(job.state)) this.transition(job, state, reason, errorPrivate === true, false);
+      else {
+        // Readers here already saw this process's end; the record now says what every process says.
+        job.state = state;
+        job.error = reason;
+        job.errorPrivate = errorPrivate === true;
+      }
+    };
     return {
       replayLimit: this.settings.replayLimit,
       retentionMs: this.settings.retentionMs,
       graceMs: this.settings.graceMs,
+      keyConflict: this.settings.keyConflict,
       holds: (jobId) => this.jobs.has(jobId),
       liveJobs: () => {
         const ids: string[] = [];
         for (const job of this.jobs.values()) if (!isTerminal(job.state)) ids.push(job.id);
         return ids;
       },
+      liveKeys: () => [...this.liveByKey.keys()],
       describe: (jobId) => {
         const job = this.jobs.get(jobId);
         if (job === undefined) return undefined;
@@ -157,19 +178,14 @@ export class Lifecycle<T, P> {
         if (job.error !== undefined) held.error = job.error;
         if (job.errorPrivate) held.errorPrivate = true;
         if (job.owner !== undefined) held.owner = job.owner;
+        if (job.key !== undefined) held.key = job.key;
         return held;
       },
-      adoptEnd: (jobId, state, error, errorPrivate) => {
-        const job = this.jobs.get(jobId);
-        if (job === undefined || job.state === state) return;
-        const reason = endReason(state, error);
-        if (!isTerminal(job.state)) this.transition(job, state, reason, errorPrivate === true, false);
-        else {
-          // Readers here already saw this process's end; the record now says what every process says.
-          job.state = state;
-          job.error = reason;
-          job.errorPrivate = errorPrivate === true;
-        }
+      adoptEnd,
+      keyRefused: (jobId, holder, error) => {
+        if (!this.jobs.has(jobId)) return;
+        this.refusedKeys.set(jobId, holder);
+        adoptEnd(jobId, 'cancelled', error);
       },
       end: (jobId, state, error) => {
         const job = this.jobs.get(jobId);

@@ -19,10 +19,13 @@ export interface CreateJobInit<P> {
    */
   owner?: string;
   /**
-   * A key (a chat id, say; 1-256 characters): at most one live job has it at a time, and
-   * `activeJob(key)` finds it. A second live job of the same key is refused with `JobBusyError` or
-   * replaces the first, as the registry's `keyConflict` says. In memory only for now: a shared backend
-   * refuses keyed jobs with `InvalidArgumentError`.
+   * A key (a chat id, say; 1-256 characters): at most one live job has it at a time, across every
+   * process of a shared backend, and `activeJob(key)` finds it. A second live job of the same key is
+   * refused with `JobBusyError` or replaces the first, as the registry's `keyConflict` says. In this
+   * process `createJob` decides at once. On a shared backend (Redis) the store decides between
+   * processes: a create that loses there ends `cancelled` (its error names the key) once the create
+   * reaches the store; `await registry.claimed(id)` tells (it rejects with `JobBusyError`), as do
+   * `await registry.flush()` then `getJob(id)` or `activeJob(key)`.
    * @defaultValue none
    */
   key?: string;
@@ -107,7 +110,10 @@ export interface JobRegistryOptions {
   /**
    * What `createJob({ key })` does while another job of that key is live: `'refuse'` throws
    * `JobBusyError` (HTTP `409`); `'replace'` cancels the live one ("replaced by a newer job of its key")
-   * and creates the new one.
+   * and creates the new one. With a shared backend the live job may be another process's: a refused
+   * create ends `cancelled` and `claimed(id)` rejects with `JobBusyError`; a replaced job is cancelled
+   * where it runs (its executor's signal aborts there). Every process sharing a store should use the
+   * same value.
    * @defaultValue `'refuse'`
    */
   keyConflict?: 'refuse' | 'replace';

@@ -1,7 +1,7 @@
 import { BehaviorSubject, Observable, Subject, merge, takeUntil } from 'rxjs';
 import type { ObservableInput, Observer, Subscriber, Subscription } from 'rxjs';
 import { v4 as uuidv4 } from 'uuid';
-import type { BackendStats, RegistryBackend } from './backend.js';
+import type { BackendStats, RegistryBackend, StoredJob } from './backend.js';
 import type { StreamStore } from './streams.js';
 import { toMillis, type DurationInput } from './duration.js';
 import {
@@ -16,7 +16,7 @@ import {
 } from './errors.js';
 import { isValidJobId } from './ids.js';
 import { Job } from './job.js';
-import { Lifecycle, aheadError, endReason } from './lifecycle.js';
+import { Lifecycle, REPLACED_BY_KEY, aheadError, endReason } from './lifecycle.js';
 import {
   resolveOptions,
   type CreateJobInit,
@@ -150,7 +150,13 @@ export class JobRegistry<T = unknown, P = unknown> {
   /**
    * Creates a job in state `queued` and returns its id (`idPrefix` + uuid v4). Emits `created`.
    *
-   * @throws InvalidArgumentError for a malformed `init`; CapacityError when `maxJobs` is reached.
+   * A keyed job (`init.key`) is refused at once with `JobBusyError` while this process holds a live job
+   * of its key (`keyConflict: 'refuse'`). With a shared backend the store decides between processes: a
+   * create that loses there ends `cancelled` (its error names the key) once the create reaches the store;
+   * `await registry.claimed(id)` tells (it rejects with `JobBusyError`).
+   *
+   * @throws InvalidArgumentError for a malformed `init`; CapacityError when `maxJobs` is reached;
+   * JobBusyError for a key this process holds a live job of (`keyConflict: 'refuse'`).
    */
   createJob(init?: CreateJobInit<P>): string {
     if (this.disposed) throw new RegistryDisposedError('createJob');
@@ -173,9 +179,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (holder !== undefined && this.settings.keyConflict === 'refuse')
       throw new JobBusyError(holder.id, key);
     if (this.jobs.size >= this.settings.maxJobs) this.life.makeRoom();
-    const id = this.settings.prefix + uuidv4();
-    // Flatten the concatenated id now: a cons-string costs several times the flat one for the job's life.
-    id.charCodeAt(0);
+    const id = key === undefined ? this.newId() : this.keyedId(key);
     const now = this.settings.clock.now();
     const job = new Job<T, P>(id, this.settings.replayLimit, now);
     if (init !== undefined && init.payload !== undefined) {
@@ -183,8 +187,12 @@ export class JobRegistry<T = unknown, P = unknown> {
       job.hasPayload = true;
     }
     // The backend write goes first: when it refuses (BackendError), no half-created job is left here.
-    if (this.shared)
-      this.backend.jobCreated(owner === undefined ? { id, createdAt: now } : { id, createdAt: now, owner });
+    if (this.shared) {
+      const stored: StoredJob = { id, createdAt: now };
+      if (owner !== undefined) stored.owner = owner;
+      if (key !== undefined) stored.key = key;
+      this.backend.jobCreated(stored);
+    }
     this.jobs.set(id, job);
     this.life.totals.created++;
     if (owner !== undefined) {
@@ -205,12 +213,51 @@ export class JobRegistry<T = unknown, P = unknown> {
       this.life.events.publish(ev);
     }
     if (holder !== undefined && !isTerminal(holder.state))
-      this.life.transition(holder, 'cancelled', 'replaced by a newer job of its key');
+      this.life.transition(holder, 'cancelled', REPLACED_BY_KEY);
     return id;
   }
 
+  private newId(): string {
+    const id = this.settings.prefix + uuidv4();
+    // Flatten the concatenated id now: a cons-string costs several times the flat one for the job's life.
+    id.charCodeAt(0);
+    return id;
+  }
+
+  /** An id for a job of `key`: one the backend can keep beside the key (see `idForKey`). */
+  private keyedId(key: string): string {
+    const idForKey = this.backend.idForKey;
+    return this.shared && idForKey !== undefined
+      ? idForKey.call(this.backend, key, () => this.newId())
+      : this.newId();
+  }
+
   /**
-   * The live job of a key (see `createJob({ key })`), or `undefined` when none is live.
+   * Resolves once the store gave job `id`, created here, its key (see `createJob({ key })`); rejects with
+   * `JobBusyError` (the live job's id and the key) when another process's live job of the key came first
+   * and this job ended `cancelled`. In memory, and for a job without a key, resolves at once: there
+   * `createJob` decides. A route answers `409` from it as from `createJob`.
+   *
+   * @throws (rejects) JobNotFoundError for a job this process does not hold; BackendError when the create
+   * did not reach the store.
+   * @example
+   * const id = registry.createJob({ key: chatId, payload });
+   * await registry.claimed(id); // JobBusyError: another process answers this chat
+   */
+  async claimed(id: string): Promise<void> {
+    const job = this.require(id, 'claimed');
+    const key = job.key;
+    if (key === undefined || !this.shared) return;
+    await this.backend.flush();
+    const holder = this.life.refusedKeys.get(id);
+    if (holder !== undefined) throw new JobBusyError(holder, key);
+  }
+
+  /**
+   * The live job of a key (see `createJob({ key })`), or `undefined` when none is live. With a shared
+   * backend: this process's live job of the key, else the one the store names, held by any process.
+   *
+   * @throws (rejects) InvalidArgumentError for a malformed key; BackendError when the store fails.
    *
    * @example
    * const answer = await registry.activeJob(chatId);
@@ -219,15 +266,19 @@ export class JobRegistry<T = unknown, P = unknown> {
   async activeJob(key: string): Promise<JobSnapshot | undefined> {
     if (this.disposed) throw new RegistryDisposedError('activeJob');
     this.checkKey(key);
-    return this.life.liveByKey.get(key)?.snapshot();
+    const local = this.life.liveByKey.get(key);
+    if (local !== undefined || !this.shared) return local?.snapshot();
+    const id = await this.backend.jobOfKey!(key);
+    const snap = id === undefined ? undefined : await this.findJob(id);
+    return snap !== undefined && !isTerminal(snap.state) ? snap : undefined;
   }
 
   private checkKey(key: unknown): void {
     if (!(typeof key === 'string' && key.length > 0 && key.length <= 256))
       throw new InvalidArgumentError('a job key must be a string of 1 to 256 characters');
-    if (this.shared)
+    if (this.shared && this.backend.jobOfKey === undefined)
       throw new InvalidArgumentError(
-        `job keys are kept in memory only for now: the ${this.backend.name} backend does not keep them across processes`,
+        `the ${this.backend.name} backend does not keep job keys across processes (it has no jobOfKey)`,
       );
   }
 

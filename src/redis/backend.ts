@@ -14,6 +14,7 @@ import type {
 } from '../core/types.js';
 import { decodeEvent, isEnd, type StreamEvent } from './codec.js';
 import { Connection } from './connection.js';
+import { JobKeys } from './job-keys.js';
 import { Keys } from './keys.js';
 import { Leases } from './leases.js';
 import { Repair } from './repair.js';
@@ -21,7 +22,7 @@ import { firstKept, indexedIds, readSnapshots } from './lookups.js';
 import { resolveOptions, type RedisBackendOptions, type ResolvedOptions } from './options.js';
 import { ReaderHolds } from './holds.js';
 import { SharedProgress } from './progress.js';
-import { ForeignEntries, Outages } from './outage.js';
+import { ForeignEntries, Outages, closeWithin } from './outage.js';
 import { remoteTokens, type ReaderContext } from './reader.js';
 import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
 import { RedisStreamStore } from './streams.js';
@@ -63,6 +64,7 @@ class RedisBackend implements RegistryBackend {
   private readonly tailerOf: Tailer[] = [];
   private leases: Leases | undefined;
   private repair!: Repair;
+  private jobKeys!: JobKeys;
   private host: BackendHost | undefined;
   private started: Promise<void> | undefined;
   private closed = false;
@@ -144,8 +146,19 @@ class RedisBackend implements RegistryBackend {
               if (pending !== undefined) pending.lost = why;
             }
         },
+        claimAnswered: (id, key, reply) => this.jobKeys.answered(id, key, reply),
       },
     );
+    this.jobKeys = new JobKeys({
+      conn: this.conn,
+      keys: this.keys,
+      writer: this.writer,
+      host,
+      log: this.o.log,
+      foreign: this.foreign,
+      closed: () => this.closed,
+      cancel: (id, reason) => this.cancel(id, reason),
+    });
     this.repair = new Repair(
       this.conn,
       this.keys,
@@ -223,7 +236,16 @@ class RedisBackend implements RegistryBackend {
   // ---- writes ----
 
   jobCreated(job: StoredJob): void {
-    this.writer!.created(job.id, job.createdAt, job.owner ?? '');
+    if (job.key === undefined) this.writer!.created(job.id, job.createdAt, job.owner ?? '');
+    else this.jobKeys.created(job, job.key);
+  }
+
+  idForKey(key: string, draw: () => string): string {
+    return this.jobKeys.idFor(key, draw);
+  }
+
+  jobOfKey(key: string): Promise<string | undefined> {
+    return this.guard('activeJob', () => this.jobKeys.holderOf(key));
   }
 
   tokenAppended(jobId: string, seq: number, token: unknown): void {
@@ -276,9 +298,9 @@ class RedisBackend implements RegistryBackend {
     });
   }
 
-  jobRemoved(jobId: string): void {
+  jobRemoved(jobId: string, key?: string): void {
     if (this.closed) return;
-    this.writer!.removed(jobId, Date.now());
+    this.writer!.removed(jobId, Date.now(), key);
   }
 
   flush(): Promise<void> {
@@ -479,47 +501,24 @@ class RedisBackend implements RegistryBackend {
     this.counts.close();
     // Every wait below is bounded: a Redis that does not answer (or a connection in the middle of a
     // reconnect) must not keep dispose() (and the process) from ending.
-    const waitMs = Math.max(this.o.blockMs, this.o.leaseMs);
-    if (starting !== undefined) await this.within(waitMs, starting.then(ok, ok), 'the start did not settle');
+    const within = (work: Promise<unknown>, what: string): Promise<void> =>
+      closeWithin(this.outages, Math.max(this.o.blockMs, this.o.leaseMs), work, what);
+    if (starting !== undefined) await within(starting.then(ok, ok), 'the start did not settle');
     try {
-      await this.within(
-        waitMs,
-        this.writer?.flush() ?? Promise.resolve(),
-        'Redis did not take the last writes',
-      );
+      await within(this.writer?.flush() ?? Promise.resolve(), 'Redis did not take the last writes');
     } catch (e) {
       this.outages.fail('close', 'the last writes before close failed', e);
     }
     this.writer?.close();
     this.stream.complete();
-    await this.within(
-      waitMs,
-      Promise.all(this.tailers.map((t) => t.close())),
-      'the blocking reads did not stop',
-    );
+    await within(Promise.all(this.tailers.map((t) => t.close())), 'the blocking reads did not stop');
     try {
       if (this.conn.cmd.status === 'ready')
-        await this.within(
-          waitMs,
-          this.conn.cmd.del(this.keys.owner(this.owner)),
-          'removing the lease got no answer',
-        );
+        await within(this.conn.cmd.del(this.keys.owner(this.owner)), 'removing the lease got no answer');
     } catch (e) {
       this.outages.fail('close', 'removing the lease failed; it expires by itself', e);
     }
     this.conn.close();
-  }
-
-  /** Waits for `work` at most `ms`; past that, logs `what` and goes on. */
-  private async within(ms: number, work: Promise<unknown>, what: string): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
-    try {
-      if ((await Promise.race([work, late])) === 'late')
-        this.outages.fail('close', `closing: ${what} within ${ms} ms`, 'going on without it');
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }
 

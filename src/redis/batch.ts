@@ -15,6 +15,8 @@ export interface WriterHooks {
   tokenRefused(jobId: string, first: number, last: number): void;
   /** A whole batch failed to reach Redis: these jobs' tokens are lost. */
   tokensLost(jobIds: string[], error: unknown): void;
+  /** Redis answered the create of a keyed job (see CREATE): whether it got its key. */
+  claimAnswered(jobId: string, key: string, reply: unknown): void;
 }
 
 /**
@@ -33,6 +35,8 @@ export interface Batch {
   /** Token commands, in pipeline order. */
   runs: Run[];
   transitions: Array<[number, string, JobState]>;
+  /** Creates of keyed jobs: [command index, job id, key]. */
+  claims: Array<[number, string, string]> | undefined;
   /**
    * This batch's ends and restores: [command index, resolver], called once Redis's answers were read
    * (`true` when that command's own answer was not an error), or with `false` when the batch failed.
@@ -222,6 +226,31 @@ export function putProgress(
   return added;
 }
 
+/** Puts a live job's token count in the batch: published with its shard's others (see putProgress). */
+export function addProgress(b: Batch, shard: number, jobId: string, count: number, at: number): void {
+  b.progress ??= new Map();
+  let list = b.progress.get(shard);
+  if (list === undefined) b.progress.set(shard, (list = []));
+  list.push(`${jobId} ${count}`);
+  b.progressAt = at;
+}
+
+/** Puts a request to cancel a job in the batch: an entry of the job's shard's event stream for its owner. */
+export function putCancelRequest(
+  b: Batch,
+  events: string,
+  maxLen: number,
+  origin: string,
+  jobId: string,
+  reason: string,
+  request: string,
+  at: number,
+): void {
+  const fields = ['type', 'cancel', 'job', jobId, 'at', String(at), 'origin', origin, 'req', request];
+  b.pipe.xadd(events, 'MAXLEN', '~', maxLen, '*', ...fields, 'error', reason);
+  addCommand(b);
+}
+
 /** An empty batch over a fresh pipeline. */
 export function newBatch(pipe: Pipeline & ScriptCommands): Batch {
   return {
@@ -235,6 +264,7 @@ export function newBatch(pipe: Pipeline & ScriptCommands): Batch {
     heldJobs: new Set(),
     heldTokens: new Map(),
     ends: undefined,
+    claims: undefined,
   };
 }
 
@@ -248,6 +278,12 @@ export function readAnswers(
   hooks: WriterHooks,
   failed: (error: Error) => void,
 ): void {
+  // Claims first: a job whose key went to another job has ended before its later writes are read.
+  if (b.claims !== undefined)
+    for (const [index, jobId, key] of b.claims) {
+      const [err, reply] = results[index] ?? [null, null];
+      if (err === null) hooks.claimAnswered(jobId, key, reply);
+    }
   for (const [index, jobId, to] of b.transitions) {
     const [err, reply] = results[index] ?? [null, null];
     if (err !== null) continue; // reported below with the other command errors

@@ -37,6 +37,7 @@ export function decodeEvent(fields: string[]): StreamEvent | undefined {
   if (f.type === 'created') {
     event = { type: 'created', jobId: f.job, at: when };
     if (f.principal !== undefined && f.principal !== '') event.owner = f.principal;
+    if (f.key !== undefined && f.key !== '') event.key = f.key;
   } else if (f.type === 'removed') event = { type: 'removed', jobId: f.job, at: when };
   else if (f.type === 'stateChanged' && isJobState(f.from) && isJobState(f.to)) {
     event = { type: 'stateChanged', jobId: f.job, from: f.from, to: f.to, at: when };
@@ -91,6 +92,7 @@ export function decodeSnapshot(
     if (meta.error_private === '1') snap.errorPrivate = true;
   }
   if (meta.principal !== undefined && meta.principal !== '') snap.owner = meta.principal;
+  if (meta.key !== undefined && meta.key !== '') snap.key = meta.key;
   if (meta.tail_lost === '1') snap.tailLost = true;
   const first = Number(meta.first_token_at);
   if (meta.first_token_at !== undefined && Number.isFinite(first)) snap.firstTokenAt = utc(first);

@@ -17,6 +17,8 @@ export type Pipeline = ChainableCommander;
 /** The scripts of scripts.ts, as ioredis commands (on a client and on its pipelines). */
 export interface ScriptCommands {
   jrCreate(...args: (string | number)[]): unknown;
+  /** CREATE of a keyed job: two more keys (the key record, the token stream) and four more arguments. */
+  jrCreateKeyed(...args: (string | number)[]): unknown;
   jrTransition(...args: (string | number)[]): unknown;
   jrRestoreEnded(...args: (string | number)[]): unknown;
   jrRemove(...args: (string | number)[]): unknown;
@@ -70,6 +72,7 @@ export class Connection {
     this.watch(this.cmd);
     this.cmd.on('ready', onReady);
     this.cmd.defineCommand('jrCreate', { numberOfKeys: 4, lua: CREATE });
+    this.cmd.defineCommand('jrCreateKeyed', { numberOfKeys: 6, lua: CREATE });
     this.cmd.defineCommand('jrTransition', { numberOfKeys: 4, lua: TRANSITION });
     this.cmd.defineCommand('jrRestoreEnded', { numberOfKeys: 4, lua: RESTORE_ENDED });
     this.cmd.defineCommand('jrRemove', { numberOfKeys: 5, lua: REMOVE });

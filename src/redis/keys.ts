@@ -7,19 +7,28 @@ import { shardIndex, shardTags, slotOf } from './slot.js';
  * event atomically, a pipeline per shard never spans slots, and one XREAD per shard reads its events and
  * every token stream tailed there.
  *
- *   <prefix>{<tag>}:job:<id>        hash: state, error, created_at, updated_at, token_count (terminal), owner
+ *   <prefix>{<tag>}:job:<id>        hash: state, error, created_at, updated_at, token_count (terminal), owner,
+ *                                    key (a keyed job's)
  *   <prefix>{<tag>}:tokens:<id>     stream: one entry per token, id `0-<seq+1>`, field `s` = a string token
  *                                    or `t` = any other token as JSON; then one end entry (auto id) with
  *                                    fields `end` = terminal state, `error`
  *   <prefix>{<tag>}:events          stream: registry events of this shard's jobs, and cancel requests
  *   <prefix>{<tag>}:jobs            sorted set: job ids by creation time (listJobs)
  *   <prefix>{<tag>}:live            hash: live job id -> owning process (the reaper's work list)
+ *   <prefix>{<tag>}:key:<key>       string: the id of the live job of a key (`createJob({ key })`)
  *   <prefix>{<tag>}:wake:<owner>    stream: written to wake a process's blocked reader of this shard
  *   <prefix>owner:<owner>           string with a TTL: the lease of a live process
  *   <prefix>epoch                   string: when this prefix's data was first written (data loss shows)
  *
+ * A key record lives in its key's shard (`shardIndex` of the key), and a keyed job's id is drawn again
+ * until it falls in that shard too (as many uuids as there are shards, on average; ids stay opaque). So the
+ * script that creates a job claims its key atomically, in one slot, also on a Redis Cluster, and every
+ * script that ends a job frees its key: the record's name is the job hash's base and the hash's `key`.
+ *
  * Every key has an expiry or a removal path: job keys expire `retention` after the job ends, the event
- * and index streams and wake streams carry a TTL refreshed on write, the live hash empties itself.
+ * and index streams and wake streams carry a TTL refreshed on write, the live hash empties itself, a key
+ * record goes when its job ends and carries the live job keys' TTL, refreshed with theirs (a record
+ * naming a missing or ended job counts as free).
  */
 export class Keys {
   /** The hash tag of each shard, by shard index. */
@@ -39,7 +48,7 @@ export class Keys {
     this.bases = this.tags.map((t) => `${prefix}{${t}}:`);
   }
 
-  /** The shard a job belongs to. */
+  /** The shard a job (or a key, by the same hash) belongs to. */
   shardOf(id: string): number {
     return shardIndex(id, this.shards);
   }
@@ -52,6 +61,11 @@ export class Keys {
   /** A job's token stream. */
   tokens(id: string, shard = this.shardOf(id)): string {
     return `${this.bases[shard]}tokens:${id}`;
+  }
+
+  /** The record of a key: the id of its live job. In the key's shard, as the ids of its jobs are. */
+  keyRecord(key: string, shard = this.shardOf(key)): string {
+    return `${this.bases[shard]}key:${key}`;
   }
 
   /** The keys every script on one job takes first: its hash, its token stream, its shard's events and live hash. */

@@ -192,7 +192,10 @@ export class Leases {
     await this.refreshLive();
   }
 
-  /** Pushes back the expiry of every live job held here (it vanishes only when no owner is left). */
+  /**
+   * Pushes back the expiry of every live job held here, and of their keys' records (they vanish only
+   * when no owner is left).
+   */
   private async refreshLive(): Promise<void> {
     const ids = this.c.host()?.liveJobs() ?? [];
     if (ids.length === 0) return;
@@ -200,9 +203,14 @@ export class Leases {
       pipe.pexpire(this.c.keys.meta(id, shard), this.c.liveTtl);
       pipe.pexpire(this.c.keys.tokens(id, shard), this.c.liveTtl);
     });
+    const keys = this.c.host()?.liveKeys() ?? [];
+    if (keys.length === 0) return;
+    await this.perJob(keys, 1, (pipe, key, shard) => {
+      pipe.pexpire(this.c.keys.keyRecord(key, shard), this.c.liveTtl);
+    });
   }
 
-  /** `perGroup` over job ids, each in its own shard. */
+  /** `perGroup` over job ids (or keys), each in its own shard. */
   private perJob(
     ids: string[],
     perItem: number,

@@ -101,3 +101,20 @@ export class ForeignEntries {
     this.log.warn(`job-registry: skipping ${what} in ${key}: ${messageOf(detail).slice(0, 200)}`);
   }
 }
+
+/** Waits for a step of `close()` at most `ms`; past that, reports `what` as a `close` outage and goes on. */
+export async function closeWithin(
+  outages: Outages,
+  ms: number,
+  work: Promise<unknown>,
+  what: string,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  try {
+    if ((await Promise.race([work, late])) === 'late')
+      outages.fail('close', `closing: ${what} within ${ms} ms`, 'going on without it');
+  } finally {
+    clearTimeout(timer);
+  }
+}

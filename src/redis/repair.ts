@@ -68,6 +68,7 @@ export class Repair {
         now.errorPrivate === true,
         now.owner ?? '',
         request,
+        now.key ?? '',
       )
       .then((stored) => {
         if (stored) return void this.restoring.delete(jobId);

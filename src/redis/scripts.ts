@@ -2,6 +2,9 @@
  * Lua scripts. Each touches one job's keys and its shard's keys, which share a hash tag (one cluster
  * slot), so each runs atomically on Redis and on Redis Cluster. A state change and its event are written
  * together: the event stream carries exactly the transitions Redis kept, in the order it kept them.
+ * A keyed job's key record shares that hash tag too (see keys.ts): CREATE claims it, and every script
+ * that ends or removes a job frees it when it names the job, naming the record from the job hash's base
+ * and the hash's `key` field (so a process ending a job it does not hold, the reaper, need not know it).
  *
  * Shared ARGV tail of every script (after the script's own ARGV):
  *   job id, origin (the writing process), events MAXLEN (approximate), shard TTL ms (-1: none)
@@ -14,42 +17,84 @@ local function event(events, maxlen, ttl, fields)
   if ttl >= 0 then redis.call('PEXPIRE', events, ttl) end
 end
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
+-- Frees a key whose record still names this job; meta is the job hash (<base>job:<id>).
+local function unclaim(meta, id, key)
+  if not key or key == '' then return end
+  local record = string.sub(meta, 1, #meta - #id - 4) .. 'key:' .. key
+  if redis.pcall('GET', record) == id then redis.call('DEL', record) end
+end
 `;
 
 /**
- * Creates a job.
+ * Creates a job. A keyed create (command `jrCreateKeyed`) also claims the job's key: when the key record
+ * names another job whose hash is live (there, not terminal), `refuse` creates the job already ended
+ * `cancelled` with the given error (an index entry, an end entry, the retention TTL: a job like any
+ * other, which nothing brings back to life) and leaves the key to that job; `replace` gives the key to
+ * the new job (the caller then cancels the other). A record naming a missing or ended job is free.
  *
- * KEYS[1] job hash, KEYS[2] shard events, KEYS[3] shard job index, KEYS[4] shard live hash
+ * KEYS[1] job hash, KEYS[2] shard events, KEYS[3] shard job index, KEYS[4] shard live hash; a keyed
+ * create adds KEYS[5] the key record, KEYS[6] the job's token stream.
  * ARGV[1] created at (ms), ARGV[2] live TTL ms of the job hash, ARGV[3] the owner's replayLimit ('inf'
- * for all), ARGV[4] the principal that created it ('' for none), then the shared tail (ARGV[5..8]).
+ * for all), ARGV[4] the principal that created it ('' for none), then the shared tail (ARGV[5..8]); a
+ * keyed create adds ARGV[9] the key, ARGV[10] 'refuse' or 'replace', ARGV[11] the error of a refused
+ * create, ARGV[12] retention ms (-1: keep).
  * (The hash's `owner` is the process that holds the job; `principal` is who created it.)
+ * Returns 0 when the job hash exists; else 1, or for a keyed create {'claimed'} | {'replaced', holder}
+ * | {'busy', holder} (holder: the live job of the key).
  */
 export const CREATE = `${EVENT}
 local id, origin, maxlen, ttl = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'created_at', ARGV[1], 'updated_at', ARGV[1], 'owner', origin,
-  'limit', ARGV[3])
+local keyed, holder = KEYS[5] ~= nil, false
+if keyed then
+  local named = redis.pcall('GET', KEYS[5])
+  if type(named) == 'string' and named ~= id then
+    local state = redis.pcall('HGET', string.sub(KEYS[1], 1, #KEYS[1] - #id) .. named, 'state')
+    if type(state) == 'string' and not terminal(state) then holder = named end
+  end
+end
+local refused = holder and ARGV[10] == 'refuse'
+redis.call('HSET', KEYS[1], 'state', refused and 'cancelled' or 'queued', 'created_at', ARGV[1],
+  'updated_at', ARGV[1], 'owner', origin, 'limit', ARGV[3])
 local created = {'type', 'created', 'job', id, 'at', ARGV[1], 'origin', origin}
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'principal', ARGV[4])
   table.insert(created, 'principal'); table.insert(created, ARGV[4])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[1], id)
-redis.call('HSET', KEYS[4], id, origin)
-if ttl >= 0 then
-  redis.call('PEXPIRE', KEYS[3], ttl)
-  redis.call('PEXPIRE', KEYS[4], ttl)
+if keyed then
+  redis.call('HSET', KEYS[1], 'key', ARGV[9])
+  table.insert(created, 'key'); table.insert(created, ARGV[9])
 end
+redis.call('ZADD', KEYS[3], ARGV[1], id)
+if ttl >= 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+if refused then
+  redis.call('HSET', KEYS[1], 'error', ARGV[11], 'token_count', 0)
+  redis.call('XADD', KEYS[6], '*', 'end', 'cancelled', 'error', ARGV[11], 'count', '0')
+  local keep = tonumber(ARGV[12])
+  if keep >= 0 then
+    redis.call('PEXPIRE', KEYS[1], keep)
+    redis.call('PEXPIRE', KEYS[6], keep)
+  end
+  event(KEYS[2], maxlen, ttl, created)
+  event(KEYS[2], maxlen, ttl, {'type', 'stateChanged', 'job', id, 'from', 'queued', 'to', 'cancelled',
+    'at', ARGV[1], 'origin', origin, 'error', ARGV[11]})
+  return {'busy', holder}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[4], id, origin)
+if ttl >= 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
 event(KEYS[2], maxlen, ttl, created)
-return 1
+if not keyed then return 1 end
+redis.call('SET', KEYS[5], id, 'PX', ARGV[2])
+if holder then return {'replaced', holder} end
+return {'claimed'}
 `;
 
 /**
  * Moves a job to a new state, unless it is missing, terminal, or already there. A terminal move appends
  * the end entry to the token stream (with the job's token count when the writer knows it, so a reader
- * can tell it got every token), takes the job off the live hash and starts the retention TTL; written by
- * another process than the job's holder (origin `<process>/remote`), it also marks the hash `tail_lost`.
+ * can tell it got every token), takes the job off the live hash, frees its key and starts the retention
+ * TTL; written by another process than the job's holder (origin `<process>/remote`), it also marks the hash `tail_lost`.
  *
  * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard live hash
  * ARGV[1] target state, ARGV[2] error ('' for none), ARGV[3] time (ms), ARGV[4] retention ms (-1: keep),
@@ -59,7 +104,7 @@ return 1
  */
 export const TRANSITION = `${EVENT}
 local id, origin, maxlen, ttl = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-local state, err, priv = unpack(redis.call('HMGET', KEYS[1], 'state', 'error', 'error_private'))
+local state, err, priv, key = unpack(redis.call('HMGET', KEYS[1], 'state', 'error', 'error_private', 'key'))
 if not state then return {'missing'} end
 if terminal(state) then return {'ended', state, err or '', priv or ''} end
 if state == ARGV[1] then return {'same'} end
@@ -73,6 +118,7 @@ if terminal(ARGV[1]) then
   if ARGV[7] ~= '' then table.insert(ending, 'private'); table.insert(ending, '1') end
   redis.call('XADD', KEYS[2], '*', unpack(ending))
   redis.call('HDEL', KEYS[4], id)
+  unclaim(KEYS[1], id, key)
   -- Ended by another process than its holder (which died): tokens it made but never stored may have
   -- reached its own readers, so the stored count is not the last id every reader saw.
   if string.sub(origin, -7) == '/remote' then redis.call('HSET', KEYS[1], 'tail_lost', '1') end
@@ -103,7 +149,8 @@ return {'moved', state}
  * count, ARGV[6] created at (ms), ARGV[7] the state it left, ARGV[8] the owner's replayLimit ('inf' for
  * all), ARGV[9] '1' when the error is private else '', ARGV[10] the principal ('' for none), then the
  * shared tail (ARGV[11..14]), then ARGV[15] the cancel request that ended it ('' for none: its event
- * names it, so the process that asked learns its cancel took effect).
+ * names it, so the process that asked learns its cancel took effect), ARGV[16] the job's key ('' for
+ * none: kept in the hash, and freed when its record still names the job).
  * Returns 1 when it wrote the job, 0 when the hash already had a state.
  */
 export const RESTORE_ENDED = `${EVENT}
@@ -113,6 +160,8 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2], 'created_at', ARGV[6], 'updated_at', ARGV[3],
   'token_count', ARGV[5], 'owner', origin, 'limit', ARGV[8])
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'principal', ARGV[10]) end
+if ARGV[16] ~= '' then redis.call('HSET', KEYS[1], 'key', ARGV[16]) end
+unclaim(KEYS[1], id, ARGV[16])
 local ending = {'end', ARGV[1], 'error', ARGV[2], 'count', ARGV[5]}
 if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[1], 'error_private', '1')
@@ -137,10 +186,12 @@ return 1
  * Removes a job and publishes `removed` after whatever events the job had.
  *
  * KEYS[1] job hash, KEYS[2] token stream, KEYS[3] shard events, KEYS[4] shard job index, KEYS[5] shard live
- * ARGV[1] time (ms), then the shared tail (ARGV[2..5]).
+ * ARGV[1] time (ms), then the shared tail (ARGV[2..5]), then for a keyed job ARGV[6] its key (freed when
+ * its record still names the job).
  */
 export const REMOVE = `${EVENT}
 local id, origin, maxlen, ttl = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+unclaim(KEYS[1], id, ARGV[6])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[4], id)
 redis.call('HDEL', KEYS[5], id)

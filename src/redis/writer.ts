@@ -4,6 +4,8 @@ import type { JobState } from '../core/types.js';
 import {
   RUN_MAX,
   addCommand,
+  addProgress,
+  putCancelRequest,
   holdRun,
   newBatch,
   putAllHeld,
@@ -15,6 +17,7 @@ import {
   type WriterHooks,
 } from './batch.js';
 import type { Connection } from './connection.js';
+import type { KeyClaim } from './job-keys.js';
 import type { Keys } from './keys.js';
 import type { Outages } from './outage.js';
 
@@ -71,21 +74,45 @@ export class Writer {
     if (replayLimit === 0) this.counts = new Map();
   }
 
-  created(jobId: string, at: number, principal: string): void {
+  /** Writes a new job; a keyed one claims its key too (its answer goes to the `claimAnswered` hook). */
+  created(jobId: string, at: number, principal: string, claim?: KeyClaim): void {
     this.refuseWhenFull();
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    b.pipe.jrCreate(
-      this.keys.meta(jobId, shard),
-      this.keys.events(shard),
-      this.keys.jobs(shard),
-      this.keys.live(shard),
-      at,
-      this.ttls.live,
-      this.limit,
-      principal,
-      ...this.tail(jobId),
-    );
+    const meta = this.keys.meta(jobId, shard);
+    const events = this.keys.events(shard);
+    const jobs = this.keys.jobs(shard);
+    const live = this.keys.live(shard);
+    if (claim === undefined)
+      b.pipe.jrCreate(
+        meta,
+        events,
+        jobs,
+        live,
+        at,
+        this.ttls.live,
+        this.limit,
+        principal,
+        ...this.tail(jobId),
+      );
+    else {
+      (b.claims ??= []).push([b.commands, jobId, claim.key]);
+      b.pipe.jrCreateKeyed(
+        meta,
+        events,
+        jobs,
+        live,
+        this.keys.keyRecord(claim.key, shard),
+        this.keys.tokens(jobId, shard),
+        at,
+        this.ttls.live,
+        this.limit,
+        principal,
+        ...this.tail(jobId),
+        ...claim.args,
+        this.ttls.retention,
+      );
+    }
     this.added(b);
   }
 
@@ -152,7 +179,8 @@ export class Writer {
     return this.answerOf(b, index);
   }
 
-  removed(jobId: string, at: number): void {
+  /** Removes a job; `key` is its key, when it has one (freed when its record still names the job). */
+  removed(jobId: string, at: number, key?: string): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
     this.before(b, jobId, shard);
@@ -164,7 +192,7 @@ export class Writer {
       this.keys.jobs(shard),
       this.keys.live(shard),
       at,
-      ...this.tail(jobId),
+      ...this.tail(jobId, key),
     );
     this.added(b);
   }
@@ -205,39 +233,15 @@ export class Writer {
    */
   progress(jobId: string, count: number, at: number): void {
     const shard = this.keys.shardOf(jobId);
-    const b = this.batch(shard);
-    b.progress ??= new Map();
-    let list = b.progress.get(shard);
-    if (list === undefined) b.progress.set(shard, (list = []));
-    list.push(`${jobId} ${count}`);
-    b.progressAt = at;
+    addProgress(this.batch(shard), shard, jobId, count, at);
   }
 
   /** Asks the owner of a job (through the shard's event stream) to cancel it. */
   cancelRequest(jobId: string, reason: string, request: string, at: number): void {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
-    const events = this.keys.events(shard);
-    b.pipe.xadd(
-      events,
-      'MAXLEN',
-      '~',
-      this.eventsMaxLen,
-      '*',
-      'type',
-      'cancel',
-      'job',
-      jobId,
-      'at',
-      String(at),
-      'origin',
-      this.owner,
-      'req',
-      request,
-      'error',
-      reason,
-    );
-    this.added(b);
+    putCancelRequest(b, this.keys.events(shard), this.eventsMaxLen, this.owner, jobId, reason, request, at);
+    this.pending++;
   }
 
   /**
@@ -255,6 +259,7 @@ export class Writer {
     errorPrivate: boolean,
     principal: string,
     request: string,
+    key: string,
   ): Promise<boolean> {
     const shard = this.keys.shardOf(jobId);
     const b = this.batch(shard);
@@ -274,6 +279,7 @@ export class Writer {
       principal,
       ...this.tail(jobId),
       request,
+      key,
     );
     this.added(b);
     return this.answerOf(b, index);
@@ -316,8 +322,11 @@ export class Writer {
     return this.replayLimit === Infinity ? 'inf' : String(this.replayLimit);
   }
 
-  private tail(jobId: string): [string, string, number, number] {
-    return [jobId, this.owner, this.eventsMaxLen, this.ttls.shard];
+  /** The shared ARGV tail of the scripts (see scripts.ts), and `extra` after it when given. */
+  private tail(jobId: string, extra?: string): Array<string | number> {
+    const tail = [jobId, this.owner, this.eventsMaxLen, this.ttls.shard];
+    if (extra !== undefined) tail.push(extra);
+    return tail;
   }
 
   private refuseWhenFull(): void {

@@ -49,7 +49,7 @@ test("keyConflict: 'replace' cancels the live job of the key and makes the new o
   await r.dispose();
 });
 
-test('a malformed key or keyConflict is refused with a clear error; a shared backend refuses keys loudly', async () => {
+test('a malformed key or keyConflict is refused with a clear error; a shared backend that keeps no keys refuses them loudly', async () => {
   const r = new JobRegistry<string>();
   expect(() => r.createJob({ key: '' })).toThrow(InvalidArgumentError);
   expect(() => r.createJob({ key: 'x'.repeat(257) })).toThrow(/1 to 256 characters/);
@@ -57,12 +57,13 @@ test('a malformed key or keyConflict is refused with a clear error; a shared bac
   expect(r.jobCount()).toBe(0);
   expect(() => new JobRegistry({ keyConflict: 'overwrite' as never })).toThrow(/'refuse' or 'replace'/);
   await r.dispose();
-  // A backend shared between processes (its hooks do nothing here): keys are refused, not kept per process.
+  // A backend shared between processes without jobOfKey (its hooks do nothing here): keys are refused,
+  // not kept per process.
   const shared = new JobRegistry<string>({
     backend: { ...memoryBackend(), name: 'shared-test', shared: true },
   });
   expect(() => shared.createJob({ key: 'chat-1' })).toThrow(
-    /in memory only for now: the shared-test backend/,
+    /the shared-test backend does not keep job keys across processes/,
   );
   expect(shared.jobCount()).toBe(0);
   await shared.dispose();
