@@ -48,11 +48,14 @@ export interface StreamChatOptions {
  * the job.
  *
  * @example
- * const execute = streamChat(async (chat: ChatRequest, { signal }) =>
- *   streamText({ model, messages: await convertToModelMessages(chat.messages), abortSignal: signal })
- *     .toUIMessageStream({ onEnd: ({ isAborted, responseMessage }) => save(responseMessage, isAborted) }),
- * );
- * registry.executeAndStream(registry.createJob({ payload: chat }), execute);
+ * // streamText behind the dual-call routes: each job's tokens are its UI message chunks.
+ * const jobs = createJobHandler(registry, {
+ *   execute: streamChat((p: { prompt: string }, { signal }) =>
+ *     streamText({ model, prompt: p.prompt, abortSignal: signal }).toUIMessageStream({
+ *       onEnd: ({ isAborted, responseMessage }) => save(responseMessage, isAborted),
+ *     }),
+ *   ),
+ * });
  * @throws InvalidArgumentError for a malformed `endTimeout`.
  */
 export function streamChat<P, C extends ExecutionContext = ExecutionContext>(

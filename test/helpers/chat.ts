@@ -164,6 +164,8 @@ export interface ChatStack {
   /** Where clients reach the first server, and the second. */
   urls: [string, string];
   registries: Array<JobRegistry<unknown, unknown>>;
+  /** Both servers stop taking new answers (a graceful shutdown's first step). */
+  drain(): void;
   close(): Promise<void>;
 }
 
@@ -184,7 +186,7 @@ export async function startChat(
       ? [new JobRegistry(registry)]
       : [redis.make<unknown>({}, registry), redis.make<unknown>({}, registry)];
   await Promise.all(made.map((r) => r.ready()));
-  const servers: Array<{ server: Server; close(): void }> = [];
+  const servers: Array<{ server: Server; close(): void; drain(): void }> = [];
   for (let i = 0; i < 2; i++)
     servers.push(await serveOne(form, made[Math.min(i, made.length - 1)]!, options));
   return {
@@ -193,6 +195,7 @@ export async function startChat(
       string,
     ],
     registries: made,
+    drain: () => servers.forEach((s) => s.drain()),
     close: async () => {
       for (const s of servers) {
         s.close();
@@ -209,7 +212,7 @@ async function serveOne(
   form: Form,
   registry: JobRegistry<unknown, unknown>,
   { authenticate, ...options }: Parameters<typeof startChat>[2],
-): Promise<{ server: Server; close(): void }> {
+): Promise<{ server: Server; close(): void; drain(): void }> {
   if (form === 'node') {
     const handler = createChatHandler(registry, {
       ...options,
@@ -220,7 +223,7 @@ async function serveOne(
     const server = createServer((req, res) => handler(req, res));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    return { server, close: () => handler.close() };
+    return { server, close: () => handler.close(), drain: () => handler.drain() };
   }
   const handler = createFetchChatHandler(registry, {
     ...options,
@@ -230,5 +233,5 @@ async function serveOne(
   } as ChatOptions<ChatRequest, Request>);
   const server = serve({ fetch: handler, port: 0, hostname: '127.0.0.1' }) as Server;
   await once(server, 'listening');
-  return { server, close: () => handler.close() };
+  return { server, close: () => handler.close(), drain: () => handler.drain() };
 }
