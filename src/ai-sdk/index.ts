@@ -15,4 +15,12 @@ export type { ChatContext, ChatExecutor, ChatOptions, ChatRequest } from './opti
 export { chatKey } from './wire.js';
 export type { JobHandler } from '../http/handler.js';
 export type { FetchHandler } from '../fetch/handler.js';
-export type { Principal, JobAction, JobRef, Authenticate, Authorize } from '../protocol/access.js';
+export type {
+  Principal,
+  JobAction,
+  JobRef,
+  Authenticate,
+  Authorize,
+  AccessOptions,
+} from '../protocol/access.js';
+export type { CorsOptions } from '../protocol/options.js';
