@@ -1,6 +1,6 @@
 /**
- * The example inference server: the dual-call API (`/v1/inference`) and OpenAI-compatible background
- * responses (`/v1/responses`) over a simulated model, a live dashboard at `/`, and what operators need:
+ * The example inference server: the dual-call API (`/v1/inference`), OpenAI-compatible background
+ * responses (`/v1/responses`) and the AI SDK chat routes (`/api/chat`) over a simulated model, a live dashboard at `/`, and what operators need:
  * `/healthz`, `/readyz`, `/metrics` (Prometheus), pino logs, and a graceful drain on SIGTERM. In memory by
  * default; several processes share one registry when REDIS_URL is set. API keys (API_KEYS) turn
  * authentication on; limits are on by default (see `config.ts` and the README's table).
@@ -21,6 +21,8 @@ import { modelRequestParser, simulateModel, type ModelRequest } from './model.js
 import { probes, serverMetrics } from './operations.js';
 import { responsesPayloadParser, simulateText } from './responses.js';
 import { createDurableStreamsHandler } from '../src/durable-streams/index.js';
+import { createChatHandler } from '../src/ai-sdk/index.js';
+import { chatPayloadParser, simulateChat } from './chat.js';
 
 export type { ServerOptions, Limits } from './config.js';
 export type { Logger } from './logger.js';
@@ -40,6 +42,8 @@ export interface RunningServer {
   handler: JobHandler;
   /** The OpenAI-compatible routes (`/v1/responses`). */
   responses: JobHandler;
+  /** The AI SDK chat routes (`/api/chat`): each answer a job keyed by its chat id. */
+  chat: JobHandler;
   /** The limits in force. */
   limits: Limits;
   /** Principal ids of the API keys (`key-…`); empty when the server is open. */
@@ -154,6 +158,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     toPayload: responsesPayloadParser(modelLimits),
   });
 
+  // The AI SDK's useChat: a chat's answer streams, resumes after a reload, and stops from any tab.
+  const chat = createChatHandler(registry, {
+    ...common,
+    execute: (payload) => simulateChat(payload),
+    toPayload: chatPayloadParser(modelLimits),
+  });
+
   let draining = false;
   const probe = probes(registry, { draining: () => draining, retryAfterSeconds: limits.retryAfterSeconds });
   // The Durable Streams protocol over the same registry, under the same keys, quotas, limits and bodies.
@@ -162,7 +173,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     maxStreamBytes: limits.maxStreamBytes,
     idleTimeoutMs: limits.streamIdleMs,
   });
-  const metrics = serverMetrics(registry, [handler, responses, streams]);
+  const metrics = serverMetrics(registry, [handler, responses, streams, chat]);
   const serveAsset = await loadAssets();
 
   const fallback = (req: IncomingMessage, res: ServerResponse): void => {
@@ -221,7 +232,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       // slow-header client hold a socket far longer than headersTimeout.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 2))),
     },
-    (req, res) => handler(req, res, () => responses(req, res, () => fallback(req, res))),
+    (req, res) =>
+      handler(req, res, () => responses(req, res, () => chat(req, res, () => fallback(req, res)))),
   );
   if (Number.isFinite(limits.maxSockets)) server.maxConnections = limits.maxSockets;
   await new Promise<void>((resolve, reject) => {
@@ -253,6 +265,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     handler.drain();
     responses.drain();
     streams.drain();
+    chat.drain();
   };
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -268,6 +281,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       handler.close();
       responses.close();
       streams.close();
+      chat.close();
       server.closeIdleConnections();
       // A slow client gets a moment to take the last bytes of its stream; then every connection goes.
       const cutoff = setTimeout(() => server.closeAllConnections(), 1000);
@@ -295,6 +309,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     registry,
     handler,
     responses,
+    chat,
     limits,
     principals: keys?.principals ?? [],
     logger,

@@ -15,6 +15,8 @@ const ENTRIES: Record<string, string> = {
   'job-registry-fetch': 'fetch',
   'job-registry-metrics': 'metrics',
   'job-registry-durable-streams': 'durable-streams',
+  'job-registry-ai-sdk': 'ai-sdk',
+  'job-registry-ai-sdk-client': 'ai-sdk/client',
 };
 
 const root = resolve(import.meta.dirname, '..');
@@ -25,7 +27,7 @@ for (const [report, dir] of Object.entries(ENTRIES)) {
   const config = ExtractorConfig.prepare({
     configObject: {
       projectFolder: root,
-      mainEntryPointFilePath: `<projectFolder>/dist/${dir}/index.d.ts`,
+      mainEntryPointFilePath: `<projectFolder>/dist/${dir.endsWith('/client') ? dir : `${dir}/index`}.d.ts`,
       compiler: { tsconfigFilePath: '<projectFolder>/tsconfig.build.json' },
       apiReport: {
         enabled: true,

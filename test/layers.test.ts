@@ -36,7 +36,12 @@ const allowed: Record<string, string[]> = {
   fetch: ['core', 'protocol', 'fetch'],
   metrics: ['core', 'metrics'],
   'durable-streams': ['core', 'protocol', 'http', 'fetch', 'durable-streams'],
+  // The chat routes are a protocol preset; the chat transport reuses the client's error.
+  'ai-sdk': ['core', 'protocol', 'http', 'fetch', 'client', 'ai-sdk'],
 };
+
+/** The one module that loads `ai` at run time: the chat transport, its own entry point. */
+const AI_LOADER = 'ai-sdk/client.ts';
 
 test('layers: each entry point imports only the layers above it, and nothing heavy it must not', () => {
   const bad: string[] = [];
@@ -54,14 +59,41 @@ test('layers: each entry point imports only the layers above it, and nothing hea
         bad.push(`client ${relative(SRC, i.from)} imports ${i.spec}`);
       if (layer === 'http' && i.spec === 'ioredis') bad.push(`${relative(SRC, i.from)} imports ioredis`);
       if (
-        (layer === 'protocol' || layer === 'fetch' || (layer === 'durable-streams' && !i.typeOnly)) &&
+        (layer === 'protocol' ||
+          layer === 'fetch' ||
+          ((layer === 'durable-streams' || layer === 'ai-sdk') && !i.typeOnly)) &&
         (i.spec.startsWith('node:') || i.spec === 'ioredis')
       )
         bad.push(`${relative(SRC, i.from)} imports ${i.spec}`);
+      // `ai` is an optional peer: only the ai-sdk layer names it, and only its transport loads it.
+      if ((i.spec === 'ai' || i.spec.startsWith('ai/')) && layer !== 'ai-sdk')
+        bad.push(`${relative(SRC, i.from)} imports ${i.spec}`);
+      if ((i.spec === 'ai' || i.spec.startsWith('ai/')) && !i.typeOnly && relative(SRC, i.from) !== AI_LOADER)
+        bad.push(`${relative(SRC, i.from)} loads ${i.spec} at run time`);
     }
   }
   expect(imports.length).toBeGreaterThan(20);
   expect(bad).toEqual([]);
+});
+
+test('job-registry/ai-sdk loads no module of ai at run time: only job-registry/ai-sdk/client does', () => {
+  const reached = new Set<string>();
+  const bare = new Set<string>();
+  const visit = (file: string): void => {
+    if (reached.has(file)) return;
+    reached.add(file);
+    for (const i of imports.filter((x) => x.from === file && !x.typeOnly)) {
+      const t = target(i);
+      if (t !== undefined) visit(t);
+      else bare.add(i.spec);
+    }
+  };
+  visit(join(SRC, 'ai-sdk/index.ts'));
+  expect(reached.size).toBeGreaterThan(10);
+  expect(reached.has(join(SRC, AI_LOADER))).toBe(false);
+  expect(
+    [...bare].filter((spec) => spec === 'ai' || spec.startsWith('ai/') || spec.startsWith('@ai-sdk/')),
+  ).toEqual([]);
 });
 
 test('no import cycles between source files', () => {

@@ -9,7 +9,9 @@ test('package.json exports every entry point, types first and a default last, an
   expect(pkg.type).toBe('module');
   expect(pkg.sideEffects).toBe(false);
   expect(pkg.license).toBe('GPL-3.0-or-later');
-  expect(entries).toEqual(expect.arrayContaining(['.', './http', './client', './redis', './fetch']));
+  expect(entries).toEqual(
+    expect.arrayContaining(['.', './http', './client', './redis', './fetch', './ai-sdk', './ai-sdk/client']),
+  );
   for (const entry of entries) {
     const conditions = pkg.exports[entry];
     // `default` lets require() load the ESM build on Node versions with require(esm).
@@ -42,6 +44,9 @@ test('dependencies: what the public types need is installed with the package; rx
   expect(pkg.peerDependenciesMeta?.rxjs?.optional).not.toBe(true);
   expect(pkg.devDependencies.rxjs).toBeDefined();
   expect(pkg.peerDependenciesMeta.ioredis.optional).toBe(true);
+  // Only job-registry/ai-sdk/client loads it; the pinned devDependency is the version the tests run.
+  expect(pkg.peerDependenciesMeta.ai.optional).toBe(true);
+  expect(pkg.devDependencies.ai).toMatch(/^\d+\.\d+\.\d+$/);
   for (const name of Object.keys(pkg.peerDependencies)) expect(pkg.dependencies[name]).toBeUndefined();
 });
 

@@ -55,11 +55,13 @@ function setState(job, state, at) {
   if (TERMINAL.has(state)) job.endAt = at;
 }
 
-function addJob(id, createdAt, state) {
+function addJob(id, createdAt, state, key) {
   let job = jobs.get(id);
   if (job) return job;
   job = {
     id,
+    // The key a job was created under (an AI SDK chat's id), shown under its id.
+    key,
     firstCount: 0,
     state: '',
     tokens: 0,
@@ -129,7 +131,7 @@ function onEvent(e) {
     const keep = new Set(e.jobs.map((j) => j.job_id));
     for (const id of [...jobs.keys()]) if (!keep.has(id)) removeJob(id);
     for (const w of e.jobs) {
-      const job = addJob(w.job_id, time(w.created_at), 'queued');
+      const job = addJob(w.job_id, time(w.created_at), 'queued', w.key);
       setState(job, w.state, time(w.updated_at));
       setTokens(job, w.token_count ?? 0, time(w.updated_at), false);
       // A job that started before this page opened: the snapshot says when its first token came.
@@ -145,7 +147,7 @@ function onEvent(e) {
       .map((j) => j.id);
   } else if (e.type === 'created') {
     if (!jobs.has(e.job_id)) {
-      addJob(e.job_id, time(e.at), 'queued');
+      addJob(e.job_id, time(e.at), 'queued', e.key);
       order.unshift(e.job_id);
       fresh.add(e.job_id);
     }
@@ -217,7 +219,11 @@ function applyFilter() {
     !state && !needle
       ? order
       : order.filter(
-          (id) => (!state || jobs.get(id).state === state) && (!needle || id.toLowerCase().includes(needle)),
+          (id) =>
+            (!state || jobs.get(id).state === state) &&
+            (!needle ||
+              id.toLowerCase().includes(needle) ||
+              jobs.get(id).key?.toLowerCase().includes(needle)),
         );
   filterDirty = false;
 }
@@ -237,6 +243,14 @@ function makeRow(id) {
   const code = tr.cells[CELL.id].firstChild;
   code.textContent = id;
   code.title = id;
+  const key = jobs.get(id)?.key;
+  if (key !== undefined) {
+    const label = document.createElement('small');
+    label.className = 'job-key';
+    label.textContent = `key ${key}`;
+    label.title = key;
+    code.after(label);
+  }
   tr.cells[CELL.action].firstChild.setAttribute('aria-label', `Cancel ${id}`);
   return tr;
 }

@@ -8,10 +8,12 @@ import { Observable } from 'rxjs';
 import { JobCancelledError, JobFailedError } from '../core/errors.js';
 import type { TokenEvent } from '../core/types.js';
 import type { WireSnapshot } from '../protocol/wire.js';
+import { ClientError, errorFrom } from './errors.js';
 
 export { JobCancelledError, JobFailedError, JobRegistryError } from '../core/errors.js';
 export type { TokenEvent } from '../core/types.js';
 export type { WireSnapshot } from '../protocol/wire.js';
+export { ClientError } from './errors.js';
 
 /**
  * The answer to a POST: the job's id and its stream URL as the server sent them, and both URLs resolved
@@ -26,20 +28,6 @@ export interface SubmittedJob {
   stream_url: string;
   /** The job's own URL (the answer's `Location`, resolved): pass it to {@link cancelJob} as it is. */
   job_url: string;
-}
-
-/** A non-2xx answer or a stream the server refused; `status` is the HTTP status when known. */
-export class ClientError extends Error {
-  constructor(
-    message: string,
-    /** The HTTP status of the answer, when it is known. */
-    readonly status: number | undefined,
-    /** The server's error code (`JOB_NOT_FOUND`, ...), or the client's own: `HTTP_ERROR`, `STREAM_REFUSED`... */
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = 'ClientError';
-  }
 }
 
 /** `fetch` options a caller may add (`credentials`, `mode`, `signal`, `headers`...); not `method`, `body`. */
@@ -220,19 +208,6 @@ function mergeHeaders(...sources: (HeadersInit | undefined)[]): Record<string, s
     }
   }
   return Object.fromEntries(out.values());
-}
-
-async function errorFrom(res: { status: number; text(): Promise<string> }): Promise<ClientError> {
-  let code = 'HTTP_ERROR';
-  let message = `job-registry: the server answered ${res.status}`;
-  try {
-    const body = JSON.parse(await res.text()) as { error?: { code?: string; message?: string } };
-    if (typeof body.error?.code === 'string') code = body.error.code;
-    if (typeof body.error?.message === 'string') message = body.error.message;
-  } catch {
-    // a body that is not our JSON error: keep the status alone
-  }
-  return new ClientError(message, res.status, code);
 }
 
 /** Options of {@link streamJob}. */

@@ -160,6 +160,23 @@ test('progress-bars: plain lines when not a TTY, each job advancing to its end',
   expect(byJob('gamma')[0]).toMatchObject({ tokens: 0, state: 'queued' });
 });
 
+test('ai-sdk-chat: the AI SDK chat streams, resumes whole after a reload, and stops from another tab', async () => {
+  const sentence = 'a chat answer is a job keyed by its chat id, so it outlives the page';
+  const lines = ok(await recipe('ai-sdk-chat'));
+  expect(lines).toHaveLength(3);
+  expect(lines[0]).toBe(`chat-1 (ready): ${sentence}`);
+  expect(lines[1]).toMatch(
+    /^chat-2 reloaded after (\d+) words; resumed \(ready\): (.*) \(same message id\)$/,
+  );
+  expect(lines[1]).toContain(`(ready): ${sentence} (same`);
+  const stop =
+    /^chat-3 stopped from another tab: true; ready after (\d+) words, error: none; model aborts: 1$/.exec(
+      lines[2]!,
+    );
+  expect(stop).not.toBeNull();
+  expect(Number(stop![1])).toBeLessThan(sentence.split(' ').length);
+});
+
 const redis = await haveRedis();
 
 describeIf(redis)('with Redis', () => {

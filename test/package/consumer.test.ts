@@ -168,10 +168,42 @@ const streams = createDurableStreamsHandler(registry);
 void [events, tokens, code, nodeHandler, fetchHandler, submitted, stream, shared, scrape, streams];
 `;
 
-// node16: a Node app (lib without DOM, Node's own fetch types); bundler: a web-facing app (DOM lib).
+/** The AI SDK entry points: their types are \`ai\`'s, which name DOM types and need @types/json-schema. */
+const AI_CONSUMER = `
+import { JobRegistry } from 'job-registry';
+import { createChatHandler, createFetchChatHandler, streamChat, chatKey, type ChatRequest } from 'job-registry/ai-sdk';
+import { JobChatTransport } from 'job-registry/ai-sdk/client';
+
+const registry = new JobRegistry<string, { prompt: string }>();
+const chat = createChatHandler(registry, {
+  execute: (request: ChatRequest) => [{ type: 'start' as const, messageId: request.id }, { type: 'finish' as const }],
+});
+const fetchChat: (request: Request) => Promise<Response> = createFetchChatHandler(registry, {
+  execute: streamChat(async function* () {
+    yield { type: 'text-start' as const, id: 't' };
+  }),
+});
+const key: string = chatKey('alice', 'chat-1');
+const stopped: Promise<boolean> = new JobChatTransport({ api: '/api/chat' }).stop('chat-1');
+void [chat, fetchChat, key, stopped];
+`;
+
+// node16: a Node app (lib without DOM, Node's own fetch types); bundler: a web-facing app (DOM lib). The
+// AI SDK's own declarations name DOM types (HeadersInit, FileList...): a Node app using them has the DOM lib.
 const SETUPS = {
-  node16: { module: 'node16', moduleResolution: 'node16', lib: ['ES2022'] },
-  bundler: { module: 'esnext', moduleResolution: 'bundler', lib: ['ES2022', 'DOM'] },
+  node16: { module: 'node16', moduleResolution: 'node16', lib: ['ES2022'], files: ['consumer.ts'] },
+  'node16 + ai': {
+    module: 'node16',
+    moduleResolution: 'node16',
+    lib: ['ES2022', 'DOM'],
+    files: ['consumer-ai.ts'],
+  },
+  bundler: {
+    module: 'esnext',
+    moduleResolution: 'bundler',
+    lib: ['ES2022', 'DOM'],
+    files: ['consumer.ts', 'consumer-ai.ts'],
+  },
 };
 
 test('consumers of every entry point typecheck under node16 and bundler with skipLibCheck off; DateTime is not any', async () => {
@@ -183,11 +215,14 @@ test('consumers of every entry point typecheck under node16 and bundler with ski
     './fetch',
     './metrics',
     './durable-streams',
+    './ai-sdk',
+    './ai-sdk/client',
     './package.json',
   ]);
   writeFileSync(join(app, 'consumer.ts'), CONSUMER);
-  const checks = Object.entries(SETUPS).map(async ([name, options]) => {
-    const config = `tsconfig.${name}.json`;
+  writeFileSync(join(app, 'consumer-ai.ts'), AI_CONSUMER);
+  const checks = Object.entries(SETUPS).map(async ([name, { files, ...options }]) => {
+    const config = `tsconfig.${name.replace(/\W+/g, '-')}.json`;
     const compilerOptions = {
       ...options,
       target: 'ES2022',
@@ -196,7 +231,7 @@ test('consumers of every entry point typecheck under node16 and bundler with ski
       skipLibCheck: false,
       noEmit: true,
     };
-    writeFileSync(join(app, config), JSON.stringify({ compilerOptions, files: ['consumer.ts'] }, null, 2));
+    writeFileSync(join(app, config), JSON.stringify({ compilerOptions, files }, null, 2));
     try {
       await run(process.execPath, [TSC, '-p', config], { cwd: app, env });
       return `${name}: ok`;
