@@ -59,7 +59,7 @@ export function createChatProtocol<P, Raw>(
     'notFound',
   ]);
   const base = o.base;
-  const policy = new Policy<Raw>(o, options, 'chat ', {
+  const policy = new Policy<Raw>(registry, o, options, 'chat ', {
     allowHeaders: 'Accept',
     exposeHeaders: UI_MESSAGE_STREAM_HEADER,
   });
