@@ -123,8 +123,9 @@ export function createChatProtocol<P, Raw>(
       key,
       ...(principal !== undefined ? { owner: principal.id } : {}),
     });
-    registry.executeAndStream(id, execute);
+    // Stored, and the key this job's (on a shared backend the store decides) before the model runs.
     await policy.publish(registry, id);
+    registry.executeAndStream(id, execute);
     try {
       return stream(req, id, undefined, caller);
     } catch (e) {

@@ -109,6 +109,8 @@ export class Policy<Raw> {
   async publish(registry: JobRegistry<unknown, unknown>, id: string): Promise<void> {
     try {
       await registry.flush();
+      // A keyed job another process's job of the same key won over: JobBusyError, nothing left behind.
+      await registry.claimed(id);
     } catch (e) {
       registry.removeJob(id);
       throw e;
