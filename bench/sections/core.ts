@@ -72,6 +72,8 @@ const cases: Array<{
   n: number;
   target: number;
   baseline: string;
+  /** The goal holds in every run (judged on the slowest run), not only at the median. */
+  everyRun?: boolean;
 }> = [
   {
     name: 'emit, 1 subscriber, replay kept',
@@ -96,6 +98,7 @@ const cases: Array<{
     n: TOKENS / 5,
     target: 1.5,
     baseline: 'ReplaySubject(1000)',
+    everyRun: true,
   },
   {
     name: 'emit, replayLimit 1000 vs our unbounded',
@@ -110,7 +113,7 @@ const cases: Array<{
     a: ourChurn,
     b: bareChurn,
     n: CHURN,
-    target: 0.7,
+    target: 0.8,
     baseline: 'BehaviorSubject + ReplaySubject + uuid in a Map',
   },
 ];
@@ -140,7 +143,18 @@ for (const c of cases) {
     figure(`${c.name}: job-registry`, 'ns/op', ourRuns),
     figure(`${c.name}: ${c.baseline}`, 'ns/op', baseRuns),
   );
-  ratios.push(ratio(`${c.name} (speed vs ${c.baseline})`, speedups, c.target, true, c.baseline));
+  ratios.push(
+    c.everyRun === true
+      ? ratio(
+          `${c.name} (speed vs ${c.baseline}, slowest run)`,
+          [Math.min(...speedups)],
+          c.target,
+          true,
+          c.baseline,
+          `every run: ${speedups.map((x) => x.toFixed(2)).join(', ')}`,
+        )
+      : ratio(`${c.name} (speed vs ${c.baseline})`, speedups, c.target, true, c.baseline),
+  );
 }
 if (sink === -1) console.log(sink);
 report({

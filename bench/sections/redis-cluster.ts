@@ -304,7 +304,7 @@ report({
     ratio(
       `${load}: Redis capacity, 3 masters vs 1 (busiest node's CPU per token)`,
       capacity,
-      2,
+      2.5,
       true,
       'single Redis node',
       "derived, not a throughput: how much more the cluster carries before its busiest master fills a core, from each node's CPU per token in the same runs (clients on their own machines)",

@@ -251,7 +251,7 @@ for (const n of STREAMS) {
     ratio(
       `SSE ${n} streams: delivered tokens/s vs bare`,
       rateRatio,
-      0.8,
+      0.9,
       true,
       'bare http SSE, one write per tick',
     ),
@@ -260,7 +260,7 @@ for (const n of STREAMS) {
     ratio(
       `SSE ${n} streams: p99 latency vs bare (at most)`,
       p99Ratio,
-      1.5,
+      1.3,
       false,
       'bare http SSE, one write per tick',
     ),
@@ -269,7 +269,7 @@ for (const n of STREAMS) {
     ratio(
       `SSE ${n} streams: fetch handler on @hono/node-server, delivered tokens/s vs node handler`,
       fetchRateRatio,
-      0.7,
+      0.8,
       true,
       'job-registry node handler (createJobHandler), same run',
       `p99 latency fetch/node ${spread(fetchP99Ratio)}; server CPU per token fetch/node ${spread(
