@@ -35,6 +35,9 @@ export class SseReader {
   private timer: ReturnType<typeof setInterval> | undefined;
   private ended = false;
   private sentSince = false;
+  /** Frames of the current burst, written together at its end. */
+  private pending = '';
+  private flushing = false;
 
   constructor(
     private readonly sink: SseSink,
@@ -67,18 +70,36 @@ export class SseReader {
     else if (this.o.mode === 'base64') data = btoa(token as string);
     else data = decoder.decode(tokensToBytes([token]));
     this.next = seq + 1;
-    this.sink.write(sseFrame('data', data));
-    this.control(this.next >= this.o.known);
+    // A chunk's data and its control event, and every chunk of one burst (a catch-up, a batch of
+    // appends), go out as one write.
+    this.pending += sseFrame('data', data) + this.controlFrame(this.next >= this.o.known);
+    this.sentSince = true;
+    if (!this.flushing) {
+      this.flushing = true;
+      queueMicrotask(this.flush);
+    }
     this.o.touch();
   }
 
-  private control(upToDate: boolean): void {
+  private readonly flush = (): void => {
+    this.flushing = false;
+    const out = this.pending;
+    this.pending = '';
+    if (out !== '' && !this.ended) this.sink.write(out);
+  };
+
+  private controlFrame(upToDate: boolean): string {
     const c: Record<string, string | boolean> = {
       streamNextOffset: formatOffset(this.next),
       streamCursor: this.o.cursor(),
     };
     if (upToDate) c.upToDate = true;
-    this.sink.write(sseFrame('control', JSON.stringify(c)));
+    return sseFrame('control', JSON.stringify(c));
+  }
+
+  private control(upToDate: boolean): void {
+    this.flush();
+    this.sink.write(this.controlFrame(upToDate));
     this.sentSince = true;
   }
 
@@ -87,7 +108,9 @@ export class SseReader {
     // `upToDate` is implied by `streamClosed` (Protocol 5.7), but the TypeScript client only hands a
     // subscriber a control event without data when it says `upToDate`.
     const end = { streamNextOffset: formatOffset(this.next), upToDate: true, streamClosed: true };
-    this.sink.end(sseFrame('control', JSON.stringify(end)));
+    const rest = this.pending;
+    this.pending = '';
+    this.sink.end(rest + sseFrame('control', JSON.stringify(end)));
     this.close();
   }
 
@@ -97,7 +120,10 @@ export class SseReader {
     this.ended = true;
     clearInterval(this.timer);
     this.sub?.unsubscribe();
-    this.sink.end();
+    // What the reader got so far still goes out: the client resumes after it.
+    const rest = this.pending;
+    this.pending = '';
+    this.sink.end(rest === '' ? undefined : rest);
     this.o.onClose(this);
   }
 }
