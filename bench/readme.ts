@@ -42,6 +42,7 @@ const shown = [
   /: 3-master Redis Cluster$/,
   /busiest (node|master)/,
   /^Durable Streams .*, (delivered chunks\/s|p99 append to delivery)$/,
+  /^AI SDK chat /,
 ];
 
 const out: string[] = [];

@@ -33,6 +33,7 @@ const SECTIONS = [
   'redis',
   'redis-realistic',
   'redis-cluster',
+  'chat',
 ].filter((s) => only === undefined || only.includes(s));
 
 function runSection(name: string): Promise<SectionResult> {
