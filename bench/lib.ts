@@ -21,6 +21,9 @@ export interface Ratio {
   higherIsBetter: boolean;
   met: boolean;
   baseline: string;
+  /** The lowest and highest of the per-run ratios (absent in results written before they were kept). */
+  min?: number;
+  max?: number;
   note?: string;
 }
 
@@ -58,6 +61,8 @@ export function ratio(
     higherIsBetter,
     met: higherIsBetter ? value >= target : value <= target,
     baseline,
+    min: Math.min(...pairs),
+    max: Math.max(...pairs),
     ...(note ? { note } : {}),
   };
 }

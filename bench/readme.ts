@@ -54,12 +54,12 @@ out.push(
       ? ''
       : ` Rerun after a later change: ${Object.keys(doc.rerun).join(', ')} (${Object.values(doc.rerun)[0]!.slice(0, 16).replace('T', ' ')} UTC).`),
   '',
-  '| section | ratio | value | target | met |',
-  '|---|---|---:|---:|:---:|',
+  '| section | ratio | value | min - max | target | met |',
+  '|---|---|---:|---:|---:|:---:|',
 );
 for (const r of doc.ratios)
   out.push(
-    `| ${r.section} | ${r.name} | ${fmt(r.value)} | ${r.higherIsBetter ? '>=' : '<='} ${fmt(r.target)} | ${r.met ? 'yes' : '**no**'} |`,
+    `| ${r.section} | ${r.name} | ${fmt(r.value)} | ${r.min === undefined ? '' : `${fmt(r.min)} - ${fmt(r.max!)}`} | ${r.higherIsBetter ? '>=' : '<='} ${fmt(r.target)} | ${r.met ? 'yes' : '**no**'} |`,
   );
 out.push(
   '',

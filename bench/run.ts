@@ -161,12 +161,12 @@ if (doc.rerun !== undefined)
 lines.push(
   '## Ratios against their targets',
   '',
-  '| section | ratio | value | target | met |',
-  '|---|---|---:|---:|:---:|',
+  '| section | ratio | value | min - max | target | met |',
+  '|---|---|---:|---:|---:|:---:|',
 );
 for (const r of doc.ratios)
   lines.push(
-    `| ${r.section} | ${r.name} | ${fmt(r.value)} | ${r.higherIsBetter ? '>=' : '<='} ${fmt(r.target)} | ${r.met ? 'yes' : '**no**'} |`,
+    `| ${r.section} | ${r.name} | ${fmt(r.value)} | ${r.min === undefined ? '' : `${fmt(r.min)} - ${fmt(r.max!)}`} | ${r.higherIsBetter ? '>=' : '<='} ${fmt(r.target)} | ${r.met ? 'yes' : '**no**'} |`,
   );
 lines.push(
   '',
