@@ -76,6 +76,49 @@ const notes = doc.sections.flatMap((s) =>
   s.notes.filter((n) => /throughput|skipped|failed/.test(n)).map((n) => `- ${s.section}: ${n}`),
 );
 if (notes.length > 0) out.push('', ...notes);
+out.push('', ...capacityModel());
+
+/**
+ * How many processes and Redis shards would carry 1 million concurrent streams at 30 tokens/s each,
+ * from this run's figures (each figure named below; nothing assumed but one core per process and per
+ * Redis shard, run at 70% at most).
+ */
+function capacityModel(): string[] {
+  const all = doc.sections.flatMap((s) => s.figures);
+  const find = (re: RegExp): Figure | undefined => all.find((f) => re.test(f.name));
+  const sse = find(/^SSE 1000 streams server CPU per token: job-registry node handler$/);
+  const heap = find(/^heap per open SSE stream, \d+ held: job-registry$/);
+  const client = find(/^\d+ jobs x 1 token .*CPU of producer \+ reader per 1,000 tokens: job-registry/);
+  const server = find(/^\d+ jobs x 1 token .*Redis server CPU per 1,000 tokens: job-registry/);
+  const master = find(/CPU per 1,000 tokens of the busiest master, 3-master Redis Cluster$/);
+  if (sse === undefined || heap === undefined || client === undefined || server === undefined) return [];
+  const STREAMS = 1_000_000;
+  const RATE = 30;
+  const BUSY = 0.7;
+  const tokens = STREAMS * RATE;
+  // Per token: the SSE write (node handler) plus the Redis client work (the producer's write and the
+  // reader's XREAD), in µs of one core.
+  const perToken = sse.median + client.median;
+  const perProcess = (BUSY * 1e6) / perToken;
+  const processes = Math.ceil(tokens / perProcess);
+  const perShard = (BUSY * 1e6) / server.median;
+  const shards = Math.ceil(tokens / perShard);
+  const masters = master === undefined ? undefined : Math.ceil(tokens / ((BUSY * 1e6) / master.median));
+  const n = (x: number): string => Math.round(x).toLocaleString('en-US');
+  return [
+    '### Capacity model (from this run)',
+    '',
+    `For ${n(STREAMS)} concurrent streams at ${RATE} tokens/s (${n(tokens)} tokens/s), each core at most ${BUSY * 100}% busy:`,
+    '',
+    `- **Per process**: ${fmt(sse.median)} µs of CPU per token to write SSE (node handler, 1,000 streams) plus ${fmt(client.median)} µs for the Redis client work (producer write and reader, realistic load): ${n(perProcess)} tokens/s per core, so ${n(perProcess / RATE)} streams at ${RATE} tokens/s. Held streams cost ${fmt(heap.median)} bytes of heap each: ${n(perProcess / RATE)} streams hold ${fmt((heap.median * perProcess) / RATE / 2 ** 20)} MiB.`,
+    `- **Processes**: ${n(processes)} one-core processes (${n(STREAMS / processes)} streams each).`,
+    `- **Redis**: ${fmt(server.median)} µs of Redis CPU per token at the realistic load (one token per job per tick): ${n(perShard)} tokens/s per single-threaded shard, so ${n(shards)} shards (masters).` +
+      (masters === undefined
+        ? ''
+        : ` With the batching of the cluster run (${fmt(master!.median)} µs per token on the busiest master), ${n(masters)} masters.`),
+    '- Not modelled: the network, TLS, the model servers themselves, and replicas (a replica per master doubles the Redis processes, not the masters).',
+  ];
+}
 
 const readme = readFileSync(join(root, 'docs', 'performance.md'), 'utf8');
 const start = readme.indexOf('<!-- bench:start -->');
