@@ -178,7 +178,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     const holder = key === undefined ? undefined : this.life.liveByKey.get(key);
     if (holder !== undefined && this.settings.keyConflict === 'refuse')
       throw new JobBusyError(holder.id, key);
-    if (this.jobs.size >= this.settings.maxJobs) this.life.makeRoom();
+    if (this.jobs.size + (this.backend.streams?.open ?? 0) >= this.settings.maxJobs) this.life.makeRoom();
     const id = key === undefined ? this.newId() : this.keyedId(key);
     const now = this.settings.clock.now();
     const job = new Job<T, P>(id, this.settings.replayLimit, now);
@@ -280,6 +280,15 @@ export class JobRegistry<T = unknown, P = unknown> {
       throw new InvalidArgumentError(
         `the ${this.backend.name} backend does not keep job keys across processes (it has no jobOfKey)`,
       );
+  }
+
+  /**
+   * Throws `CapacityError` when one more job would not fit under `maxJobs` (the jobs held here and the
+   * open Durable Streams made here that a shared backend keeps); a terminal job nobody reads makes room.
+   */
+  checkRoom(): void {
+    if (this.disposed) throw new RegistryDisposedError('checkRoom');
+    if (this.jobs.size + (this.backend.streams?.open ?? 0) >= this.settings.maxJobs) this.life.makeRoom();
   }
 
   /** Whether this process holds a job with this id. Lookups, like every method, throw `RegistryDisposedError` after `dispose()`. */

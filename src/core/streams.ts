@@ -96,16 +96,32 @@ export type StreamAppendResult =
 export interface StreamStore {
   /** A stream by name, with its job's snapshot; `undefined` when none. */
   lookup(name: string): Promise<{ stream: StoredStream; snap: JobSnapshot } | undefined>;
-  /** Creates a stream; `exists` names the job that holds the name already. */
-  create(init: StreamInit): Promise<{ created: true; jobId: string } | { created: false; jobId: string }>;
+  /** Creates a stream (settling `reservation`, see `reserve`); `created: false` names the job that holds the name. */
+  create(
+    init: StreamInit,
+    reservation?: string,
+  ): Promise<{ created: true; jobId: string } | { created: false; jobId: string }>;
   /** Applies an append (checks, chunks, producer state, close) as one step. */
   append(stream: StoredStream, append: StreamAppend): Promise<StreamAppendResult>;
   /** Marks a read or an append: the TTL slides, and its keys live `keepMs` more. */
   touch(stream: StoredStream, keepMs: number): Promise<void>;
-  /** Closes it (its deadline came while idle); its data stays readable for the retention. */
-  close(stream: StoredStream): Promise<void>;
-  /** Deletes it: gone, or only hidden (`soft`) while forks of it are left. */
-  remove(stream: StoredStream): Promise<'removed' | 'soft' | 'missing'>;
+  /**
+   * Closes it (its deadline came while idle); its data stays readable for the retention. With
+   * `touchedAt` (the touch its deadline was judged on), a stream touched since is left alone (`touched`).
+   */
+  close(stream: StoredStream, touchedAt?: number): Promise<'closed' | 'touched' | 'missing'>;
+  /** Deletes it: gone, or only hidden (`soft`) while forks of it are left; `touchedAt` as for `close`. */
+  remove(stream: StoredStream, touchedAt?: number): Promise<'removed' | 'soft' | 'touched' | 'missing'>;
+  /** Keeps the data of these streams' jobs at least `keepMs` more (what a fork reads from them). */
+  hold(jobIds: string[], keepMs: number): Promise<void>;
+  /**
+   * Counts a stream about to be made for `principal` in at once (`openBy`, `open`), before the store is
+   * asked; `create` with the returned reservation settles it. Release it when the create is not made.
+   */
+  reserve(principal: string): string;
+  release(reservation: string): void;
+  /** Open streams this process made (or is making), for every principal. */
+  readonly open: number;
   /**
    * Counts a fork of `source` in (`+1`, refused with `gone` once it was deleted) or out (`-1`: `removed`
    * when that was the last fork of a deleted source, which then went).

@@ -37,7 +37,11 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
   /** Streams this process looked at: their deadlines run here too (any process may end a stream). */
   private readonly deadlines: Deadlines<string>;
   private readonly known = new Map<string, StreamMeta>();
-  private readonly touched = new Map<string, number>();
+  /** When each stream's touch was last written to the store, and the trailing write still due. */
+  private readonly touched = new Map<
+    string,
+    { at: number; due?: ReturnType<typeof setTimeout> | undefined }
+  >();
   private readonly ends: Subscription;
 
   constructor(
@@ -60,22 +64,27 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
     });
   }
 
+  /** A stream ended or went: it is forgotten here unless a deadline (its TTL, its Expires-At) is left. */
   private forget(jobId: string, removed: boolean): void {
     const meta = this.known.get(jobId);
     if (meta !== undefined) meta.closed = true;
-    if (removed) {
+    if (removed || meta === undefined || deadlineOf(meta, this.o.idleTimeoutMs) === Infinity) {
       this.known.delete(jobId);
+      clearTimeout(this.touched.get(jobId)?.due);
       this.touched.delete(jobId);
       this.deadlines.clear(jobId);
-    } else if (meta !== undefined) this.deadlines.schedule(jobId);
+    } else this.deadlines.schedule(jobId);
   }
 
   async lookup(name: string): Promise<Found | undefined> {
     const found = await this.store.lookup(name);
     if (found === undefined) return undefined;
     const meta = toMeta(found.stream, isTerminal(found.snap.state));
+    // This process's last touch may not be written yet (see touch): the later one counts.
+    const mine = this.known.get(meta.jobId);
+    if (mine !== undefined && mine.touchedAt > meta.touchedAt) meta.touchedAt = mine.touchedAt;
     if (!meta.softDeleted && isExpired(meta, Date.now())) {
-      await this.drop(meta);
+      await this.drop(meta, found.stream.touchedAt);
       return undefined;
     }
     this.watch(meta);
@@ -83,23 +92,48 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
   }
 
   private watch(meta: StreamMeta): void {
-    const before = this.known.get(meta.jobId);
-    if (before !== undefined && before.touchedAt > meta.touchedAt) meta.touchedAt = before.touchedAt;
     this.known.set(meta.jobId, meta);
     this.deadlines.schedule(meta.jobId);
   }
 
   touch(meta: StreamMeta): void {
+    // A job of the dual-call routes read as a stream has no stream record to touch.
+    if (meta.stored === undefined) return;
     const now = Date.now();
     meta.touchedAt = now;
     this.deadlines.schedule(meta.jobId);
-    if (now - (this.touched.get(meta.jobId) ?? 0) < TOUCH_EVERY_MS) return;
-    this.touched.set(meta.jobId, now);
-    this.store.touch(meta.stored!, deadlineOf(meta, this.o.idleTimeoutMs) - now).catch((e: unknown) =>
-      // The next touch tries again; a stream whose touch failed only ends sooner.
-      this.o.logger.warn(
-        `job-registry: could not mark stream '${meta.name.slice(0, 200)}' read: ${String(e)}`,
-      ),
+    const last = this.touched.get(meta.jobId);
+    if (last !== undefined && now - last.at < TOUCH_EVERY_MS) {
+      // Within the window: one trailing write at its end, so the store always has the last touch.
+      if (last.due === undefined) {
+        last.due = setTimeout(
+          () => {
+            last.due = undefined;
+            this.writeTouch(meta);
+          },
+          TOUCH_EVERY_MS - (now - last.at),
+        );
+        (last.due as { unref?: () => void }).unref?.();
+      }
+      return;
+    }
+    this.writeTouch(meta);
+  }
+
+  /** Writes a stream's last touch to the store; a fork's reads keep its sources' data as long. */
+  private writeTouch(meta: StreamMeta): void {
+    const now = Date.now();
+    const entry = this.touched.get(meta.jobId);
+    if (entry === undefined) this.touched.set(meta.jobId, { at: now });
+    else entry.at = now;
+    const keepMs = deadlineOf(meta, this.o.idleTimeoutMs) - now;
+    const sources = [...new Set(meta.fork?.segments.map(([job]) => job) ?? [])];
+    Promise.all([this.store.touch(meta.stored!, keepMs), this.store.hold(sources, keepMs)]).catch(
+      (e: unknown) =>
+        // The next touch tries again; a stream whose touch failed only ends sooner.
+        this.o.logger.warn(
+          `job-registry: could not mark stream '${meta.name.slice(0, 200)}' read: ${String(e)}`,
+        ),
     );
   }
 
@@ -193,39 +227,54 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
     else if (body.length > 0) chunks.push(['s', bytesToToken(body)]);
     if (bytes > o.maxStreamBytes) throw streamFull(name, o.maxStreamBytes);
     // The registry's count of the caller's live jobs includes the open streams the store made here.
+    // The quotas count this stream from here on (a reservation), so racing creates cannot all pass.
     this.policy.checkQuota(this.registry, caller);
+    this.registry.checkRoom();
+    const owner = caller.principal?.id;
+    const reservation = store.reserve(owner ?? '');
     const now = Date.now();
     const keepMs =
       deadlineOf({ ttlSeconds, expiresAt, touchedAt: now, closed: ask.closed }, o.idleTimeoutMs) - now;
-    if (source?.stored !== undefined) {
-      const held = await store.forkRef(source.stored, 1, keepMs);
-      if (held === 'gone')
-        throw new HttpError(
-          409,
-          'STREAM_GONE',
-          `job-registry: the source '${source.name.slice(0, 200)}' was deleted`,
-        );
-      if (held === 'missing') throw notFound(source.name);
-    }
-    const owner = caller.principal?.id;
     let made: { created: boolean; jobId: string };
     try {
-      made = await store.create({
-        name,
-        contentType,
-        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
-        ...(expiresAt !== undefined ? { expiresAt } : {}),
-        closed: ask.closed,
-        ...(owner !== undefined ? { owner } : {}),
-        chunks,
-        bytes,
-        json,
-        ...(fork !== undefined ? { fork } : {}),
-        keepMs,
-      });
-    } catch (e) {
-      if (source?.stored !== undefined) await this.unref(source.stored);
-      throw e;
+      if (source?.stored !== undefined) {
+        const held = await store.forkRef(source.stored, 1, keepMs);
+        if (held === 'gone')
+          throw new HttpError(
+            409,
+            'STREAM_GONE',
+            `job-registry: the source '${source.name.slice(0, 200)}' was deleted`,
+          );
+        if (held === 'missing') throw notFound(source.name);
+        // The sources further up keep what this fork reads from them as long.
+        await store.hold(
+          fork!.segments.map(([job]) => job),
+          keepMs,
+        );
+      }
+      try {
+        made = await store.create(
+          {
+            name,
+            contentType,
+            ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+            ...(expiresAt !== undefined ? { expiresAt } : {}),
+            closed: ask.closed,
+            ...(owner !== undefined ? { owner } : {}),
+            chunks,
+            bytes,
+            json,
+            ...(fork !== undefined ? { fork } : {}),
+            keepMs,
+          },
+          reservation,
+        );
+      } catch (e) {
+        if (source?.stored !== undefined) await this.unref(source.stored);
+        throw e;
+      }
+    } finally {
+      store.release(reservation);
     }
     if (!made.created) {
       if (source?.stored !== undefined) await this.unref(source.stored);
@@ -283,10 +332,15 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
       keepMs: deadlineOf({ ...meta, closed: ask.close }, this.o.idleTimeoutMs) - now,
     });
     switch (r.status) {
-      case 'appended':
-        this.touched.set(meta.jobId, now);
+      case 'appended': {
+        // The append wrote its touch; a fork's sources keep what it reads from them as long.
+        const entry = this.touched.get(meta.jobId);
+        if (meta.fork !== undefined) this.writeTouch(meta);
+        else if (entry === undefined) this.touched.set(meta.jobId, { at: now });
+        else entry.at = now;
         this.deadlines.schedule(meta.jobId);
         return appended(formatOffset(r.count), ask.close, producer, body.length > 0);
+      }
       case 'closed': {
         const tail = formatOffset(r.count);
         if (body.length === 0 && producer === undefined)
@@ -310,11 +364,16 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
     await this.drop(found.meta);
   }
 
-  /** Deletes a stream (only hidden while forks of it are left); a fork that went lets go of its source. */
-  private async drop(meta: StreamMeta): Promise<void> {
-    const r = await this.store.remove(meta.stored!);
+  /**
+   * Deletes a stream (only hidden while forks of it are left); a fork that went lets go of its source.
+   * With `touchedAt` (a deadline's), a stream touched since is left alone: `false`.
+   */
+  private async drop(meta: StreamMeta, touchedAt?: number): Promise<boolean> {
+    const r = await this.store.remove(meta.stored!, touchedAt);
+    if (r === 'touched') return false;
     if (r === 'removed' && meta.fork !== undefined)
       await this.unref({ name: meta.fork.sourceName, jobId: meta.fork.sourceJob });
+    return true;
   }
 
   /** A deadline came: an expired stream is deleted; an idle one is closed (its data stays readable). */
@@ -324,16 +383,22 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
     try {
       const found = await this.store.lookup(meta.name);
       if (found === undefined || found.stream.jobId !== jobId) return this.forget(jobId, true);
+      const stored = found.stream.touchedAt;
       const now = toMeta(found.stream, isTerminal(found.snap.state));
+      // This process's last touch may not be written yet: the later one counts.
+      now.touchedAt = Math.max(stored, meta.touchedAt);
       if (now.softDeleted) return;
-      if (isExpired(now, Date.now())) return await this.drop(now);
+      if (isExpired(now, Date.now())) {
+        if (!(await this.drop(now, stored))) this.reschedule(jobId);
+        return;
+      }
       if (deadlineOf(now, this.o.idleTimeoutMs) > Date.now()) {
-        // Touched by another process meanwhile: wait for the new deadline.
+        // Touched meanwhile (here or by another process): wait for the new deadline.
         this.known.set(jobId, now);
         return this.deadlines.schedule(jobId);
       }
-      if (isTerminal(found.snap.state)) return;
-      await this.store.close(found.stream);
+      if (isTerminal(found.snap.state)) return this.forget(jobId, false);
+      if ((await this.store.close(found.stream, stored)) === 'touched') return this.reschedule(jobId);
       this.o.logger.warn(
         `job-registry: durable stream '${meta.name.slice(0, 200)}' closed after ${this.o.idleTimeoutMs} ms without an append or a read (idleTimeoutMs)`,
       );
@@ -347,9 +412,18 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
     }
   }
 
+  /** Another process touched the stream as its deadline came: look again once that touch is read back. */
+  private reschedule(jobId: string): void {
+    const retry = setTimeout(() => void this.expire(jobId), 100);
+    (retry as { unref?: () => void }).unref?.();
+  }
+
   close(): void {
     this.ends.unsubscribe();
     this.deadlines.close();
+    for (const t of this.touched.values()) clearTimeout(t.due);
+    this.touched.clear();
+    this.known.clear();
   }
 }
 

@@ -19,10 +19,27 @@ local function event(fields)
   if shardTtl >= 0 then redis.call('PEXPIRE', KEYS[5], shardTtl); redis.call('PEXPIRE', KEYS[6], shardTtl) end
 end
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
+-- Sets the keys' expiry; a stream forks read from (ds_forks > 0) is never shortened, only extended.
 local function expireAll(ms)
+  local held = tonumber(redis.call('HGET', KEYS[2], 'ds_forks') or '0') > 0
   for i = 1, 4 do
-    if ms >= 0 then redis.call('PEXPIRE', KEYS[i], ms) else redis.call('PERSIST', KEYS[i]) end
+    if ms < 0 then redis.call('PERSIST', KEYS[i])
+    elseif not held then redis.call('PEXPIRE', KEYS[i], ms)
+    else
+      -- A key without an expiry here is one this step made (an end entry, a first chunk).
+      local left = redis.call('PTTL', KEYS[i])
+      if left == -1 or (left >= 0 and left < ms) then redis.call('PEXPIRE', KEYS[i], ms) end
+    end
   end
+end
+-- Whether a sorts after b byte by byte (Lua's own < follows the server's locale).
+local function after(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
 end
 local function complete(count)
   local from = redis.call('HGET', KEYS[2], 'state')
@@ -103,7 +120,7 @@ if pid ~= '' then
   local cur = redis.call('HGET', KEYS[2], 'ds_p:' .. pid)
   local epoch, seq = tonumber(ARGV[12]), tonumber(ARGV[13])
   if not cur then
-    if seq ~= 0 then return {'gap', '0', ARGV[13]} end
+    if seq ~= 0 then return {'gap', '-1', ARGV[13]} end
   else
     local ce, cs = string.match(cur, '^(%d+):(%d+)$')
     local e, s = tonumber(ce), tonumber(cs)
@@ -111,11 +128,11 @@ if pid ~= '' then
     if epoch > e then
       if seq ~= 0 then return {'epoch_seq'} end
     elseif seq <= s then return {'dup', cs}
-    elseif seq ~= s + 1 then return {'gap', tostring(s + 1), ARGV[13]} end
+    elseif seq ~= s + 1 then return {'gap', cs, ARGV[13]} end
   end
   pstate = ARGV[12] .. ':' .. ARGV[13]
 end
-if ARGV[14] ~= '' and n > 0 and wseq and ARGV[14] <= wseq then return {'seq_conflict', wseq} end
+if ARGV[14] ~= '' and n > 0 and wseq and not after(ARGV[14], wseq) then return {'seq_conflict', wseq} end
 if ARGV[10] == '1' and n > 0 then redis.call('RPUSH', KEYS[4], cnt) end
 for i = 0, n - 1 do
   redis.call('XADD', KEYS[3], '0-' .. (cnt + i + 1), ARGV[16 + 2 * i], ARGV[17 + 2 * i])
@@ -146,7 +163,9 @@ return 1
 /**
  * Ends a stream: ARGV[8] 'close' (completed, data readable for the retention), 'remove' (deleted: only
  * hidden while forks of it are left), or 'unref' (one fork fewer: ARGV[9] the change; a hidden source
- * with no fork left goes). Returns 'removed', 'soft', 'closed', 'ok', 'gone' or 'missing'.
+ * with no fork left goes). ARGV[10], for a close or remove by deadline: the `ds_touched` its deadline was
+ * judged on ('' for none): a stream touched since is left alone ('touched').
+ * Returns 'removed', 'soft', 'closed', 'ok', 'gone', 'touched' or 'missing'.
  */
 export const STREAM_END = `${HEAD}
 local st, deleted, forks, cnt = unpack(redis.call('HMGET', KEYS[2], 'state', 'ds_deleted', 'ds_forks', 'ds_count'))
@@ -167,6 +186,7 @@ if mode == 'unref' then
   if delta > 0 and keep >= 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], keep, 'GT') end end
   return 'ok'
 end
+if ARGV[10] ~= '' and redis.call('HGET', KEYS[2], 'ds_touched') ~= ARGV[10] then return 'touched' end
 if not terminal(st) then complete(cnt) end
 if mode == 'close' then
   expireAll(keep)
@@ -174,6 +194,10 @@ if mode == 'close' then
 end
 if forks > 0 then
   redis.call('HSET', KEYS[2], 'ds_deleted', '1')
+  -- The end entry may have made the token stream: it lives as long as the hash.
+  local ttl = redis.call('PTTL', KEYS[2])
+  local left = redis.call('PTTL', KEYS[3])
+  if ttl > 0 and (left == -1 or (left >= 0 and left < ttl)) then redis.call('PEXPIRE', KEYS[3], ttl) end
   return 'soft'
 end
 drop()

@@ -77,7 +77,7 @@ export class RedisStreamStore implements StreamStore {
       this.nameKey(name),
       keys.meta(jobId, shard),
       keys.tokens(jobId, shard),
-      `${keys.prefix}{${keys.tags[shard]!}}:starts:${jobId}`,
+      this.startsKey(jobId, shard),
       keys.events(shard),
       keys.jobs(shard),
     ];
@@ -95,11 +95,14 @@ export class RedisStreamStore implements StreamStore {
     ];
   }
 
-  /** How long a stream's keys live: until its deadline (`keepMs` from now), then the retention. */
+  /**
+   * How long a stream's keys live: until its deadline (`keepMs` from now), then the retention; a stream
+   * without a deadline, the retention (-1: kept). A stream's deadline ends it even with no retention.
+   */
   private keep(keepMs: number): number {
     const retention = this.c.retentionMs;
-    if (retention < 0) return -1;
-    return Math.max(1, Math.ceil((Number.isFinite(keepMs) ? Math.max(0, keepMs) : 0) + retention));
+    if (!Number.isFinite(keepMs)) return retention < 0 ? -1 : Math.max(1, retention);
+    return Math.max(1, Math.ceil(Math.max(0, keepMs) + Math.max(0, retention)));
   }
 
   async lookup(name: string): Promise<{ stream: StoredStream; snap: JobSnapshot } | undefined> {
@@ -114,7 +117,43 @@ export class RedisStreamStore implements StreamStore {
     return { stream: decodeStream(name, jobId, meta), snap };
   }
 
-  async create(init: StreamInit): Promise<{ created: boolean; jobId: string }> {
+  private reservations = 0;
+
+  reserve(principal: string): string {
+    const token = `reserved:${++this.reservations}`;
+    this.mine.set(token, principal);
+    return token;
+  }
+
+  release(reservation: string): void {
+    this.mine.delete(reservation);
+  }
+
+  get open(): number {
+    return this.mine.size;
+  }
+
+  async hold(jobIds: string[], keepMs: number): Promise<void> {
+    const keep = this.keep(keepMs);
+    if (keep < 0 || jobIds.length === 0) return;
+    const { keys } = this.c;
+    await Promise.all(
+      jobIds.map(async (id) => {
+        const shard = keys.shardOf(id);
+        const pipe = this.c.conn.cmd.pipeline();
+        for (const key of [keys.meta(id, shard), keys.tokens(id, shard), this.startsKey(id, shard)])
+          pipe.pexpire(key, keep, 'GT');
+        await pipe.exec();
+      }),
+    );
+  }
+
+  private startsKey(jobId: string, shard: number): string {
+    const { keys } = this.c;
+    return `${keys.prefix}{${keys.tags[shard]!}}:starts:${jobId}`;
+  }
+
+  async create(init: StreamInit, reservation?: string): Promise<{ created: boolean; jobId: string }> {
     const { keys } = this.c;
     // The job is drawn in its name's shard: one slot holds the name record and the whole stream.
     const shard = keys.shardOf(init.name);
@@ -141,6 +180,7 @@ export class RedisStreamStore implements StreamStore {
       ...meta,
       ...init.chunks.flat(),
     );
+    if (reservation !== undefined) this.mine.delete(reservation);
     if (answer[0] !== 'created') return { created: false, jobId: answer[1]! };
     if (!init.closed) this.mine.set(jobId, init.owner ?? '');
     return { created: true, jobId };
@@ -177,7 +217,8 @@ export class RedisStreamStore implements StreamStore {
       case 'epoch_seq':
         return { status: 'invalid_epoch_seq' };
       case 'gap':
-        return { status: 'sequence_gap', expected: Number(r[1]), received: Number(r[2]) };
+        // The last seq accepted, as stored: large ones are not rounded through Lua's numbers.
+        return { status: 'sequence_gap', expected: Number(r[1]) + 1, received: Number(r[2]) };
       case 'seq_conflict':
         return { status: 'seq_conflict', last: r[1]! };
       default:
@@ -192,12 +233,16 @@ export class RedisStreamStore implements StreamStore {
     );
   }
 
-  async close(stream: StoredStream): Promise<void> {
-    await this.end(stream, 'close', 0, Infinity);
+  async close(stream: StoredStream, touchedAt?: number): Promise<'closed' | 'touched' | 'missing'> {
+    return (await this.end(stream, 'close', 0, Infinity, touchedAt)) as 'closed' | 'touched' | 'missing';
   }
 
-  async remove(stream: StoredStream): Promise<'removed' | 'soft' | 'missing'> {
-    return (await this.end(stream, 'remove', 0, Infinity)) as 'removed' | 'soft' | 'missing';
+  async remove(
+    stream: StoredStream,
+    touchedAt?: number,
+  ): Promise<'removed' | 'soft' | 'touched' | 'missing'> {
+    return (await this.end(stream, 'remove', 0, Infinity, touchedAt)) as
+      'removed' | 'soft' | 'touched' | 'missing';
   }
 
   async forkRef(
@@ -213,12 +258,14 @@ export class RedisStreamStore implements StreamStore {
     mode: string,
     delta: number,
     keepMs: number,
+    touchedAt?: number,
   ): Promise<string> {
     return this.cmd.jrStreamEnd(
       ...this.keysOf(stream.name, stream.jobId),
       ...this.head(stream.jobId, keepMs),
       mode,
       delta,
+      touchedAt === undefined ? '' : String(touchedAt),
     );
   }
 

@@ -178,6 +178,120 @@ describe.each(['redis', 'cluster'] as const)('Durable Streams shared by replicas
     expect((await http(on(one, name), { method: 'DELETE', headers: A })).status).toBe(204);
   });
 
+  /** The job id, hash and token stream keys of a stream by name (read from Redis). */
+  const keysOf = async (name: string): Promise<{ meta: string; tokens: string }> => {
+    const nodes = cluster === undefined ? [admin as Redis] : (admin as Cluster).nodes('master');
+    for (const node of nodes) {
+      const [, found] = await node.scan('0', 'MATCH', `${prefix}*:stream:${name}`, 'COUNT', 100000);
+      if (found.length === 0) continue;
+      const jobId = (await admin!.get(found[0]!))!;
+      const base = found[0]!.slice(0, found[0]!.indexOf(':stream:'));
+      return { meta: `${base}:job:${jobId}`, tokens: `${base}:tokens:${jobId}` };
+    }
+    throw new Error(`no stream record for ${name}`);
+  };
+
+  test("a fork's reads keep its source's data as long as the fork: the source's deadline does not take it", async () => {
+    if (skip()) return;
+    const short = await startServer({
+      port: 0,
+      logger: quiet,
+      apiKeys: [KEY_A],
+      retentionMs: 200,
+      redisPrefix: prefix,
+      ...where,
+    });
+    try {
+      const source = unique('short-source');
+      const fork = unique('long-fork');
+      expect((await put(on(short, source), { ...A, 'stream-ttl': '1' }, 'hello')).status).toBe(201);
+      expect(
+        (
+          await put(on(short, fork), {
+            ...A,
+            'stream-ttl': '30',
+            'stream-forked-from': `/v1/stream/${source}`,
+          })
+        ).status,
+      ).toBe(201);
+      // The source's deadline passes: deleted, but only hidden, as a fork is left.
+      await waitFor(
+        async () => (await http(on(short, source), { method: 'HEAD', headers: A })).status === 410,
+        10_000,
+        "the source's TTL",
+      );
+      expect(await readAll(on(short, fork), A)).toBe('hello');
+      const src = await keysOf(source);
+      const own = await keysOf(fork);
+      // Its source's data lives as long as the fork: the read's touch extends both (written as it goes).
+      await waitFor(
+        async () => (await admin!.pttl(src.tokens)) >= (await admin!.pttl(own.meta)) - 300,
+        5000,
+        "the source's data to live as long as the fork",
+      );
+      expect(await readAll(on(short, fork), A)).toBe('hello');
+    } finally {
+      await short.close();
+    }
+  });
+
+  test('a stream read twice in a second has its last read stored (its TTL slides from it)', async () => {
+    if (skip()) return;
+    const name = unique('slides');
+    expect((await put(on(one, name), { ...A, 'stream-ttl': '60' }, 'x')).status).toBe(201);
+    const { meta } = await keysOf(name);
+    await readAll(on(one, name), A);
+    const before = Date.now();
+    await readAll(on(one, name), A);
+    // The second read's touch is written at the end of the first one's window.
+    await waitFor(
+      async () => Number(await admin!.hget(meta, 'ds_touched')) >= before,
+      5000,
+      'the trailing touch',
+    );
+    expect((await http(on(one, name), { method: 'DELETE', headers: A })).status).toBe(204);
+  });
+
+  test('racing creates cannot pass the quota; maxJobs counts streams kept in Redis', async () => {
+    if (skip()) return;
+    const tight = await startServer({
+      port: 0,
+      logger: quiet,
+      apiKeys: [KEY_A, KEY_B],
+      maxJobsPerPrincipal: 3,
+      maxJobs: 5,
+      redisPrefix: prefix,
+      ...where,
+    });
+    try {
+      const names = Array.from({ length: 12 }, () => unique('race'));
+      const statuses = await Promise.all(names.map(async (n) => (await put(on(tight, n), A)).status));
+      expect(statuses.filter((c) => c === 201).length).toBe(3);
+      expect(statuses.filter((c) => c === 429).length).toBe(9);
+      // B fills the rest of the process's five; a sixth stream of anybody's is refused.
+      expect((await put(on(tight, unique('b1')), B)).status).toBe(201);
+      expect((await put(on(tight, unique('b2')), B)).status).toBe(201);
+      expect((await put(on(tight, unique('b3')), B)).status).toBe(429);
+    } finally {
+      await tight.close();
+    }
+  });
+
+  test('a source deleted while a fork is left keeps no key without an expiry', async () => {
+    if (skip()) return;
+    const source = unique('empty-source');
+    const fork = unique('its-fork');
+    expect((await put(on(one, source), A)).status).toBe(201);
+    expect((await put(on(two, fork), { ...A, 'stream-forked-from': `/v1/stream/${source}` })).status).toBe(
+      201,
+    );
+    const src = await keysOf(source);
+    expect((await http(on(one, source), { method: 'DELETE', headers: A })).status).toBe(204);
+    expect(await admin!.pttl(src.tokens)).toBeGreaterThan(0);
+    expect(await admin!.pttl(src.meta)).toBeGreaterThan(0);
+    expect((await http(on(two, fork), { method: 'DELETE', headers: A })).status).toBe(204);
+  });
+
   test('five forks of a 20 MB stream share its data: under 1 MB more in Redis, each reads the whole', async () => {
     if (skip()) return;
     const source = unique('big');
