@@ -27,7 +27,15 @@ import { checkAppendType, created, deadlineOf, forkPoint } from './local.js';
 import type { DurableStreamsSettings } from './options.js';
 import { parseJson, type AppendAsk } from './parse.js';
 import { readRange } from './reader.js';
-import { isExpired, type CreateCall, type Found, type StreamKeeper, type StreamMeta } from './streams.js';
+import {
+  isExpired,
+  segmentsOf,
+  toMeta,
+  type CreateCall,
+  type Found,
+  type StreamKeeper,
+  type StreamMeta,
+} from './streams.js';
 import { H, bytesToToken, formatOffset, isJsonType, mediaType } from './wire.js';
 
 /** A touch refreshes the backend's copy at most this often per stream (a read per chunk would write per chunk). */
@@ -198,14 +206,7 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
       );
       prefix = point.prefix;
       // A fork keeps no copy of what it inherits: its segments name the jobs that hold it.
-      const segments: Array<[string, number]> = [];
-      let start = 0;
-      for (const [job, end] of source.fork?.segments ?? []) {
-        if (start >= point.upto) break;
-        segments.push([job, Math.min(end, point.upto)]);
-        start = end;
-      }
-      if (point.upto > start) segments.push([source.jobId, point.upto]);
+      const segments = segmentsOf(source, point.upto);
       fork = {
         source: source.name,
         sourceJob: source.jobId,
@@ -425,36 +426,4 @@ export class StoredStreams<Raw> implements StreamKeeper<Raw> {
     this.touched.clear();
     this.known.clear();
   }
-}
-
-/** The protocol's view of a stored stream. */
-function toMeta(stream: StoredStream, closed: boolean): StreamMeta {
-  const meta: StreamMeta = {
-    name: stream.name,
-    jobId: stream.jobId,
-    contentType: stream.contentType,
-    created: true,
-    touchedAt: stream.touchedAt,
-    createdClosed: stream.createdClosed,
-    closed,
-    bytes: stream.bytes,
-    producers: new Map(),
-    batchStarts: [],
-    forks: stream.forks,
-    softDeleted: stream.softDeleted,
-    stored: stream,
-  };
-  if (stream.ttlSeconds !== undefined) meta.ttlSeconds = stream.ttlSeconds;
-  if (stream.expiresAt !== undefined) meta.expiresAt = stream.expiresAt;
-  if (stream.fork !== undefined) {
-    meta.fork = {
-      sourceName: stream.fork.source,
-      subOffset: stream.fork.subOffset,
-      sourceJob: stream.fork.sourceJob,
-      base: stream.fork.base,
-      segments: stream.fork.segments,
-    };
-    if (stream.fork.offset !== undefined) meta.fork.offset = stream.fork.offset;
-  }
-  return meta;
 }

@@ -145,3 +145,48 @@ export interface StreamKeeper<Raw> {
   tokens$(meta: StreamMeta, from: number): Observable<TokenEvent<unknown>>;
   close(): void;
 }
+
+/** The protocol's view of a stored stream. */
+export function toMeta(stream: StoredStream, closed: boolean): StreamMeta {
+  const meta: StreamMeta = {
+    name: stream.name,
+    jobId: stream.jobId,
+    contentType: stream.contentType,
+    created: true,
+    touchedAt: stream.touchedAt,
+    createdClosed: stream.createdClosed,
+    closed,
+    bytes: stream.bytes,
+    producers: new Map(),
+    batchStarts: [],
+    forks: stream.forks,
+    softDeleted: stream.softDeleted,
+    stored: stream,
+  };
+  if (stream.ttlSeconds !== undefined) meta.ttlSeconds = stream.ttlSeconds;
+  if (stream.expiresAt !== undefined) meta.expiresAt = stream.expiresAt;
+  if (stream.fork !== undefined) {
+    meta.fork = {
+      sourceName: stream.fork.source,
+      subOffset: stream.fork.subOffset,
+      sourceJob: stream.fork.sourceJob,
+      base: stream.fork.base,
+      segments: stream.fork.segments,
+    };
+    if (stream.fork.offset !== undefined) meta.fork.offset = stream.fork.offset;
+  }
+  return meta;
+}
+
+/** The segments of a fork of `source` at `upto`: its source's own, cut there, then the source itself. */
+export function segmentsOf(source: StreamMeta, upto: number): Array<[string, number]> {
+  const segments: Array<[string, number]> = [];
+  let start = 0;
+  for (const [job, end] of source.fork?.segments ?? []) {
+    if (start >= upto) break;
+    segments.push([job, Math.min(end, upto)]);
+    start = end;
+  }
+  if (upto > start) segments.push([source.jobId, upto]);
+  return segments;
+}
