@@ -50,6 +50,9 @@ export type {
   StreamAppend,
   StreamAppendResult,
   ProducerTuple,
+  StreamFork,
+  StoredStreamFound,
+  StreamCreated,
 } from './streams.js';
 export { TokenChannel } from './channel.js';
 export type { ChannelReader } from './channel.js';

@@ -29,6 +29,9 @@ export class ReaderCounts {
   admitted = 0;
   readonly perJob = new Map<string, number>();
   readonly perPrincipal = new Map<string, number>();
+  /** Some handler limits readers per job / per principal: only then are they counted (a count costs heap). */
+  byJob = false;
+  byPrincipal = false;
 }
 
 const SHARED = new WeakMap<object, ReaderCounts>();
@@ -52,7 +55,10 @@ export class StreamTracker {
   constructor(
     private readonly limits: StreamLimits,
     private readonly counts: ReaderCounts = new ReaderCounts(),
-  ) {}
+  ) {
+    if (limits.maxStreamsPerJob !== Infinity) counts.byJob = true;
+    if (limits.maxStreamsPerPrincipal !== Infinity) counts.byPrincipal = true;
+  }
 
   get size(): number {
     return this.open.size;
@@ -68,10 +74,13 @@ export class StreamTracker {
     if (principal !== undefined && (c.perPrincipal.get(principal) ?? 0) >= l.maxStreamsPerPrincipal)
       throw this.full('streams of this principal (maxStreamsPerPrincipal)', l.maxStreamsPerPrincipal);
     c.admitted++;
-    // Every handler's readers are counted, whatever this one's limits: another handler's may need them.
-    if (jobId !== undefined) bump(c.perJob, jobId, 1);
-    if (principal !== undefined) bump(c.perPrincipal, principal, 1);
-    return jobId === undefined && principal === undefined ? NO_COUNTS : { jobId, principal };
+    // Counted where any handler over the registry limits them (not only this one's limits): an
+    // unlimited count costs nothing per stream.
+    const job = c.byJob ? jobId : undefined;
+    const who = c.byPrincipal ? principal : undefined;
+    if (job !== undefined) bump(c.perJob, job, 1);
+    if (who !== undefined) bump(c.perPrincipal, who, 1);
+    return job === undefined && who === undefined ? NO_COUNTS : { jobId: job, principal: who };
   }
 
   /** Gives a ticket's place back. Call once. */
