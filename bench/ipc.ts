@@ -40,9 +40,20 @@ export function once<T>(type: string): Promise<T> {
 
 /** A peer's entry point: runs its role, reports a failure to the section (then exits 1), says it is up. */
 export function runPeer(main: () => Promise<void>): void {
+  // Exits cleanly when the section kills it, so a CPU profile (`BENCH_PEER_PROF`) is written.
+  process.once('SIGTERM', () => process.exit(0));
   main().catch((e: unknown) => {
     send({ type: 'error', message: (e as Error).stack ?? String(e) });
     process.exit(1);
   });
   send({ type: 'up' });
+}
+
+/**
+ * A peer's Node options: `base`, plus `--cpu-prof` into the folder `BENCH_PEER_PROF` names when it is set
+ * (one `.cpuprofile` per peer process, written when the section ends it).
+ */
+export function peerArgs(base: string[]): string[] {
+  const dir = process.env.BENCH_PEER_PROF;
+  return dir ? [...base, '--cpu-prof', `--cpu-prof-dir=${dir}`] : base;
 }

@@ -14,7 +14,7 @@
 import { fork } from 'node:child_process';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import type { Closed, Open, Opened, System } from '../chat-peer.js';
-import { waitFor } from '../ipc.js';
+import { waitFor, peerArgs } from '../ipc.js';
 import { QUICK, figure, gc, median, ratio, redisAdminOrSkip, report, type Figure } from '../lib.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -37,7 +37,7 @@ const LABEL = `AI SDK chat on Redis, ${CHATS} chats x ${DELTAS} deltas, a reconn
 const admin = await redisAdminOrSkip(REDIS, 'chat', 'AI SDK chat');
 const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
 const server = fork(new URL('../chat-peer.ts', import.meta.url).pathname, [REDIS], {
-  execArgv: ['--expose-gc', '--import', 'tsx'],
+  execArgv: peerArgs(['--expose-gc', '--import', 'tsx']),
   stdio: 'inherit',
 });
 server.setMaxListeners(0); // waitFor listens for the peer's exit on every call

@@ -28,7 +28,7 @@ import { createJobHandler } from '../../src/http/index.js';
 import { comment, retryField } from '../../src/protocol/sse.js';
 import { QUICK, figure, median, ratio, report, settledHeapUsed, type Figure, type Ratio } from '../lib.js';
 import type { Opened } from '../connections-peer.js';
-import { waitFor } from '../ipc.js';
+import { waitFor, peerArgs } from '../ipc.js';
 
 const N = QUICK ? 500 : 10_000;
 const REPS = QUICK ? 2 : 3;
@@ -215,7 +215,7 @@ const make: Record<System, (n: number) => Target> = {
   bare,
 };
 const peer = fork(new URL('../connections-peer.ts', import.meta.url).pathname, [], {
-  execArgv: ['--import', 'tsx'],
+  execArgv: peerArgs(['--import', 'tsx']),
   stdio: 'inherit',
 });
 peer.setMaxListeners(0); // waitFor listens for the peer's exit on every call

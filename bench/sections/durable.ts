@@ -23,7 +23,7 @@ import { DurableStreamTestServer } from '@durable-streams/server';
 import { JobRegistry } from '../../src/core/index.js';
 import { createDurableStreamsHandler } from '../../src/durable-streams/index.js';
 import type { Result, Written } from '../durable-peer.js';
-import { waitFor } from '../ipc.js';
+import { waitFor, peerArgs } from '../ipc.js';
 import { QUICK, figure, gc, median, ratio, report, type Figure, type Ratio } from '../lib.js';
 
 /** POSTs in flight at once (one keep-alive connection each). */
@@ -113,7 +113,7 @@ interface Run {
 
 function peer(role: string): ChildProcess {
   const child = fork(new URL('../durable-peer.ts', import.meta.url).pathname, [role], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: peerArgs(['--import', 'tsx']),
     stdio: 'inherit',
   });
   child.setMaxListeners(0); // waitFor listens for the peer's exit on every call

@@ -11,7 +11,7 @@ import { cpus, loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
 import { QUICK, figure, ratio, report } from '../lib.js';
-import { waitFor } from '../ipc.js';
+import { waitFor, peerArgs } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PRODUCERS = 3;
@@ -78,7 +78,7 @@ async function run(mode: Mode, target: string, servers: Redis[], masters: boolea
   const prefix = `jrbench:${process.pid}:cl:${mode}:${Math.random().toString(36).slice(2, 8)}:`;
   const spawn = (role: string): ChildProcess =>
     fork(peer, [role, mode, target, prefix, String(SHARDS)], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: peerArgs(['--import', 'tsx']),
       stdio: 'inherit',
     });
   const producers = Array.from({ length: PRODUCERS }, () => spawn('producer'));

@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Redis } from 'ioredis';
 import { QUICK, figure, ratio, report, type Figure, redisAdminOrSkip } from '../lib.js';
-import { waitFor } from '../ipc.js';
+import { waitFor, peerArgs } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const JOBS = QUICK ? 100 : 1000;
@@ -61,7 +61,7 @@ async function run(system: System, admin: Redis): Promise<Run> {
   const prefix = `jrbench:${process.pid}:rt:${system}:${Math.random().toString(36).slice(2, 8)}:`;
   const spawn = (role: string): ChildProcess =>
     fork(peer, [role, system, REDIS, prefix], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: peerArgs(['--import', 'tsx']),
       stdio: 'inherit',
     });
   const producer = spawn('producer');

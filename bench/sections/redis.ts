@@ -5,7 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { QUICK, figure, ratio, report, type Figure, type Ratio, redisAdminOrSkip } from '../lib.js';
-import { waitFor } from '../ipc.js';
+import { waitFor, peerArgs } from '../ipc.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const K = QUICK ? 5_000 : 50_000;
@@ -27,7 +27,7 @@ async function run(
 ): Promise<{ rate: number; perToken: number }> {
   const prefix = `jrbench:${process.pid}:${system}:${Math.random().toString(36).slice(2, 8)}:`;
   const spawn = (role: string): ChildProcess =>
-    fork(peer, [role, system, REDIS, prefix], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+    fork(peer, [role, system, REDIS, prefix], { execArgv: peerArgs(['--import', 'tsx']), stdio: 'inherit' });
   const producer = spawn('producer');
   const reader = spawn('reader');
   // resumable-stream can stall under load (an ack that never comes): a run past its deadline is failed.

@@ -17,7 +17,7 @@ import { Observable, type Subscriber } from 'rxjs';
 import { JobRegistry } from '../../src/core/index.js';
 import { createJobHandler, createResponsesHandler } from '../../src/http/index.js';
 import { QUICK, figure, gc, median, ratio, report, type Figure, type Ratio } from '../lib.js';
-import { waitFor } from '../ipc.js';
+import { waitFor, peerArgs } from '../ipc.js';
 import type { Done, Open, Route } from '../responses-peer.js';
 
 const STREAMS = QUICK ? 20 : 100;
@@ -42,7 +42,7 @@ interface Run {
 }
 
 const peer = fork(new URL('../responses-peer.ts', import.meta.url).pathname, [], {
-  execArgv: ['--import', 'tsx'],
+  execArgv: peerArgs(['--import', 'tsx']),
   stdio: 'inherit',
 });
 peer.setMaxListeners(0); // waitFor listens for the peer's exit on every call

@@ -19,6 +19,7 @@ import { JobRegistry } from '../../src/core/index.js';
 import { createFetchHandler } from '../../src/fetch/index.js';
 import { createJobHandler } from '../../src/http/index.js';
 import { QUICK, figure, median, ratio, report, type Figure, type Ratio } from '../lib.js';
+import { peerArgs } from '../ipc.js';
 
 const TOKENS = QUICK ? 200 : 1000;
 const STREAMS = QUICK ? [1, 100] : [1, 100, 1000];
@@ -146,7 +147,7 @@ function message<T>(child: ChildProcess, type: string): Promise<T> {
 
 // One reader process for every run (it opens a fresh set of streams per run): no process start per run.
 const reader = fork(new URL('../sse-reader.ts', import.meta.url).pathname, [], {
-  execArgv: ['--import', 'tsx'],
+  execArgv: peerArgs(['--import', 'tsx']),
   stdio: 'inherit',
 });
 await message(reader, 'up');

@@ -34,17 +34,28 @@ export interface Ttls {
 }
 
 /**
- * Batches this process's writes per tick into one pipeline per group (one per master on a cluster), sends
- * them at the end of the tick, and reads back what Redis answered. A job's consecutive tokens form a
- * run; a tick's runs of one shard go as one TOKEN_RUNS script call (a shard's lone run as TOKENS, a lone
- * token as a plain XADD). A job's runs go in the pipeline before its next write of another kind, so Redis
- * applies a job's writes in the order they were made. New
- * jobs and tokens are refused with `BackendError` while `maxPending` writes wait for Redis; state
- * changes and removals never are, so a job's end always reaches Redis once it is back.
+ * Tokens waiting for the end of the event loop's turn that are sent at the end of the tick instead: a
+ * pipeline of this many amortizes its write, and a token waits for at most this many producers' callbacks.
+ */
+const SEND_AT = 32;
+
+/**
+ * Batches this process's writes into one pipeline per group (one per master on a cluster), sends them at
+ * the end of the tick (tokens: at the end of the event loop's turn, see `batch`), and reads back what
+ * Redis answered. A job's consecutive tokens form a run; a batch's runs of one shard go as one TOKEN_RUNS
+ * script call (a shard's lone run as TOKENS, a lone token as a plain XADD). A job's runs go in the
+ * pipeline before its next write of another kind, so Redis applies a job's writes in the order they were
+ * made. New jobs and tokens are refused with `BackendError` while `maxPending` writes wait for Redis;
+ * state changes and removals never are, so a job's end always reaches Redis once it is back.
  */
 export class Writer {
   private batches = new Map<number, Batch>();
+  /** An exec is queued for this tick's microtasks (a write other than tokens is waiting). */
   private scheduled = false;
+  /** An exec is queued for the end of this turn of the event loop (tokens are waiting). */
+  private deferred = false;
+  /** Tokens put in the batches since the last exec. */
+  private unsent = 0;
   private pending = 0;
   /** How long the last batch took from send to Redis's answer (ms): the write lag other processes see. */
   lastRoundTripMs = 0;
@@ -124,7 +135,7 @@ export class Writer {
       this.lastShard = this.keys.shardOf(jobId);
       this.lastKey = this.keys.tokens(jobId, this.lastShard);
     }
-    const b = this.batch(this.lastShard);
+    const b = this.batch(this.lastShard, ++this.unsent >= SEND_AT);
     // String tokens (the usual LLM token) are stored raw under `s`; anything else as JSON under `t`.
     const field = typeof token === 'string' ? 's' : 't';
     const data = typeof token === 'string' ? token : (JSON.stringify(token) ?? 'null');
@@ -233,7 +244,7 @@ export class Writer {
    */
   progress(jobId: string, count: number, at: number): void {
     const shard = this.keys.shardOf(jobId);
-    addProgress(this.batch(shard), shard, jobId, count, at);
+    addProgress(this.batch(shard, false), shard, jobId, count, at);
   }
 
   /** Asks the owner of a job (through the shard's event stream) to cancel it. */
@@ -355,22 +366,44 @@ export class Writer {
     this.pending += holdRun(run, this.replayLimit, this.ttls.live);
   }
 
-  private batch(shard: number): Batch {
+  /**
+   * The batch of `shard`'s group, with an exec queued for it. Tokens (and progress counts) wait for the
+   * end of the event loop's turn, so producers that each run in their own callback of one turn (timers,
+   * immediates, socket reads) share one pipeline write, unless `SEND_AT` of them are waiting: then they
+   * go at the end of this tick, so none waits behind a long turn. Any other write goes at the end of its
+   * tick, so a job created here is in Redis before another process is told its id.
+   */
+  private batch(shard: number, soon = true): Batch {
     const group = this.conn.groupOf(shard);
     let b = this.batches.get(group);
     if (b === undefined) {
       b = newBatch(this.conn.pipeline());
       this.batches.set(group, b);
+    }
+    if (soon) {
       if (!this.scheduled) {
         this.scheduled = true;
-        queueMicrotask(() => this.exec());
+        queueMicrotask(this.execSoon);
       }
+    } else if (!this.deferred) {
+      this.deferred = true;
+      setImmediate(this.execLater);
     }
     return b;
   }
 
-  private exec(): void {
+  private readonly execSoon = (): void => {
     this.scheduled = false;
+    this.exec();
+  };
+
+  private readonly execLater = (): void => {
+    this.deferred = false;
+    this.exec();
+  };
+
+  private exec(): void {
+    this.unsent = 0;
     if (this.batches.size === 0) return;
     const batches = this.batches;
     this.batches = new Map();

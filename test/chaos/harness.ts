@@ -85,6 +85,11 @@ export interface ChaosOptions {
   only?: FaultKind[];
   /** Write every server's output to `<logDir>/<name>.log`. */
   logDir?: string;
+  /**
+   * How long Redis stays stopped in a restart (ms); default a draw of 100-1000. Longer outages let
+   * leases lapse while their owners live (to reproduce a failure seen under load).
+   */
+  restartMs?: number;
 }
 
 export interface Violation {
@@ -362,10 +367,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 }
 
 class ChaosRun {
-  private readonly o: Required<Omit<ChaosOptions, 'clusterNodes' | 'log' | 'only' | 'logDir'>> & {
+  private readonly o: Required<
+    Omit<ChaosOptions, 'clusterNodes' | 'log' | 'only' | 'logDir' | 'restartMs'>
+  > & {
     clusterNodes?: NodeAddress[];
     only?: FaultKind[];
     logDir?: string;
+    restartMs?: number;
   };
   private readonly log: (line: string) => void;
   private readonly rng: Rng;
@@ -409,6 +417,7 @@ class ChaosRun {
       ...(options.clusterNodes ? { clusterNodes: options.clusterNodes } : {}),
       ...(options.only ? { only: options.only } : {}),
       ...(options.logDir ? { logDir: options.logDir } : {}),
+      ...(options.restartMs !== undefined ? { restartMs: options.restartMs } : {}),
     };
     this.log = options.log ?? (() => undefined);
     this.rng = new Rng(`chaos:${options.seed}`);
@@ -885,7 +894,7 @@ class ChaosRun {
           fault.at = stoppedAt;
           fault.loss = true;
         }
-        await sleep(f.ms);
+        await sleep(this.o.restartMs ?? f.ms);
         try {
           await own.start();
         } finally {

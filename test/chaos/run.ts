@@ -15,7 +15,7 @@ import { formatReport, runChaos, type FaultKind } from './harness.js';
 function usage(message?: string): never {
   if (message) console.error(message);
   console.error(
-    'usage: npm run chaos -- [--seed N] [--minutes M | --seconds S] [--cluster] [--servers N] [--no-faults] [--no-stress] [--concurrency N] [--details N] [--json FILE] [--logs DIR] [--only KIND,KIND] [--quiet]',
+    'usage: npm run chaos -- [--seed N] [--minutes M | --seconds S] [--cluster] [--servers N] [--no-faults] [--no-stress] [--concurrency N] [--details N] [--json FILE] [--logs DIR] [--only KIND,KIND] [--restart-ms MS] [--quiet]',
   );
   process.exit(2);
 }
@@ -33,6 +33,7 @@ let json: string | undefined;
 let quiet = false;
 let only: string[] | undefined;
 let logDir: string | undefined;
+let restartMs: number | undefined;
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   const value = (): number => {
@@ -53,6 +54,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--quiet') quiet = true;
   else if (a === '--only') only = (args[++i] ?? '').split(',');
   else if (a === '--logs') logDir = args[++i];
+  else if (a === '--restart-ms') restartMs = value();
   else if (a === '--help' || a === '-h') usage();
   else usage(`unknown argument ${a}`);
 }
@@ -69,6 +71,7 @@ const report = await runChaos({
   ...(concurrency !== undefined ? { concurrency } : {}),
   ...(only !== undefined ? { only: only as FaultKind[] } : {}),
   ...(logDir !== undefined ? { logDir } : {}),
+  ...(restartMs !== undefined ? { restartMs } : {}),
   log: quiet
     ? () => undefined
     : (line) => console.error(`[chaos ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`),
