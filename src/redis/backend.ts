@@ -92,7 +92,13 @@ class RedisBackend implements RegistryBackend {
     this.foreign = new ForeignEntries(this.o.log);
     // Connection names carry the prefix, so an operator can tell (and CLIENT KILL) one registry's connections.
     this.conn = new Connection(
-      { url: options.url, redis: options.redis },
+      // A quarter of a lease at most between reconnect attempts: after an outage, this process renews
+      // its lease before others may take it for dead (they wait a whole lease).
+      {
+        url: options.url,
+        redis: options.redis,
+        reconnectMaxMs: Math.min(2000, Math.max(50, this.o.leaseMs / 4)),
+      },
       `jr:${this.o.prefix}:${this.owner}`,
       this.keys.slots,
       (e) => this.outages.fail('connection', `a connection to Redis failed`, e),

@@ -48,7 +48,15 @@ export class Connection {
   private readonly blocking: RedisClient[] = [];
 
   constructor(
-    options: { url?: string | undefined; redis?: RedisClient | undefined },
+    options: {
+      url?: string | undefined;
+      redis?: RedisClient | undefined;
+      /**
+       * Longest wait between two reconnect attempts of the connections made here from `url` (ioredis's
+       * default is 2 s). An owner must be back within a lease once Redis is, or others take its jobs.
+       */
+      reconnectMaxMs?: number | undefined;
+    },
     private readonly name: string,
     /** The cluster slot of each shard. */
     private readonly slots: readonly number[],
@@ -59,7 +67,13 @@ export class Connection {
       this.cmd = options.redis;
       this.owned = false;
     } else {
-      this.cmd = new Redis(options.url!, { lazyConnect: true, connectTimeout: 5_000, connectionName: name });
+      const most = options.reconnectMaxMs ?? 2000;
+      this.cmd = new Redis(options.url!, {
+        lazyConnect: true,
+        connectTimeout: 5_000,
+        connectionName: name,
+        retryStrategy: (times) => Math.min(times * 50, most),
+      });
       this.owned = true;
     }
     this.cluster = (this.cmd as Cluster).isCluster === true;
@@ -88,8 +102,9 @@ export class Connection {
    * the client's slot table says: ioredis sends a pipeline to one node and takes any slots that node
    * serves, so a tick's writes go out as one pipeline per master, not one per shard (fewer, larger
    * pipelines are most of what a master spends per token). A slot the table does not know yet is a group
-   * of its own. Callers build and send a group's pipeline within one tick, so the table cannot change
-   * in between; a slot that moves while its commands are in flight gets `MOVED`, as with one slot.
+   * of its own. Callers build and send a group's pipeline within one turn of the event loop, so the
+   * table seldom changes in between; a slot that moves meanwhile, or while its commands are in flight,
+   * gets `MOVED`, as with one slot.
    * On a single Redis, one group.
    */
   groupOf(shard: number, client: RedisClient = this.cmd): number {
