@@ -80,12 +80,7 @@ async function openBackend(
       const [host, port] = n.split(':');
       return { host: host || '127.0.0.1', port: Number(port) || 6379 };
     });
-    // Back within a quarter of a lease once the cluster is (the backend does the same for a url).
-    const most = Math.min(2000, Math.max(50, (options.leaseMs ?? 10_000) / 4));
-    const cluster = new Cluster(nodes, {
-      lazyConnect: true,
-      clusterRetryStrategy: (times) => Math.min(times * 50, most),
-    });
+    const cluster = new Cluster(nodes, { lazyConnect: true });
     return { backend: redisBackend({ redis: cluster, ...shared }), cluster };
   }
   return { backend: redisBackend({ url: options.redisUrl!, ...shared }) };

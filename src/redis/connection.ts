@@ -102,9 +102,8 @@ export class Connection {
    * the client's slot table says: ioredis sends a pipeline to one node and takes any slots that node
    * serves, so a tick's writes go out as one pipeline per master, not one per shard (fewer, larger
    * pipelines are most of what a master spends per token). A slot the table does not know yet is a group
-   * of its own. Callers build and send a group's pipeline within one turn of the event loop, so the
-   * table seldom changes in between; a slot that moves meanwhile, or while its commands are in flight,
-   * gets `MOVED`, as with one slot.
+   * of its own. Callers build and send a group's pipeline within one tick, so the table cannot change
+   * in between; a slot that moves while its commands are in flight gets `MOVED`, as with one slot.
    * On a single Redis, one group.
    */
   groupOf(shard: number, client: RedisClient = this.cmd): number {

@@ -244,7 +244,7 @@ export class Writer {
    */
   progress(jobId: string, count: number, at: number): void {
     const shard = this.keys.shardOf(jobId);
-    addProgress(this.batch(shard, false), shard, jobId, count, at);
+    addProgress(this.batch(shard), shard, jobId, count, at);
   }
 
   /** Asks the owner of a job (through the shard's event stream) to cancel it. */
@@ -367,11 +367,13 @@ export class Writer {
   }
 
   /**
-   * The batch of `shard`'s group, with an exec queued for it. Tokens (and progress counts) wait for the
-   * end of the event loop's turn, so producers that each run in their own callback of one turn (timers,
+   * The batch of `shard`'s group, with an exec queued for it. On a single Redis, tokens wait for the end
+   * of the event loop's turn, so producers that each run in their own callback of one turn (timers,
    * immediates, socket reads) share one pipeline write, unless `SEND_AT` of them are waiting: then they
    * go at the end of this tick, so none waits behind a long turn. Any other write goes at the end of its
-   * tick, so a job created here is in Redis before another process is told its id.
+   * tick, so a job created here is in Redis before another process is told its id. On a cluster every
+   * write goes at the end of its tick: a batch is filed under its master when it is made, and the slot
+   * table can change in the I/O callbacks of a turn (a `MOVED` answer, a node gone), not within a tick.
    */
   private batch(shard: number, soon = true): Batch {
     const group = this.conn.groupOf(shard);
@@ -380,7 +382,7 @@ export class Writer {
       b = newBatch(this.conn.pipeline());
       this.batches.set(group, b);
     }
-    if (soon) {
+    if (soon || this.conn.cluster) {
       if (!this.scheduled) {
         this.scheduled = true;
         queueMicrotask(this.execSoon);
