@@ -81,3 +81,42 @@ export function readBodyBytes(req: IncomingMessage, limits: BodyLimits): Promise
     req.on('aborted', onError);
   });
 }
+
+/** The most of a refused body read and thrown away so that its client sees the answer. */
+const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
+/** How long a refused body may take to arrive while it is thrown away. */
+const DISCARD_MS = 10_000;
+
+/**
+ * Reads and throws away what is left of a refused body (a 413), so that its client, still sending,
+ * reads the answer instead of a reset: closing a socket with unread bytes resets it, and the reset
+ * can overtake the answer. Gives up (destroys the socket) past 64 MiB or 10 s.
+ *
+ * @returns false when the rest is too large to wait for: the connection has to close instead.
+ */
+export function discardRest(req: IncomingMessage): boolean {
+  if (req.complete) return true;
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && !(Number(declared) <= DISCARD_MAX_BYTES)) return false;
+  let left = DISCARD_MAX_BYTES;
+  const stop = (): void => {
+    clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', stop);
+    req.off('close', stop);
+  };
+  const giveUp = (): void => {
+    stop();
+    req.socket.destroy();
+  };
+  const onData = (chunk: Buffer | string): void => {
+    left -= chunk.length;
+    if (left < 0) giveUp();
+  };
+  const timer = setTimeout(giveUp, DISCARD_MS);
+  req.on('data', onData);
+  req.on('end', stop);
+  req.on('close', stop);
+  req.resume();
+  return true;
+}

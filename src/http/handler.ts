@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { readBodyBytes, readJsonBody } from './body.js';
+import { discardRest, readBodyBytes, readJsonBody } from './body.js';
 import type { HandlerOptions } from '../protocol/options.js';
 import { createProtocol, type Answer, type HttpRequest, type Protocol } from '../protocol/protocol.js';
 import { createResponsesProtocol, type ResponsesOptions } from '../protocol/responses.js';
@@ -78,8 +78,9 @@ export function nodeHandler(protocol: Protocol<IncomingMessage>): JobHandler {
         // A bug or a broken dependency goes to the framework's error handler when there is one.
         if (next !== undefined && isUnexpected(e)) return next(e);
         const reply = protocol.errorReply(e, request);
-        // A body refused half-way (too large, too slow) is not read on: the connection goes.
-        if (reply.kind === 'json' && (reply.status === 413 || reply.status === 408))
+        // A body too large is read on and thrown away (within bounds) so that the client sees the 413;
+        // one too slow, or too large to wait for, is not: the connection goes.
+        if (reply.kind === 'json' && (reply.status === 408 || (reply.status === 413 && !discardRest(req))))
           reply.headers.Connection = 'close';
         send(res, reply);
       });

@@ -247,6 +247,41 @@ describe('bad input: contract status, JSON error, no job created', () => {
     expect(sent).toBeLessThan(200 * 512);
   });
 
+  test('a refused body is read and thrown away: its client sends all of it, sees the 413, and the connection serves the next request', async () => {
+    const socket = connect(srv.port, '127.0.0.1');
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => (text += c));
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    socket.on('error', () => undefined);
+    const size = 4 * 1024 * 1024;
+    socket.write(
+      `POST /v1/inference HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${size}\r\n\r\n`,
+    );
+    await waitFor(() => text.includes('\r\n\r\n'), 3000, 'the 413');
+    expect(text).toMatch(/^HTTP\/1.1 413/);
+    expect(text).not.toMatch(/\r\nConnection: close\r\n/i);
+    // The rest of the body goes after the answer: a server that stopped reading would reset us here.
+    const piece = Buffer.alloc(64 * 1024, 0x20);
+    for (let sent = 0; sent < size; sent += piece.length) {
+      if (!socket.write(piece)) await once(socket, 'drain');
+    }
+    text = '';
+    socket.write(`GET /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    await waitFor(() => closed, 3000, 'the second answer and the close');
+    expect(text).toMatch(/^HTTP\/1.1 200/);
+  });
+
+  test('a declared body too large to throw away (over 64 MiB) is 413 with Connection: close', async () => {
+    const r = await rawRequest(
+      srv.port,
+      `POST /v1/inference HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${65 * 1024 * 1024}\r\n\r\n`,
+    );
+    expect(r).toMatch(/^HTTP\/1.1 413/);
+    expect(r).toMatch(/\r\nConnection: close\r\n/i);
+  });
+
   test('a body sent byte by byte forever times out with 408', async () => {
     const socket = connect(srv.port, '127.0.0.1');
     const chunks: Buffer[] = [];
