@@ -6,17 +6,18 @@
  *   npm run chaos:sweep -- --seeds 5,7,23 --seconds 30
  *
  * Prints, per seed: jobs, tokens checked, faults injected and violations by kind, then exits 1 when any
- * seed found a violation (each such seed's whole report is printed as it ends). `--json FILE` writes every
- * report.
+ * seed found a violation (each such seed's whole report is printed as it ends). Takes the flags of
+ * `npm run chaos` too: `--json FILE` writes every report, `--logs DIR` keeps each seed's server logs in
+ * `DIR/seed-N`.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseFlags, runOptions, SHARED_USAGE } from './args.js';
 import { formatReport, runChaos, type ChaosReport } from './harness.js';
 
 function usage(message?: string): never {
   if (message) console.error(message);
-  console.error(
-    'usage: npm run chaos:sweep -- --seeds A-B|A,B,C [--minutes M | --seconds S] [--cluster] [--json FILE]',
-  );
+  console.error(`usage: npm run chaos:sweep -- --seeds A-B|A,B,C ${SHARED_USAGE}`);
   process.exit(2);
 }
 
@@ -67,39 +68,26 @@ export function summaryTable(reports: readonly ChaosReport[]): string {
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
   let seeds: number[] | undefined;
-  let durationMs = 60_000;
-  let mode: 'single' | 'cluster' = 'single';
-  let json: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const value = (): number => {
-      const v = Number(args[++i]);
-      if (!Number.isFinite(v)) usage(`${a} needs a number`);
-      return v;
-    };
-    if (a === '--seeds') {
-      try {
-        seeds = parseSeeds(args[++i] ?? '');
-      } catch (e) {
-        usage((e as Error).message);
-      }
-    } else if (a === '--minutes') durationMs = Math.round(value() * 60_000);
-    else if (a === '--seconds') durationMs = Math.round(value() * 1000);
-    else if (a === '--cluster') mode = 'cluster';
-    else if (a === '--json') json = args[++i];
-    else if (a === '--help' || a === '-h') usage();
-    else usage(`unknown argument ${a}`);
-  }
+  const flags = parseFlags(process.argv.slice(2), usage, (flag, _value, text) => {
+    if (flag !== '--seeds') return false;
+    try {
+      seeds = parseSeeds(text());
+    } catch (e) {
+      usage((e as Error).message);
+    }
+    return true;
+  });
   if (seeds === undefined || seeds.length === 0) usage('give --seeds');
   const reports: ChaosReport[] = [];
   for (const seed of seeds) {
     const started = Date.now();
     console.error(
-      `[sweep] seed ${seed} (${seeds.indexOf(seed) + 1} of ${seeds.length}), ${mode}, ${durationMs / 1000} s`,
+      `[sweep] seed ${seed} (${seeds.indexOf(seed) + 1} of ${seeds.length}), ${flags.mode}, ${flags.durationMs / 1000} s`,
     );
-    const report = await runChaos({ seed, durationMs, servers: 3, mode, faults: true, stress: true });
+    const logDir = flags.logDir === undefined ? undefined : join(flags.logDir, `seed-${seed}`);
+    if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
+    const report = await runChaos({ seed, ...runOptions(flags, logDir) });
     reports.push(report);
     console.error(
       `[sweep] seed ${seed}: ${report.jobs} jobs, ${report.tokensChecked} tokens checked, ${report.violations.length} violations, ${((Date.now() - started) / 1000).toFixed(0)} s`,
@@ -107,7 +95,7 @@ async function main(): Promise<void> {
     if (report.violations.length > 0) console.error(formatReport(report, 40));
   }
   console.log(summaryTable(reports));
-  if (json !== undefined) writeFileSync(json, JSON.stringify(reports, null, 2));
+  if (flags.json !== undefined) writeFileSync(flags.json, JSON.stringify(reports, null, 2));
   process.exit(reports.some((r) => r.violations.length > 0) ? 1 : 0);
 }
 
