@@ -9,6 +9,29 @@ export interface ChannelReader<T> {
   readonly sub: Subscriber<TokenEvent<T>>;
   /** The seq this reader expects next. */
   next: number;
+  /** Detaches the reader (it is its subscription's teardown). */
+  unsubscribe(): void;
+}
+
+/** Told when a reader of a channel left (its subscription ended), instead of the channel just detaching it. */
+export interface ReaderHost<T> {
+  /** `reader` of `channel` left; the host detaches it (`channel.detach(reader)`). */
+  readerLeft(channel: TokenChannel<T>, reader: ChannelReader<T>): void;
+}
+
+/** A reader; also its subscription's teardown, so a reader costs one object and no closure. */
+class Reader<T> implements ChannelReader<T> {
+  constructor(
+    readonly sub: Subscriber<TokenEvent<T>>,
+    public next: number,
+    private readonly channel: TokenChannel<T>,
+    private readonly host: ReaderHost<T> | undefined,
+  ) {}
+
+  unsubscribe(): void {
+    if (this.host === undefined) this.channel.detach(this);
+    else this.host.readerLeft(this.channel, this);
+  }
 }
 
 const END = Symbol('end');
@@ -63,9 +86,14 @@ export class TokenChannel<T> extends Serial<TokenEvent<T> | typeof END> {
   /**
    * Replays the kept tokens with `seq > after` (all kept when absent) to `sub`, then attaches it for
    * live ones; a closed channel ends it instead. Returns the attached reader, or `undefined` when `sub`
-   * was ended (or closed itself) during the replay.
+   * was ended (or closed itself) during the replay. The reader's `unsubscribe()` detaches it, or tells
+   * `host` when one is given.
    */
-  read(sub: Subscriber<TokenEvent<T>>, after: number | undefined): ChannelReader<T> | undefined {
+  read(
+    sub: Subscriber<TokenEvent<T>>,
+    after: number | undefined,
+    host?: ReaderHost<T>,
+  ): ChannelReader<T> | undefined {
     let next = this.firstKept();
     if (after !== undefined) {
       if (after + 1 < next) {
@@ -91,7 +119,7 @@ export class TokenChannel<T> extends Serial<TokenEvent<T> | typeof END> {
       endOne(sub, this.endError());
       return undefined;
     }
-    const reader: ChannelReader<T> = { sub, next };
+    const reader = new Reader(sub, next, this, host);
     this.readers = this.readers.length === 0 ? [reader] : [...this.readers, reader];
     return reader;
   }

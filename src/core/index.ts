@@ -55,6 +55,6 @@ export type {
   StreamCreated,
 } from './streams.js';
 export { TokenChannel } from './channel.js';
-export type { ChannelReader } from './channel.js';
+export type { ChannelReader, ReaderHost } from './channel.js';
 export type { Logger } from './logger.js';
 export { silentLogger } from './logger.js';

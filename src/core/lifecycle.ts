@@ -2,6 +2,7 @@ import { Observable, Subject, from } from 'rxjs';
 import type { ObservableInput, Subscriber, Subscription } from 'rxjs';
 import type { BackendHost, HeldJob, RegistryBackend } from './backend.js';
 import { CapacityError, LimitExceededError, ResumeAheadError, isPublicError, messageOf } from './errors.js';
+import type { ChannelReader, ReaderHost, TokenChannel } from './channel.js';
 import { Job } from './job.js';
 import { ExecutorLine } from './line.js';
 import { ProgressFeed } from './progress.js';
@@ -34,7 +35,7 @@ export class EventQueue extends Serial<RegistryEvent> {
  * producer, executor slot, owner count, token channel), producers and the executor line, retention and
  * capacity. `JobRegistry` is the public face over it; this is internal.
  */
-export class Lifecycle<T, P> {
+export class Lifecycle<T, P> implements ReaderHost<T> {
   readonly jobs = new Map<string, Job<T, P>>();
   readonly events = new EventQueue();
   readonly timers: JobTimers<Job<T, P>>;
@@ -246,25 +247,33 @@ export class Lifecycle<T, P> {
     return seq;
   }
 
-  read(job: Job<T, P>, sub: Subscriber<TokenEvent<T>>, after: number | undefined): (() => void) | undefined {
+  /** Attaches `sub` to the job's tokens; returns the reader, which is the subscription's teardown. */
+  read(
+    job: Job<T, P>,
+    sub: Subscriber<TokenEvent<T>>,
+    after: number | undefined,
+  ): ChannelReader<T> | undefined {
     this.timers.stopClaim(job);
     const ahead = aheadError(job.id, after, job.nextSeq, job.state);
     if (ahead !== undefined) {
       sub.error(ahead);
       return undefined;
     }
-    const reader = job.read(sub, after);
-    if (reader === undefined) return undefined;
-    this.timers.stopIdle(job);
-    return () => {
-      if (
-        job.detach(reader) &&
-        this.settings.abandonMs !== Infinity &&
-        !isTerminal(job.state) &&
-        !this.disposed
-      )
-        this.timers.startIdle(job, this.settings.abandonMs);
-    };
+    const reader = job.read(sub, after, this);
+    if (reader !== undefined) this.timers.stopIdle(job);
+    return reader;
+  }
+
+  /** A reader left: the job's last reader gone starts its abandon timer (see `abandonMs`). */
+  readerLeft(channel: TokenChannel<T>, reader: ChannelReader<T>): void {
+    const job = channel as Job<T, P>;
+    if (
+      job.detach(reader) &&
+      this.settings.abandonMs !== Infinity &&
+      !isTerminal(job.state) &&
+      !this.disposed
+    )
+      this.timers.startIdle(job, this.settings.abandonMs);
   }
 
   startExecutor(job: Job<T, P>, start: () => ObservableInput<T>): void {

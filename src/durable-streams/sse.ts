@@ -47,7 +47,7 @@ export class SseReader {
   }
 
   start(): void {
-    this.sink.onClose(() => this.close());
+    this.sink.onClose(this);
     this.sub = this.o.tokens$.subscribe({
       next: (ev) => this.chunk(ev.seq, ev.token),
       // A failed or cancelled job is a closed stream; a job removed under the reader ends it without that.

@@ -17,7 +17,7 @@ import {
 import type { HandlerOptions } from '../protocol/options.js';
 import { createProtocol, type Answer, type HttpRequest, type Protocol } from '../protocol/protocol.js';
 import { createResponsesProtocol, type ResponsesOptions } from '../protocol/responses.js';
-import type { SseSink } from '../protocol/sink.js';
+import type { SinkOwner, SseSink } from '../protocol/sink.js';
 import { HttpError } from '../protocol/status.js';
 
 /** Options of {@link createFetchHandler}: those of both handlers, with `authenticate` given the `Request`. */
@@ -135,14 +135,14 @@ function sseBody(signal: AbortSignal | undefined): { body: ReadableStream<Uint8A
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let closed = false;
   const drains: Array<() => void> = [];
-  let closes: Array<() => void> = [];
+  let target: SinkOwner | undefined;
   const finish = (): void => {
     if (closed) return;
     closed = true;
     signal?.removeEventListener('abort', finish);
-    const listeners = closes;
-    closes = [];
-    for (const l of listeners) l();
+    const t = target;
+    target = undefined;
+    t?.close();
   };
   const body = new ReadableStream<Uint8Array>(
     {
@@ -169,9 +169,9 @@ function sseBody(signal: AbortSignal | undefined): { body: ReadableStream<Uint8A
       return QUEUE_HIGH_WATER - (controller.desiredSize ?? QUEUE_HIGH_WATER);
     },
     onDrain: (listener) => void drains.push(listener),
-    onClose: (listener) => {
-      if (closed || signal?.aborted === true) queueMicrotask(listener);
-      else closes.push(listener);
+    onClose: (t) => {
+      if (closed || signal?.aborted === true) queueMicrotask(() => t.close());
+      else target = t;
     },
   };
   return { body, sink };

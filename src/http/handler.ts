@@ -3,7 +3,7 @@ import { discardRest, readBodyBytes, readJsonBody } from './body.js';
 import type { HandlerOptions } from '../protocol/options.js';
 import { createProtocol, type Answer, type HttpRequest, type Protocol } from '../protocol/protocol.js';
 import { createResponsesProtocol, type ResponsesOptions } from '../protocol/responses.js';
-import type { SseSink } from '../protocol/sink.js';
+import type { SinkOwner, SseSink } from '../protocol/sink.js';
 import { HttpError, isUnexpected } from '../protocol/status.js';
 import type { JobRegistry } from '../core/registry.js';
 
@@ -153,8 +153,19 @@ class NodeSink implements SseSink {
   onDrain(listener: () => void): void {
     this.res.on('drain', listener);
   }
-  onClose(listener: () => void): void {
-    if (this.res.destroyed || this.res.writableFinished) queueMicrotask(listener);
-    else this.res.on('close', listener);
+  onClose(target: SinkOwner): void {
+    if (this.res.destroyed || this.res.writableFinished) queueMicrotask(() => target.close());
+    else {
+      // On the response itself, with one shared listener: no closure per stream.
+      (this.res as Closing)[CLOSES] = target;
+      this.res.on('close', closeTarget);
+    }
   }
+}
+
+const CLOSES = Symbol('job-registry.closes');
+type Closing = ServerResponse & { [CLOSES]?: SinkOwner };
+
+function closeTarget(this: Closing): void {
+  this[CLOSES]?.close();
 }

@@ -130,7 +130,7 @@ export function streamEvents<Req>(res: SseSink, ctx: EventStreamContext<Req>): v
   progress = ctx.registry.progress$.subscribe((p) => {
     if (early === undefined) handle({ type: 'progress', ...p });
   });
-  res.onClose(() => conn.close());
+  res.onClose(conn);
   ctx.track(conn);
   snapshot
     .then(async (jobs) => {

@@ -334,13 +334,15 @@ export function createProtocol<T, P, Raw>(
     // have seen more tokens than it stored, so that id can be a token's, and the end is sent again.
     if (after !== undefined && isTerminal(snap.state) && after === snap.tokenCount && snap.tailLost !== true)
       return { kind: 'empty', status: 204, headers: {} };
-    const ticket = tracker.admit(id, caller.principal?.id);
+    // The job's own id string from here on: the one parsed from the URL is not kept by every stream.
+    const jobId = snap.id;
+    const ticket = tracker.admit(jobId, caller.principal?.id);
     if (req.method === 'HEAD') {
       tracker.release(ticket);
       return { kind: 'empty', status: 200, headers: { ...SSE_HEADERS } };
     }
     return sse((sink) => {
-      const stream = new TokenStream<T>(sink, streams, id, after, ticket);
+      const stream = new TokenStream<T>(sink, streams, jobId, after, ticket);
       tracker.track(stream);
       stream.start();
     });

@@ -12,6 +12,14 @@ export interface SseSink {
   readonly buffered: number;
   /** Called when the client took what was buffered. */
   onDrain(listener: () => void): void;
-  /** Called once when the response ends or the client goes away (at once when that already happened). */
-  onClose(listener: () => void): void;
+  /**
+   * `target.close()` is called once when the response ends or the client goes away (at once when that
+   * already happened). One target per sink: an object, not a closure, so a stream costs none.
+   */
+  onClose(target: SinkOwner): void;
+}
+
+/** What owns a sink: closed when its response ends. */
+export interface SinkOwner {
+  close(): void;
 }

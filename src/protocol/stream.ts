@@ -46,6 +46,11 @@ const flushDirty = (): void => {
   for (const s of streams) s.flush();
 };
 
+const SCHEDULED = 1;
+const PAUSED = 2;
+const LISTENING = 4;
+const CLOSED = 8;
+
 /**
  * One SSE response streaming one job. Tokens that arrive in the same tick go out in one `write`. When the
  * response's unsent bytes pass `maxBufferedBytes` the stream unsubscribes from the job and resubscribes
@@ -54,12 +59,10 @@ const flushDirty = (): void => {
 export class TokenStream<T> {
   private subscription: Reading<T> | undefined;
   private pending = '';
-  private scheduled = false;
   private lastSeq: number | undefined;
-  private paused = false;
-  private listening = false;
   private release: (() => void) | undefined;
-  private closed = false;
+  /** SCHEDULED, PAUSED, LISTENING and CLOSED, in one number: a stream is one small object. */
+  private flags = 0;
 
   constructor(
     private readonly sink: SseSink,
@@ -70,7 +73,7 @@ export class TokenStream<T> {
     readonly ticket?: unknown,
   ) {
     this.lastSeq = after;
-    sink.onClose(() => this.close());
+    sink.onClose(this);
   }
 
   start(): void {
@@ -79,7 +82,7 @@ export class TokenStream<T> {
 
   /** Queues a raw chunk (e.g. a heartbeat) behind what is pending. */
   writeRaw(chunk: string): void {
-    if (this.closed) return;
+    if ((this.flags & CLOSED) !== 0) return;
     this.pending += chunk;
     this.schedule();
   }
@@ -105,7 +108,7 @@ export class TokenStream<T> {
 
   /** @internal */
   onToken(ev: TokenEvent<T>): void {
-    if (this.closed) return;
+    if ((this.flags & CLOSED) !== 0) return;
     this.pending += this.options.encoder.token(ev);
     this.lastSeq = ev.seq;
     this.schedule();
@@ -149,10 +152,10 @@ export class TokenStream<T> {
   }
 
   private end(last: string): void {
-    if (this.closed) return;
+    if ((this.flags & CLOSED) !== 0) return;
     const chunk = this.pending + last;
     this.pending = '';
-    this.closed = true;
+    this.flags |= CLOSED;
     this.unhold();
     this.subscription?.unsubscribe();
     this.subscription = undefined;
@@ -161,30 +164,30 @@ export class TokenStream<T> {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
+    if ((this.flags & SCHEDULED) !== 0) return;
+    this.flags |= SCHEDULED;
     if (dirty.length === 0) queueMicrotask(flushDirty);
     dirty.push(this as TokenStream<unknown>);
   }
 
   /** @internal Writes what is pending (called once per tick by the shared flush). */
   flush(): void {
-    this.scheduled = false;
-    if (this.closed || this.pending === '') return;
+    this.flags &= ~SCHEDULED;
+    if ((this.flags & CLOSED) !== 0 || this.pending === '') return;
     const chunk = this.pending;
     this.pending = '';
     this.sink.write(chunk);
     if (this.sink.buffered > this.options.maxBufferedBytes) this.pause();
     // Paused by a long replay, but the client took it: read on (no drain will come).
-    else if (this.paused) this.resume();
+    else if ((this.flags & PAUSED) !== 0) this.resume();
   }
 
   private pause(): void {
-    if (this.paused) return;
-    this.paused = true;
+    if ((this.flags & PAUSED) !== 0) return;
+    this.flags |= PAUSED;
     // The drain listener is added by the first pause: most streams never need it.
-    if (!this.listening) {
-      this.listening = true;
+    if ((this.flags & LISTENING) === 0) {
+      this.flags |= LISTENING;
       this.sink.onDrain(() => this.resume());
     }
     // A paused reader keeps its job past retention (up to its grace) until it caught up.
@@ -194,8 +197,8 @@ export class TokenStream<T> {
   }
 
   private resume(): void {
-    if (!this.paused || this.closed) return;
-    this.paused = false;
+    if ((this.flags & (PAUSED | CLOSED)) !== PAUSED) return;
+    this.flags &= ~PAUSED;
     // Released before the replay: a replay that pauses again takes a new hold (nothing can expire the
     // job in between, as this runs to the end synchronously).
     this.unhold();
