@@ -11,8 +11,6 @@ export interface Timed {
   idleDeadline: Deadline<Timed> | undefined;
 }
 
-type Field = 'claimDeadline' | 'retentionDeadline' | 'idleDeadline';
-
 /** What happens when a deadline passes. */
 export interface TimerHandlers<J extends Timed> {
   claimExpired(job: J): void;
@@ -41,27 +39,47 @@ export class JobTimers<J extends Timed> {
     }, clock);
   }
 
+  // One method per field, each reading and writing its field by name: a field chosen at run time
+  // (job[field]) makes every access a megamorphic keyed lookup, and these run for every job.
   startClaim(job: J, ms: number): void {
-    this.start(this.claim, job, 'claimDeadline', ms);
+    const old = job.claimDeadline;
+    if (old !== undefined) this.claim.cancel(old);
+    job.claimDeadline = ms === Infinity ? undefined : this.claim.schedule(job, ms);
   }
   stopClaim(job: J): void {
-    this.stop(this.claim, job, 'claimDeadline');
+    const d = job.claimDeadline;
+    if (d === undefined) return;
+    this.claim.cancel(d);
+    job.claimDeadline = undefined;
   }
   startRetention(job: J, ms: number): void {
-    this.start(this.retention, job, 'retentionDeadline', ms);
+    const old = job.retentionDeadline;
+    if (old !== undefined) this.retention.cancel(old);
+    job.retentionDeadline = ms === Infinity ? undefined : this.retention.schedule(job, ms);
+  }
+  stopRetention(job: J): void {
+    const d = job.retentionDeadline;
+    if (d === undefined) return;
+    this.retention.cancel(d);
+    job.retentionDeadline = undefined;
   }
   startIdle(job: J, ms: number): void {
-    this.start(this.idle, job, 'idleDeadline', ms);
+    const old = job.idleDeadline;
+    if (old !== undefined) this.idle.cancel(old);
+    job.idleDeadline = ms === Infinity ? undefined : this.idle.schedule(job, ms);
   }
   stopIdle(job: J): void {
-    this.stop(this.idle, job, 'idleDeadline');
+    const d = job.idleDeadline;
+    if (d === undefined) return;
+    this.idle.cancel(d);
+    job.idleDeadline = undefined;
   }
 
   /** Stops every deadline of one job. */
   stopAll(job: J): void {
-    this.stop(this.claim, job, 'claimDeadline');
-    this.stop(this.retention, job, 'retentionDeadline');
-    this.stop(this.idle, job, 'idleDeadline');
+    this.stopClaim(job);
+    this.stopRetention(job);
+    this.stopIdle(job);
   }
 
   /** Stops every deadline of every job, and the timers. */
@@ -69,18 +87,5 @@ export class JobTimers<J extends Timed> {
     this.claim.clear();
     this.retention.clear();
     this.idle.clear();
-  }
-
-  private start(set: Deadlines<Timed>, job: J, field: Field, ms: number): void {
-    const old = job[field];
-    if (old !== undefined) set.cancel(old);
-    job[field] = ms === Infinity ? undefined : set.schedule(job, ms);
-  }
-
-  private stop(set: Deadlines<Timed>, job: J, field: Field): void {
-    const old = job[field];
-    if (old === undefined) return;
-    set.cancel(old);
-    job[field] = undefined;
   }
 }
