@@ -36,9 +36,6 @@ export interface FetchHandler {
   readonly connections: number;
 }
 
-/** Bytes a stream's body queues before its job's stream pauses for the reader (see `maxBufferedBytes`). */
-const QUEUE_HIGH_WATER = 16 * 1024;
-
 /**
  * Creates the fetch handler. A request outside its routes gets `404` (or pass `notFound` to chain
  * another handler, as a framework's `next`).
@@ -121,61 +118,98 @@ function respond(reply: Answer, request: Request): Response {
       status: reply.status,
       headers: reply.headers,
     });
-  const { body, sink } = sseBody(request.signal);
+  const sink = new FetchSink(request.signal);
   reply.start(sink);
-  return new Response(body, { status: 200, headers: reply.headers });
+  return new Response(sink.body, { status: 200, headers: reply.headers });
 }
 
 /**
- * A pull-based body for one SSE stream. `buffered` is what the reader has not taken (the queue's bytes);
+ * One SSE stream's body: a `ReadableStream` that holds nothing until its reader asks (high-water mark 0).
+ * What the stream writes while the reader is busy (the socket is full, the last chunk is being sent)
+ * waits here as text and goes as one chunk at the reader's next pull, so a busy connection costs one
+ * read and one write per pull rather than per tick. `buffered` is that text plus what the queue holds;
  * each pull (the reader wants more) is a drain. Cancelling the body or aborting the request closes it.
  */
-function sseBody(signal: AbortSignal | undefined): { body: ReadableStream<Uint8Array>; sink: SseSink } {
-  const encoder = new TextEncoder();
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  let closed = false;
-  const drains: Array<() => void> = [];
-  let target: SinkOwner | undefined;
-  const finish = (): void => {
-    if (closed) return;
-    closed = true;
-    signal?.removeEventListener('abort', finish);
-    const t = target;
-    target = undefined;
-    t?.close();
-  };
-  const body = new ReadableStream<Uint8Array>(
-    {
-      start: (c) => void (controller = c),
-      pull: () => {
-        for (const d of drains) d();
+class FetchSink implements SseSink {
+  readonly body: ReadableStream<Uint8Array>;
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private pending = '';
+  /** The reader asked for more and got nothing yet: the next write goes at once. */
+  private waiting = false;
+  private closed = false;
+  private drains: Array<() => void> | undefined;
+  private owner: SinkOwner | undefined;
+
+  constructor(private readonly signal: AbortSignal | undefined) {
+    this.body = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => void (this.controller = c),
+        pull: () => this.pulled(),
+        cancel: () => this.finish(),
       },
-      cancel: finish,
-    },
-    { highWaterMark: QUEUE_HIGH_WATER, size: (chunk) => chunk.byteLength },
-  );
-  signal?.addEventListener('abort', finish, { once: true });
-  const sink: SseSink = {
-    write: (chunk) => {
-      if (!closed) controller.enqueue(encoder.encode(chunk));
-    },
-    end: (chunk) => {
-      if (closed) return;
-      if (chunk) controller.enqueue(encoder.encode(chunk));
-      controller.close();
-      finish();
-    },
-    get buffered() {
-      return QUEUE_HIGH_WATER - (controller.desiredSize ?? QUEUE_HIGH_WATER);
-    },
-    onDrain: (listener) => void drains.push(listener),
-    onClose: (t) => {
-      if (closed || signal?.aborted === true) queueMicrotask(() => t.close());
-      else target = t;
-    },
-  };
-  return { body, sink };
+      { highWaterMark: 0, size: (chunk) => chunk.byteLength },
+    );
+    signal?.addEventListener('abort', this, { once: true });
+  }
+
+  write(chunk: string): void {
+    if (this.closed) return;
+    this.pending += chunk;
+    if (this.waiting) {
+      this.waiting = false;
+      this.send();
+    }
+  }
+
+  end(chunk?: string): void {
+    if (this.closed) return;
+    if (chunk) this.pending += chunk;
+    if (this.pending !== '') this.send();
+    this.controller.close();
+    this.finish();
+  }
+
+  get buffered(): number {
+    return this.pending.length - Math.min(0, this.controller.desiredSize ?? 0);
+  }
+
+  onDrain(listener: () => void): void {
+    (this.drains ??= []).push(listener);
+  }
+
+  onClose(owner: SinkOwner): void {
+    if (this.closed || this.signal?.aborted === true) queueMicrotask(() => owner.close());
+    else this.owner = owner;
+  }
+
+  /** The request was aborted (an EventListener object: no closure per stream). */
+  handleEvent(): void {
+    this.finish();
+  }
+
+  private pulled(): void {
+    if (this.pending !== '') this.send();
+    else this.waiting = true;
+    const drains = this.drains;
+    if (drains !== undefined) for (const d of drains) d();
+  }
+
+  private send(): void {
+    this.controller.enqueue(encoder.encode(this.pending));
+    this.pending = '';
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.signal?.removeEventListener('abort', this);
+    const owner = this.owner;
+    this.owner = undefined;
+    owner?.close();
+  }
 }
+
+const encoder = new TextEncoder();
 
 /** Reads a Request's JSON body within the limits. @throws HttpError 415, 413, 408 or 400. */
 async function readJson(request: Request, limits: BodyLimits): Promise<unknown> {
