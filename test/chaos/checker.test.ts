@@ -3,7 +3,7 @@
  * parser against a stream cut at every byte, the token checker's verdicts, and the seeded PRNG.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { nearestFault } from './harness.js';
+import { nearestFault, reconnectWaits } from './harness.js';
 import { Rng } from './prng.js';
 import { parseSeeds, summaryTable } from './sweep.js';
 import {
@@ -185,5 +185,34 @@ describe('chaos:sweep', () => {
     expect(table[2]).toMatch(/^\| 1 +\| 10 +\| 500 +\| 3 +\| 0 /);
     expect(table[3]).toMatch(/\| wrong_terminal 2 +\|$/);
     expect(table[4]).toMatch(/^\| all +\| 15 +\| 600 +\| 4 +\| 2 /);
+  });
+});
+
+describe('reconnectWaits: what a reader waits on its own before reconnecting', () => {
+  const client = (): ReturnType<typeof newRecord> => newRecord({ ...plan, kind: 'client' }, 'job-x', 0);
+  const conn = (at: number, ended: string) => ({ proc: 's0#1', at, bytes: 0, ended });
+
+  test('an EventSource that never got a whole retry: field waits its own 3 s, the one pending included', () => {
+    const rec = client();
+    rec.connections.push(
+      conn(100, 'cut by the harness at byte 8'),
+      conn(3200, 'cut by the harness at byte 2'),
+    );
+    rec.reconnectAt.push(3200);
+    expect(reconnectWaits(rec, 0, 5000)).toBe(2 * 3100);
+  });
+
+  test("once the server's retry: reached it, each reconnection waits about 1 s", () => {
+    const rec = client();
+    rec.retryKnownAt = 150;
+    rec.connections.push(conn(100, 'cut by the harness at byte 40'), conn(1300, 'open'));
+    rec.reconnectAt.push(1300);
+    expect(reconnectWaits(rec, 0, 2000)).toBe(1100);
+  });
+
+  test('raw readers: 400 ms a reconnection after the reference, capped', () => {
+    const rec = newRecord(plan, 'job-x', 0);
+    rec.reconnectAt.push(50, 200, 300);
+    expect(reconnectWaits(rec, 100, 1000)).toBe(800);
   });
 });

@@ -300,6 +300,21 @@ function eventBytes(word: string, seq: number): number {
 }
 
 /** Length of [from, to] covered by the windows. */
+/**
+ * What a reader itself waits before reconnecting, after `ref`: a raw reader 0-300 ms; the project's client
+ * (an EventSource) the server's `retry:` (1 s) once a whole one reached it, its own default (3 s) before,
+ * counting the reconnection it is waiting for now when its last connection has ended.
+ */
+export function reconnectWaits(rec: ReaderRecord, ref: number, now: number): number {
+  if (rec.kind !== 'client') return Math.min(6000, rec.reconnectAt.filter((t) => t >= ref).length * 400);
+  const wait = (t: number): number => (rec.retryKnownAt !== undefined && rec.retryKnownAt < t ? 1100 : 3100);
+  let ms = 0;
+  for (const t of rec.reconnectAt) if (t >= ref) ms += wait(t);
+  const last = rec.connections[rec.connections.length - 1];
+  if (last !== undefined && last.ended !== 'open') ms += wait(now);
+  return Math.min(3 * 3100, ms);
+}
+
 function overlap(windows: Array<{ from: number; to: number }>, from: number, to: number): number {
   let sum = 0;
   for (const w of windows) sum += Math.max(0, Math.min(w.to, to) - Math.max(w.from, from));
@@ -1354,12 +1369,11 @@ class ChaosRun {
     if (jobRef === undefined || rec.startedAt === undefined) return undefined;
     const lastToken = rec.lastTokenAt ?? 0;
     const ref = Math.max(jobRef, rec.startedAt, lastToken);
-    const reconnects = rec.reconnectAt.filter((t) => t >= ref).length;
     const extra =
       overlap(this.unavailability(), ref, now) +
       this.cutOffBeyond(job, rec, ref, now) +
       overlap(rec.stalls, ref, now) +
-      Math.min(6000, reconnects * (rec.kind === 'client' ? 1100 : 400));
+      reconnectWaits(rec, ref, now);
     const jobWhy =
       job.endAt !== undefined && job.endAt <= jobRef
         ? `job ended ${job.endState} at ${this.rel(job.endAt)} (seen on ${job.endSeenOn})`

@@ -103,6 +103,11 @@ export interface ReaderRecord {
   connectionCount: number;
   /** Times of reconnections (every connection after the first). */
   reconnectAt: number[];
+  /**
+   * Client readers: when a whole `retry:` field of the server first reached the EventSource. It waits
+   * that long (1 s) before each reconnection from then on; before, its own default, 3 s.
+   */
+  retryKnownAt?: number;
   /** Windows during which this reader stopped reading on purpose. */
   stalls: Array<{ from: number; to: number }>;
   cutsDone: number;
@@ -606,6 +611,13 @@ export function runClientReader(ctx: ReaderContext): Promise<void> {
     const inner = body.getReader();
     let bytes = 0;
     let cut = false;
+    // The stream's first bytes, until they hold a whole `retry:` field (the EventSource applies it then).
+    let head = '';
+    const seeRetry = (chunk: Uint8Array): void => {
+      if (rec.retryKnownAt !== undefined || head.length > 64) return;
+      head += Buffer.from(chunk).toString('latin1');
+      if (/(^|\n)retry: *\d+\r?\n/.test(head)) rec.retryKnownAt = Date.now();
+    };
     const reader: CutReader = {
       read: async () => {
         if (cut) {
@@ -627,6 +639,7 @@ export function runClientReader(ctx: ReaderContext): Promise<void> {
         const v = r.value;
         if (cutAt !== undefined && bytes + v.length >= cutAt) {
           const part = v.subarray(0, Math.max(0, cutAt - bytes));
+          seeRetry(part);
           bytes += part.length;
           c.bytes = bytes;
           cut = true;
@@ -634,6 +647,7 @@ export function runClientReader(ctx: ReaderContext): Promise<void> {
           c.ended = `cut by the harness at byte ${cutAt}`;
           return { done: false, value: part };
         }
+        seeRetry(v);
         bytes += v.length;
         c.bytes = bytes;
         return { done: false, value: v };
