@@ -38,6 +38,9 @@ export interface ScriptCommands {
  * holds a reader up behind it. On a cluster a pipeline goes to one master and carries every shard it
  * serves, and each shard has its own blocking XREAD; on a single Redis, one of each carries all shards.
  */
+/** How often a client made here asks again whether Redis finished loading its data (see below). */
+const LOADING_RETRY_MS = 100;
+
 export class Connection {
   readonly cmd: RedisClient;
   /** Lookups, replays and wake-ups: commands whose order against this process's job writes does not matter. */
@@ -73,6 +76,10 @@ export class Connection {
         connectTimeout: 5_000,
         connectionName: name,
         retryStrategy: (times) => Math.min(times * 50, most),
+        // A client that connects while Redis loads its data waits, by default, Redis's whole estimate of
+        // the load (up to 10 s) before it looks again: other processes, connected a moment later, would
+        // be ready seconds earlier and take this one's lease for lapsed. Look again every 100 ms.
+        maxLoadingRetryTime: LOADING_RETRY_MS,
       });
       this.owned = true;
     }

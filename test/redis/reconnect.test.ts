@@ -36,4 +36,12 @@ describe('redis connections made from a url: reconnect attempts', () => {
   test("without reconnectMaxMs: ioredis's own pace (2 s at most)", () => {
     expect(waits(make().cmd as Redis)).toEqual([50, 200, 500, 2000, 2000]);
   });
+
+  test("a connection that meets Redis loading its data asks again every 100 ms (duplicates too), not after Redis's estimate", () => {
+    const c = make(375);
+    const lease = c.duplicate('lease') as Redis;
+    dups.push(lease);
+    for (const client of [c.cmd as Redis, c.reads as Redis, lease])
+      expect(client.options.maxLoadingRetryTime).toBe(100);
+  });
 });
