@@ -531,6 +531,29 @@ export class JobRegistry<T = unknown, P = unknown> {
   }
 
   /**
+   * Holds a job this process created while its creator waits to learn its id (a handler's `flush()`
+   * before it answers the POST). On release, a job that ended meanwhile is kept for `retention` from
+   * then, not from its end: a create held up by the shared store (Redis paused, or slow) can end and
+   * pass its retention before its creator is answered, and a client must not get a `202` for a job
+   * already gone. The release is idempotent; an unknown id gives a release that does nothing.
+   */
+  holdForCreator(id: string): () => void {
+    const job = this.jobs.get(id);
+    if (job === undefined) return () => undefined;
+    job.holds++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      job.holds--;
+      if (isTerminal(job.state) && this.jobs.get(id) === job && !this.disposed) {
+        const retention = this.settings.retentionMs;
+        if (retention !== Infinity) this.life.timers.startRetention(job, retention);
+      }
+    };
+  }
+
+  /**
    * Removes a job (cancelling it first when it is not terminal) and returns its last snapshot; emits
    * `removed`. Unknown ids give `undefined`, so it is idempotent.
    */

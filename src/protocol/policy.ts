@@ -107,14 +107,19 @@ export class Policy<Raw> {
    * when the backend cannot store it, removes the job (its executor aborted) and rethrows (`503`).
    */
   async publish(registry: JobRegistry<unknown, unknown>, id: string): Promise<void> {
+    // Held until its creator is answered: a job that ends while the store is slow is kept for its
+    // retention from the answer on, so the id the client gets is never one already removed.
+    const release = registry.holdForCreator(id);
     try {
       await registry.flush();
       // A keyed job another process's job of the same key won over: JobBusyError, nothing left behind.
       await registry.claimed(id);
     } catch (e) {
+      release();
       registry.removeJob(id);
       throw e;
     }
+    release();
   }
 
   /**

@@ -15,6 +15,7 @@ import {
 } from '../../src/core/index.js';
 import { createJobHandler, createResponsesHandler } from '../../src/http/index.js';
 import { Keys, redisBackend, type BackendLogger, type RedisBackendOptions } from '../../src/redis/index.js';
+import { virtualClock } from '../helpers/clock.js';
 import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
 import { postJson, serveHandler } from '../helpers/http.js';
 import { haveRedisServer, privateRedis, type PrivateRedis } from '../helpers/private-redis.js';
@@ -591,6 +592,56 @@ describeIf(available)('redis backend faults', () => {
     },
     30_000,
   );
+  test('a job that ends and outlives its retention while its POST waits for a paused Redis is kept for its retention after the 202', async () => {
+    // Retention in virtual time: 2 s, and a grace that ends 3.5 s after the job's end.
+    const clock = virtualClock();
+    const r = new JobRegistry<string>({
+      retention: 2000,
+      retentionGrace: 1500,
+      scheduler: clock.scheduler,
+      backend: redisBackend({ url: own.url, prefix, leaseMs: LEASE, blockMs: 1000, logger: quiet }),
+    });
+    registries.push(r);
+    await r.ready();
+    const created: string[] = [];
+    const sub = r.events$.subscribe((e) => e.type === 'created' && created.push(e.jobId));
+    const served = await serveHandler(
+      createJobHandler(r, {
+        execute: () => {
+          throw new Error('the model is down');
+        },
+      }),
+    );
+    try {
+      await own.admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
+      const post = postJson(`${served.url}/v1/inference`, { prompt: 'x' });
+      await waitFor(
+        () => created.length === 1 && r.getJob(created[0]!)?.state === 'failed',
+        5000,
+        'the failure',
+      );
+      const id = created[0]!;
+      // Past its retention while the POST still waits for Redis: the job is kept (its end is not stored).
+      clock.advance(3000);
+      expect(r.hasJob(id)).toBe(true);
+      const answer = await post;
+      expect(answer.status).toBe(202);
+      expect(JSON.parse(answer.body).job_id).toBe(id);
+      await r.flush();
+      // Its client learnt the id only now: the job is kept for its retention from here, not removed at the
+      // next check of a retention long over.
+      clock.advance(1500);
+      expect(r.hasJob(id)).toBe(true);
+      const got = await fetch(`${served.url}/v1/inference/${id}`);
+      expect(got.status).toBe(200);
+      expect(await got.json()).toMatchObject({ job_id: id, state: 'failed' });
+      clock.advance(1000);
+      expect(r.hasJob(id)).toBe(false);
+    } finally {
+      sub.unsubscribe();
+      await served.close();
+    }
+  }, 20_000);
   test('a process whose command connection is cut keeps renewing its lease: no other process takes it for dead', async () => {
     const observer = make({ url: own.url });
     // B's command connection comes back 8 s after it is cut; its lease has a connection of its own.
