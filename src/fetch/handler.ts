@@ -123,19 +123,20 @@ function respond(reply: Answer, request: Request): Response {
   return new Response(sink.body, { status: 200, headers: reply.headers });
 }
 
+/** Bytes a stream's body queues before its job's stream pauses for the reader (see `maxBufferedBytes`). */
+const QUEUE_HIGH_WATER = 16 * 1024;
+
 /**
- * One SSE stream's body: a `ReadableStream` that holds nothing until its reader asks (high-water mark 0).
- * What the stream writes while the reader is busy (the socket is full, the last chunk is being sent)
- * waits here as text and goes as one chunk at the reader's next pull, so a busy connection costs one
- * read and one write per pull rather than per tick. `buffered` is that text plus what the queue holds;
- * each pull (the reader wants more) is a drain. Cancelling the body or aborting the request closes it.
+ * One SSE stream's body: a pull-based `ReadableStream`. A write goes into its queue at once while the
+ * queue is empty (the reader keeps up); while the reader is behind (a chunk still queued), writes wait
+ * here as text and go as one chunk at its next pull, so a busy connection costs one read and one write
+ * per pull rather than per tick. `buffered` is that text plus the queue's bytes; each pull (the reader
+ * wants more) is a drain. Cancelling the body or aborting the request closes it.
  */
 class FetchSink implements SseSink {
   readonly body: ReadableStream<Uint8Array>;
   private controller!: ReadableStreamDefaultController<Uint8Array>;
   private pending = '';
-  /** The reader asked for more and got nothing yet: the next write goes at once. */
-  private waiting = false;
   private closed = false;
   private drains: Array<() => void> | undefined;
   private owner: SinkOwner | undefined;
@@ -147,7 +148,7 @@ class FetchSink implements SseSink {
         pull: () => this.pulled(),
         cancel: () => this.finish(),
       },
-      { highWaterMark: 0, size: (chunk) => chunk.byteLength },
+      { highWaterMark: QUEUE_HIGH_WATER, size: (chunk) => chunk.byteLength },
     );
     signal?.addEventListener('abort', this, { once: true });
   }
@@ -155,10 +156,8 @@ class FetchSink implements SseSink {
   write(chunk: string): void {
     if (this.closed) return;
     this.pending += chunk;
-    if (this.waiting) {
-      this.waiting = false;
-      this.send();
-    }
+    // Nothing queued: the reader has taken everything, so this goes now.
+    if (this.controller.desiredSize === QUEUE_HIGH_WATER) this.send();
   }
 
   end(chunk?: string): void {
@@ -170,7 +169,7 @@ class FetchSink implements SseSink {
   }
 
   get buffered(): number {
-    return this.pending.length - Math.min(0, this.controller.desiredSize ?? 0);
+    return this.pending.length + QUEUE_HIGH_WATER - (this.controller.desiredSize ?? QUEUE_HIGH_WATER);
   }
 
   onDrain(listener: () => void): void {
@@ -189,14 +188,15 @@ class FetchSink implements SseSink {
 
   private pulled(): void {
     if (this.pending !== '') this.send();
-    else this.waiting = true;
     const drains = this.drains;
     if (drains !== undefined) for (const d of drains) d();
   }
 
   private send(): void {
-    this.controller.enqueue(encoder.encode(this.pending));
+    // Taken first: an enqueue can call pull() (and so this) again before it returns.
+    const text = this.pending;
     this.pending = '';
+    this.controller.enqueue(encoder.encode(text));
   }
 
   private finish(): void {
