@@ -521,13 +521,7 @@ export class JobRegistry<T = unknown, P = unknown> {
       return this.shared && isValidJobId(id) && this.backend.holdForReader !== undefined
         ? this.backend.holdForReader(id)
         : () => undefined;
-    job.holds++;
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      job.holds--;
-    };
+    return holdJob(job);
   }
 
   /**
@@ -540,17 +534,12 @@ export class JobRegistry<T = unknown, P = unknown> {
   holdForCreator(id: string): () => void {
     const job = this.jobs.get(id);
     if (job === undefined) return () => undefined;
-    job.holds++;
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      job.holds--;
+    return holdJob(job, () => {
       if (isTerminal(job.state) && this.jobs.get(id) === job && !this.disposed) {
         const retention = this.settings.retentionMs;
         if (retention !== Infinity) this.life.timers.startRetention(job, retention);
       }
-    };
+    });
   }
 
   /**
@@ -764,4 +753,16 @@ function resumePoint(options: TokensOptions | undefined, method: string): number
       `${method} after must be a whole number >= 0 (a seq already seen), got ${String(after)}`,
     );
   return after;
+}
+
+/** Holds a job against retention; the release (idempotent) lets go, then runs `released`. */
+function holdJob(job: { holds: number }, released?: () => void): () => void {
+  job.holds++;
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    job.holds--;
+    released?.();
+  };
 }
