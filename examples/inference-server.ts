@@ -116,7 +116,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     await registry.ready();
   } catch (e) {
     failures.unsubscribe();
-    await registry.dispose().catch(() => undefined);
+    // The start failed (`e` says why, and goes to the caller); a failure to clean up is reported beside it.
+    await registry
+      .dispose()
+      .catch((d: unknown) => logger.warn(`job-registry: dispose after a failed start: ${String(d)}`));
     cluster?.disconnect();
     throw e;
   }
