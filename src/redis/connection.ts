@@ -31,6 +31,9 @@ export interface ScriptCommands {
   jrRunCheck(key: string, first: string, last: string): Promise<[string | null, number, string | null]>;
 }
 
+/** How often a client made here asks again whether Redis finished loading its data (see below). */
+const LOADING_RETRY_MS = 100;
+
 /**
  * The command connection (a `Redis` or a `Cluster`, given or made from a URL), the scripts defined on
  * it, a read connection, and duplicates of it for blocking reads. Job writes go through `cmd`; lookups
@@ -38,9 +41,6 @@ export interface ScriptCommands {
  * holds a reader up behind it. On a cluster a pipeline goes to one master and carries every shard it
  * serves, and each shard has its own blocking XREAD; on a single Redis, one of each carries all shards.
  */
-/** How often a client made here asks again whether Redis finished loading its data (see below). */
-const LOADING_RETRY_MS = 100;
-
 export class Connection {
   readonly cmd: RedisClient;
   /** Lookups, replays and wake-ups: commands whose order against this process's job writes does not matter. */

@@ -299,7 +299,6 @@ function eventBytes(word: string, seq: number): number {
   return 24 + String(seq).length + Buffer.byteLength(JSON.stringify(word));
 }
 
-/** Length of [from, to] covered by the windows. */
 /**
  * What a reader itself waits before reconnecting, after `ref`: a raw reader 0-300 ms; the project's client
  * (an EventSource) the server's `retry:` (1 s) once a whole one reached it, its own default (3 s) before,
@@ -315,6 +314,7 @@ export function reconnectWaits(rec: ReaderRecord, ref: number, now: number): num
   return Math.min(3 * 3100, ms);
 }
 
+/** Length of [from, to] covered by the windows. */
 function overlap(windows: Array<{ from: number; to: number }>, from: number, to: number): number {
   let sum = 0;
   for (const w of windows) sum += Math.max(0, Math.min(w.to, to) - Math.max(w.from, from));
