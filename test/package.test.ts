@@ -38,7 +38,7 @@ test('package.json exports every entry point, types first and a default last, an
 
 test('dependencies: what the public types need is installed with the package; rxjs and ioredis are peers', () => {
   // DateTime is in the public types, so its declarations come with the package.
-  expect(Object.keys(pkg.dependencies).sort()).toEqual(['@types/luxon', 'luxon', 'uuid']);
+  expect(Object.keys(pkg.dependencies).sort()).toEqual(['@types/luxon', 'luxon']);
   // The API hands out Observables: one rxjs per app, or instanceof Observable breaks.
   expect(pkg.peerDependencies.rxjs).toBe('^7.8.0');
   expect(pkg.peerDependenciesMeta?.rxjs?.optional).not.toBe(true);

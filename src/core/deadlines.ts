@@ -38,9 +38,12 @@ export class Deadlines<K> {
     this.now = () => clock.now();
   }
 
-  /** Calls `onExpire(key)` once `delay` ms have passed, unless cancelled first. */
-  schedule(key: K, delay: number): Deadline<K> {
-    const d: Deadline<K> = { at: this.now() + delay, delay, key };
+  /**
+   * Calls `onExpire(key)` once `delay` ms have passed since `from` (now, unless the caller just read the
+   * clock), unless cancelled first.
+   */
+  schedule(key: K, delay: number, from = this.now()): Deadline<K> {
+    const d: Deadline<K> = { at: from + delay, delay, key };
     let lane = this.lanes.get(delay);
     if (lane === undefined) {
       lane = { items: [], head: 0, stale: 0 };

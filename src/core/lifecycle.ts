@@ -378,7 +378,7 @@ export class Lifecycle<T, P> implements ReaderHost<T> {
   settle(job: Job<T, P>, wasTerminal: boolean, stored?: Promise<void>): void {
     this.timers.stopAll(job);
     if (this.settings.retentionMs !== Infinity && !this.disposed)
-      this.timers.startRetention(job, this.settings.retentionMs);
+      this.timers.startRetention(job, this.settings.retentionMs, job.updatedAt);
     if (!wasTerminal) this.totals[job.state as 'completed' | 'failed' | 'cancelled']++;
     if (!wasTerminal && job.owner !== undefined) {
       const left = (this.liveByOwner.get(job.owner) ?? 1) - 1;

@@ -1,6 +1,5 @@
 import { BehaviorSubject, Observable, Subject, merge, takeUntil } from 'rxjs';
 import type { ObservableInput, Observer, Subscriber, Subscription } from 'rxjs';
-import { v4 as uuidv4 } from 'uuid';
 import type { BackendStats, RegistryBackend, StoredJob } from './backend.js';
 import type { StreamStore } from './streams.js';
 import { toMillis, type DurationInput } from './duration.js';
@@ -14,7 +13,7 @@ import {
   RegistryDisposedError,
   ReplayExpiredError,
 } from './errors.js';
-import { isValidJobId } from './ids.js';
+import { idMaker, isValidJobId } from './ids.js';
 import { Job } from './job.js';
 import { Lifecycle, REPLACED_BY_KEY, aheadError, endReason } from './lifecycle.js';
 import {
@@ -99,6 +98,8 @@ export class JobRegistry<T = unknown, P = unknown> {
   private readonly backend: RegistryBackend;
   private readonly shared: boolean;
   private readonly notFoundHint: string;
+  /** A new job's id: `idPrefix` + a uuid v4. */
+  private readonly newId: () => string;
 
   /** @throws InvalidArgumentError for a malformed option. */
   constructor(options: JobRegistryOptions = {}) {
@@ -106,6 +107,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     this.settings = settings;
     this.backend = settings.backend;
     this.shared = this.backend.shared;
+    this.newId = idMaker(settings.prefix);
     this.life = new Lifecycle<T, P>(settings, this.backend);
     this.jobs = this.life.jobs;
     this.notFoundHint =
@@ -214,13 +216,6 @@ export class JobRegistry<T = unknown, P = unknown> {
     }
     if (holder !== undefined && !isTerminal(holder.state))
       this.life.transition(holder, 'cancelled', REPLACED_BY_KEY);
-    return id;
-  }
-
-  private newId(): string {
-    const id = this.settings.prefix + uuidv4();
-    // Flatten the concatenated id now: a cons-string costs several times the flat one for the job's life.
-    id.charCodeAt(0);
     return id;
   }
 

@@ -52,10 +52,11 @@ export class JobTimers<J extends Timed> {
     this.claim.cancel(d);
     job.claimDeadline = undefined;
   }
-  startRetention(job: J, ms: number): void {
+  /** `from`: when the retention starts, if the caller just read the clock (a job's end). */
+  startRetention(job: J, ms: number, from?: number): void {
     const old = job.retentionDeadline;
     if (old !== undefined) this.retention.cancel(old);
-    job.retentionDeadline = ms === Infinity ? undefined : this.retention.schedule(job, ms);
+    job.retentionDeadline = ms === Infinity ? undefined : this.retention.schedule(job, ms, from);
   }
   stopRetention(job: J): void {
     const d = job.retentionDeadline;

@@ -1,8 +1,7 @@
 import { Observable, Subject, filter, map } from 'rxjs';
-import { v4 as uuidv4 } from 'uuid';
 import type { BackendHost, BackendStats, RegistryBackend, StoredJob } from '../core/backend.js';
 import { BackendError, JobRegistryError, messageOf } from '../core/errors.js';
-import { isValidJobId } from '../core/ids.js';
+import { isValidJobId, uuidV4 } from '../core/ids.js';
 import { isTerminal } from '../core/states.js';
 import type {
   JobProgress,
@@ -53,7 +52,7 @@ class RedisBackend implements RegistryBackend {
   readonly name = 'redis';
   readonly shared = true;
   readonly events$: Observable<RegistryEvent>;
-  private readonly owner = uuidv4();
+  private readonly owner = uuidV4();
   private readonly o: ResolvedOptions;
   private readonly keys: Keys;
   private readonly conn: Connection;

@@ -1,6 +1,6 @@
 import { Observable, type Subject } from 'rxjs';
-import { v4 as uuidv4 } from 'uuid';
 import { BackendError, JobNotFoundError } from '../core/errors.js';
+import { uuidV4 } from '../core/ids.js';
 import { isTerminal } from '../core/states.js';
 import type { JobSnapshot, JobState, JobStatus } from '../core/types.js';
 import { isEnd, type StreamEvent } from './codec.js';
@@ -33,7 +33,7 @@ export async function remoteCancel(
   jobId: string,
   reason: string,
 ): Promise<boolean | undefined> {
-  const request = uuidv4();
+  const request = uuidV4();
   let answered!: (moved: boolean) => void;
   const answer = new Promise<boolean>((resolve) => (answered = resolve));
   const sub = c.stream.subscribe((s) => {

@@ -1,4 +1,3 @@
-import { v4 as uuidv4 } from 'uuid';
 import type {
   StoredStream,
   StreamAppend,
@@ -7,6 +6,7 @@ import type {
   StreamStore,
 } from '../core/streams.js';
 import type { Observable, Subscription } from 'rxjs';
+import { uuidV4 } from '../core/ids.js';
 import { isTerminal } from '../core/states.js';
 import type { JobSnapshot } from '../core/types.js';
 import type { StreamEvent } from './codec.js';
@@ -157,8 +157,8 @@ export class RedisStreamStore implements StreamStore {
     const { keys } = this.c;
     // The job is drawn in its name's shard: one slot holds the name record and the whole stream.
     const shard = keys.shardOf(init.name);
-    let jobId = uuidv4();
-    while (keys.shardOf(jobId) !== shard) jobId = uuidv4();
+    let jobId = uuidV4();
+    while (keys.shardOf(jobId) !== shard) jobId = uuidV4();
     const meta: string[] = ['ds_type', init.contentType, 'ds_bytes', String(init.bytes), 'ds_forks', '0'];
     if (init.ttlSeconds !== undefined) meta.push('ds_ttl', String(init.ttlSeconds));
     if (init.expiresAt !== undefined) meta.push('ds_expires', init.expiresAt);
