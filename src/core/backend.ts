@@ -128,6 +128,12 @@ export interface RegistryBackend {
   /** Records that this process removed a job (`removeJob`, or its retention ran out); `key` is the job's key, when it has one. */
   jobRemoved(jobId: string, key?: string): void;
   /**
+   * An id for a new job without a key, drawn with `draw` (the registry's `idPrefix` + a uuid v4) as often
+   * as the store likes (Redis Cluster: until the id falls on the next master in turn, so a process's jobs
+   * spread evenly over the masters). Optional: without it, the first draw.
+   */
+  idForJob?(draw: () => string): string;
+  /**
    * An id for a new job of `key`, drawn with `draw` (the registry's `idPrefix` + a uuid v4) as often as
    * the store needs (Redis: until the id falls in the key's shard, so a job and its key are written
    * together). Optional: without it, the first draw.

@@ -98,8 +98,10 @@ export class JobRegistry<T = unknown, P = unknown> {
   private readonly backend: RegistryBackend;
   private readonly shared: boolean;
   private readonly notFoundHint: string;
-  /** A new job's id: `idPrefix` + a uuid v4. */
+  /** A draw of an id: `idPrefix` + a uuid v4. */
   private readonly newId: () => string;
+  /** A new job's id, when it has no key: a draw, or the backend's pick among draws (`idForJob`). */
+  private readonly unkeyedId: () => string;
 
   /** @throws InvalidArgumentError for a malformed option. */
   constructor(options: JobRegistryOptions = {}) {
@@ -107,7 +109,10 @@ export class JobRegistry<T = unknown, P = unknown> {
     this.settings = settings;
     this.backend = settings.backend;
     this.shared = this.backend.shared;
-    this.newId = idMaker(settings.prefix);
+    const newId = idMaker(settings.prefix);
+    this.newId = newId;
+    const idForJob = this.backend.idForJob;
+    this.unkeyedId = this.shared && idForJob !== undefined ? () => idForJob.call(this.backend, newId) : newId;
     this.life = new Lifecycle<T, P>(settings, this.backend);
     this.jobs = this.life.jobs;
     this.notFoundHint =
@@ -181,7 +186,7 @@ export class JobRegistry<T = unknown, P = unknown> {
     if (holder !== undefined && this.settings.keyConflict === 'refuse')
       throw new JobBusyError(holder.id, key);
     if (this.jobs.size + (this.backend.streams?.open ?? 0) >= this.settings.maxJobs) this.life.makeRoom();
-    const id = key === undefined ? this.newId() : this.keyedId(key);
+    const id = key === undefined ? this.unkeyedId() : this.keyedId(key);
     const now = this.settings.clock.now();
     const job = new Job<T, P>(id, this.settings.replayLimit, now);
     if (init !== undefined && init.payload !== undefined) {

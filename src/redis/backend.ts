@@ -21,6 +21,7 @@ import { firstKept, indexedIds, readSnapshots } from './lookups.js';
 import { resolveOptions, type RedisBackendOptions, type ResolvedOptions } from './options.js';
 import { ReaderHolds } from './holds.js';
 import { SharedProgress } from './progress.js';
+import { Spread } from './spread.js';
 import { ForeignEntries, Outages, closeWithin } from './outage.js';
 import { remoteTokens, type ReaderContext } from './reader.js';
 import { remoteCancel, remoteStatus, type RemoteContext } from './remote.js';
@@ -56,6 +57,7 @@ class RedisBackend implements RegistryBackend {
   private readonly o: ResolvedOptions;
   private readonly keys: Keys;
   private readonly conn: Connection;
+  private readonly spread: Spread;
   private readonly outages: Outages;
   private readonly foreign: ForeignEntries;
   private writer: Writer | undefined;
@@ -103,6 +105,7 @@ class RedisBackend implements RegistryBackend {
       (e) => this.outages.fail('connection', `a connection to Redis failed`, e),
       () => this.outages.ok('connection'),
     );
+    this.spread = new Spread(this.conn, this.keys);
     this.counts = new SharedProgress(this.o.progressMs, (id, count, at) => {
       const held = this.host?.describe(id);
       if (held !== undefined && !isTerminal(held.state)) this.writer!.progress(id, count, at);
@@ -243,6 +246,10 @@ class RedisBackend implements RegistryBackend {
   jobCreated(job: StoredJob): void {
     if (job.key === undefined) this.writer!.created(job.id, job.createdAt, job.owner ?? '');
     else this.jobKeys.created(job, job.key);
+  }
+
+  idForJob(draw: () => string): string {
+    return this.spread.idFor(draw);
   }
 
   idForKey(key: string, draw: () => string): string {

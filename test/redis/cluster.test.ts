@@ -70,6 +70,28 @@ describeIf(cluster !== undefined)('redis backend on Redis Cluster', () => {
     await Promise.all([a.dispose(), b.dispose()]);
   }, 30_000);
 
+  test("a process's new jobs take the masters in turn: an even share each, not a hash's luck", async () => {
+    const a = new JobRegistry<string>({ backend: redisBackend({ redis: client(), prefix }) });
+    await a.ready();
+    const keys = new Keys(prefix, 8);
+    const admin = client();
+    const ranges = (await admin.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
+    const masterOf = (id: string): string => {
+      const slot = keys.slots[keys.shardOf(id)]!;
+      const [, , [host, port]] = ranges.find(([lo, hi]) => slot >= lo && slot <= hi)!;
+      return `${host}:${port}`;
+    };
+    const jobs = new Map<string, number>();
+    const ids = Array.from({ length: 90 }, () => a.createJob());
+    for (const id of ids) jobs.set(masterOf(id), (jobs.get(masterOf(id)) ?? 0) + 1);
+    // 8 shards fall 3, 3 and 2 on three masters, and 90 uuids would spread unevenly by chance alone.
+    expect([...jobs.values()]).toEqual([30, 30, 30]);
+    // A keyed job still goes to its key's shard.
+    const keyed = a.createJob({ key: 'chat-7' });
+    expect(keys.shardOf(keyed)).toBe(keys.shardOf('chat-7'));
+    await a.dispose();
+  }, 30_000);
+
   test("a tick's writes go to each master as one pipeline, whichever shards they touch", async () => {
     const redis = client();
     const a = new JobRegistry<string>({ backend: redisBackend({ redis, prefix }) });
