@@ -39,7 +39,8 @@ const shown = [
   /CPU of producer \+ reader per 1,000 tokens/,
   /p99 latency emit/,
   /: single Redis$/,
-  /: 3-master Redis Cluster$/,
+  /: 3-master Redis Cluster, (a replica each|no replicas)$/,
+  /replicated cluster vs single Redis$|3 masters with a replica each vs 1/,
   /busiest (node|master)/,
   /^Durable Streams .*, (delivered chunks\/s|p99 append to delivery)$/,
   /^AI SDK chat /,
@@ -90,7 +91,7 @@ function capacityModel(): string[] {
   const heap = find(/^heap per open SSE stream, \d+ held: job-registry$/);
   const client = find(/^\d+ jobs x 1 token .*CPU of producer \+ reader per 1,000 tokens: job-registry/);
   const server = find(/^\d+ jobs x 1 token .*Redis server CPU per 1,000 tokens: job-registry/);
-  const master = find(/CPU per 1,000 tokens of the busiest master, 3-master Redis Cluster$/);
+  const master = find(/CPU per 1,000 tokens of the busiest master, 3-master Redis Cluster, a replica each$/);
   if (sse === undefined || heap === undefined || client === undefined || server === undefined) return [];
   const STREAMS = 1_000_000;
   const RATE = 30;
@@ -115,8 +116,8 @@ function capacityModel(): string[] {
     `- **Redis**: ${fmt(server.median)} µs of Redis CPU per token at the realistic load (one token per job per tick): ${n(perShard)} tokens/s per single-threaded shard, so ${n(shards)} shards (masters).` +
       (masters === undefined
         ? ''
-        : ` With the batching of the cluster run (${fmt(master!.median)} µs per token on the busiest master), ${n(masters)} masters.`),
-    '- Not modelled: the network, TLS, the model servers themselves, and replicas (a replica per master doubles the Redis processes, not the masters).',
+        : ` With the batching of the cluster run and a replica per master (${fmt(master!.median)} µs per token on the busiest master), ${n(masters)} masters, and as many replicas.`),
+    '- Not modelled: the network, TLS, and the model servers themselves.',
   ];
 }
 

@@ -4,7 +4,7 @@
 # Needs redis-server and redis-cli (7.x) on PATH; no Docker.
 #
 #   scripts/redis-cluster.sh start  [BASE_PORT]   start (idempotent) and wait until the cluster is ok
-#   scripts/redis-cluster.sh stop   [BASE_PORT]   shut the six nodes down and remove their directory
+#   scripts/redis-cluster.sh stop   [BASE_PORT]   shut the nodes down and remove their directory
 #   scripts/redis-cluster.sh status [BASE_PORT]   one line per node; exit 0 only if every node is ok
 #
 # BASE_PORT defaults to 7001. The nodes live in /tmp/redis-cluster-BASE; stop only shuts down nodes
@@ -12,6 +12,8 @@
 # REDIS_CLUSTER_TIMEOUT (seconds, default 20) bounds each wait. REDIS_CLUSTER_NODE_TIMEOUT (ms, default
 # 5000, Redis's own default is 15000) is cluster-node-timeout: nodes gossip at least every half of it,
 # so it sets how soon all nodes agree on the roles after the create, and how soon a dead master fails over.
+# REDIS_CLUSTER_REPLICAS=0 makes three masters and no replicas (ports BASE..BASE+2): the benchmark's
+# like-for-like comparison with one unreplicated Redis. The default, 1, gives each master a replica.
 # --repl-diskless-sync-delay 0 lets the replicas take their first sync at once instead of after 5 s.
 set -euo pipefail
 
@@ -32,8 +34,14 @@ host=127.0.0.1
 dir=$(cd /tmp && pwd -P)/redis-cluster-$base
 timeout_s=${REDIS_CLUSTER_TIMEOUT:-20}
 node_timeout_ms=${REDIS_CLUSTER_NODE_TIMEOUT:-5000}
+replicas=${REDIS_CLUSTER_REPLICAS:-1}
+[[ $replicas == 0 || $replicas == 1 ]] || {
+  echo "redis-cluster: REDIS_CLUSTER_REPLICAS must be 0 or 1, got '$replicas'" >&2
+  exit 2
+}
+count=$((3 * (1 + replicas)))
 ports=()
-for i in 0 1 2 3 4 5; do ports+=($((base + i))); done
+for ((i = 0; i < count; i++)); do ports+=($((base + i))); done
 node_list=$(printf "$host:%s," "${ports[@]}")
 node_list=${node_list%,}
 
@@ -59,8 +67,8 @@ answers() {
   [[ $(cli "$1" ping || true) == PONG ]]
 }
 
-# Whether the node on $1 sees a healthy cluster: state ok, all slots served, six nodes known,
-# three masters with slots and three replicas, no node failing or still in handshake; and, on a
+# Whether the node on $1 sees a healthy cluster: state ok, all slots served, every node known,
+# three masters with slots and a replica each (none with REDIS_CLUSTER_REPLICAS=0), no node failing or still in handshake; and, on a
 # replica, that its first sync with its master is done.
 node_ok() {
   local info nodes
@@ -68,15 +76,15 @@ node_ok() {
   [[ $info != *"role:slave"* || $info == *"master_link_status:up"* ]] || return 1
   info=$(cli "$1" cluster info) || return 1
   [[ $info == *"cluster_state:ok"* && $info == *"cluster_slots_ok:16384"* ]] || return 1
-  [[ $info == *"cluster_known_nodes:6"* && $info == *"cluster_size:3"* ]] || return 1
+  [[ $info == *"cluster_known_nodes:$count"* && $info == *"cluster_size:3"* ]] || return 1
   nodes=$(cli "$1" cluster nodes) || return 1
-  awk '
+  awk -v count="$count" -v want="$((3 * replicas))" '
     NF == 0 { next }
     { total++ }
     $3 ~ /fail|handshake|noaddr/ { bad++ }
     $3 ~ /master/ { if (NF >= 9) masters++; else bad++ }
     $3 ~ /slave/ { replicas++ }
-    END { exit !(total == 6 && masters == 3 && replicas == 3 && bad == 0) }
+    END { exit !(total == count && masters == 3 && replicas + 0 == want && bad == 0) }
   ' <<<"$nodes"
 }
 
@@ -144,7 +152,7 @@ wait_until() { # wait_until WHAT COMMAND...
   done
 }
 
-# Whether all six nodes answer from our directory; fails at once if one of them gave up (busy port).
+# Whether all the nodes answer from our directory; fails at once if one of them gave up (busy port).
 all_ours() {
   local p
   lagging=()
@@ -159,7 +167,7 @@ all_ours() {
 }
 
 print_nodes() {
-  echo "redis cluster ok (3 masters, 3 replicas): REDIS_CLUSTER_NODES=$node_list"
+  echo "redis cluster ok (3 masters, $((3 * replicas)) replicas): REDIS_CLUSTER_NODES=$node_list"
 }
 
 start() {
@@ -193,14 +201,14 @@ start() {
       fail "redis-server on port $p did not start"
   done
   # A daemonized redis-server returns before it binds, so a busy port only shows here.
-  wait_until "the six nodes to answer on $node_list" all_ours
+  wait_until "the $count nodes to answer on $node_list" all_ours
   local args=()
   for p in "${ports[@]}"; do args+=("$host:$p"); done
   local create=(redis-cli --cluster create)
   if ((${#bounded[@]} > 0)); then create=(timeout "$((timeout_s + 10))" "${create[@]}"); fi
-  "${create[@]}" "${args[@]}" --cluster-replicas 1 --cluster-yes \
+  "${create[@]}" "${args[@]}" --cluster-replicas "$replicas" --cluster-yes \
     </dev/null >"$dir/create.log" 2>&1 || fail "redis-cli --cluster create failed"
-  wait_until "cluster_state:ok, 3 masters owning all slots and 3 synced replicas on every node" cluster_ok
+  wait_until "cluster_state:ok, 3 masters owning all slots and $((3 * replicas)) synced replicas on every node" cluster_ok
   print_nodes
 }
 

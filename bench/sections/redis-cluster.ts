@@ -1,9 +1,10 @@
 /**
  * Redis Cluster: token throughput through the registry on a 3-master cluster against a single Redis, in
  * the same run. P producer processes, each with one reader process following its jobs; many jobs in
- * parallel, tokens emitted in batches per tick. The cluster is REDIS_CLUSTER_NODES when set, else a
- * private one started with scripts/redis-cluster.sh on free ports (and stopped at the end); the single
- * node is the standalone Redis at REDIS_URL.
+ * parallel, tokens emitted in batches per tick. Two clusters: one with a replica per master
+ * (REDIS_CLUSTER_NODES when set, else a private one) and a private one of three masters alone, the
+ * like-for-like match of the single node, the standalone Redis at REDIS_URL (it has no replica). Private
+ * clusters are started with scripts/redis-cluster.sh on free ports and stopped at the end.
  */
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -23,7 +24,8 @@ const SHARDS = 8;
 const REPS = QUICK ? 1 : 3;
 /** A run that has not finished by then (tokens lost, a reader that never ends) fails instead of hanging. */
 const DEADLINE_MS = QUICK ? 60_000 : 180_000;
-const MODES = ['single', 'cluster'] as const;
+/** One Redis; 3 masters with a replica each; 3 masters alone. */
+const MODES = ['single', 'cluster', 'bare'] as const;
 type Mode = (typeof MODES)[number];
 const peer = new URL('../redis-cluster-peer.ts', import.meta.url).pathname;
 const script = new URL('../../scripts/redis-cluster.sh', import.meta.url).pathname;
@@ -38,7 +40,7 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A base port whose six ports and six cluster bus ports (+10000) are all free. */
+/** A base port whose six ports and six cluster bus ports (+10000) are all free (a cluster takes three or six). */
 async function freeBase(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 25_000);
@@ -74,10 +76,16 @@ interface Run {
   busiestMasterCpuPer1k: number;
 }
 
-async function run(mode: Mode, target: string, servers: Redis[], masters: boolean[]): Promise<Run> {
+async function run(
+  mode: Mode,
+  kind: 'single' | 'cluster',
+  target: string,
+  servers: Redis[],
+  masters: boolean[],
+): Promise<Run> {
   const prefix = `jrbench:${process.pid}:cl:${mode}:${Math.random().toString(36).slice(2, 8)}:`;
   const spawn = (role: string): ChildProcess =>
-    fork(peer, [role, mode, target, prefix, String(SHARDS)], {
+    fork(peer, [role, kind, target, prefix, String(SHARDS)], {
       execArgv: peerArgs(['--import', 'tsx']),
       stdio: 'inherit',
     });
@@ -148,9 +156,8 @@ async function run(mode: Mode, target: string, servers: Redis[], masters: boolea
   }
 }
 
-async function removeKeys(mode: Mode, single: Redis, cluster: Cluster): Promise<void> {
+async function removeKeys(mode: Mode, nodes: Redis[]): Promise<void> {
   const pattern = `jrbench:${process.pid}:cl:${mode}:*`;
-  const nodes = mode === 'single' ? [single] : cluster.nodes('master');
   for (const node of nodes) {
     const keys = await node.keys(pattern);
     // Keys of different slots cannot go in one DEL on a cluster node.
@@ -167,64 +174,67 @@ try {
   await single.connect();
   const info = await single.info('server');
   if (!info.includes('redis_mode:standalone')) throw new Error(`${REDIS} is not a standalone Redis`);
+  if (!/connected_slaves:0\b/.test(await single.info('replication')))
+    throw new Error(
+      `${REDIS} has replicas: the like-for-like match of three masters alone needs one that has none`,
+    );
 } catch (e) {
   if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${REDIS}: ${String(e)}`);
-  console.warn(`SKIPPING the Redis Cluster benchmark: no standalone Redis at ${REDIS}`);
+  console.warn(`SKIPPING the Redis Cluster benchmark: no standalone Redis at ${REDIS}: ${String(e)}`);
   report({ section: 'redis-cluster', figures: [], ratios: [], notes: [`skipped: no Redis at ${REDIS}`] });
   process.exit(0);
 }
 
-let nodes = process.env.REDIS_CLUSTER_NODES;
-let privateBase: number | undefined;
-const stopPrivate = async (): Promise<void> => {
-  if (privateBase === undefined) return;
-  const base = privateBase;
-  privateBase = undefined;
-  await run$('bash', [script, 'stop', String(base)]).catch((e: unknown) =>
+/** Private clusters started here: base port and replicas per master, stopped at the end. */
+const started: Array<{ base: number; replicas: 0 | 1 }> = [];
+async function stopOne(base: number, replicas: 0 | 1): Promise<void> {
+  await run$('bash', [script, 'stop', String(base)], {
+    env: { ...process.env, REDIS_CLUSTER_REPLICAS: String(replicas) },
+  }).catch((e: unknown) =>
     console.warn(`redis-cluster bench: stopping the private cluster on ${base} failed: ${String(e)}`),
   );
+}
+const stopPrivate = async (): Promise<void> => {
+  for (const { base, replicas } of started.splice(0)) await stopOne(base, replicas);
 };
-if (nodes === undefined || nodes === '') {
-  // Another process may take a port between the check and the start: try a few bases.
-  let base = 0;
-  for (let attempt = 1; ; attempt++) {
-    base = await freeBase();
-    try {
-      privateBase = base;
-      await run$('bash', [script, 'start', String(base)], { timeout: 90_000 });
-      break;
-    } catch (e) {
-      await stopPrivate();
-      if (attempt < 3) continue;
-      if (process.env.CI === 'true') throw e;
-      console.warn(`SKIPPING the Redis Cluster benchmark: could not start a cluster: ${String(e)}`);
-      single.disconnect();
-      report({ section: 'redis-cluster', figures: [], ratios: [], notes: ['skipped: no Redis Cluster'] });
-      process.exit(0);
-    }
-  }
-  nodes = [0, 1, 2, 3, 4, 5].map((i) => `127.0.0.1:${base + i}`).join(',');
-  notes.push(`cluster: a private 3 masters + 3 replicas started by scripts/redis-cluster.sh on ${nodes}`);
-} else notes.push(`cluster: REDIS_CLUSTER_NODES=${nodes}`);
 for (const sig of ['SIGINT', 'SIGTERM'] as const)
   process.once(sig, () => void stopPrivate().finally(() => process.exit(1)));
 
-const clusterNodes = nodes.split(',').map((hp) => {
-  const [host, port] = hp.split(':');
-  return { host: host!, port: Number(port) };
-});
-const cluster = new Cluster(clusterNodes, { lazyConnect: true });
-cluster.on('error', () => undefined);
-const runs: Record<Mode, Run[]> = { single: [], cluster: [] };
-const pairs: number[] = [];
-const capacity: number[] = [];
-let isMaster: boolean[] = [];
-const all: Redis[] = [];
-try {
-  await cluster.connect();
-  // Every node, replicas too (they replay the masters' writes on the same cores), for their CPU time.
-  const table = (await cluster.cluster('NODES')) as string;
-  const members = table
+/** A private cluster could not be started: outside CI the section is skipped. */
+class ClusterStartError extends Error {}
+
+/**
+ * Starts a private cluster; its nodes as `host:port,...`. Another process may take a port between the
+ * check and the start: tries a few bases.
+ */
+async function startPrivate(replicas: 0 | 1): Promise<string> {
+  const env = { ...process.env, REDIS_CLUSTER_REPLICAS: String(replicas) };
+  for (let attempt = 1; ; attempt++) {
+    const base = await freeBase();
+    try {
+      await run$('bash', [script, 'start', String(base)], { timeout: 90_000, env });
+      started.push({ base, replicas });
+      return Array.from({ length: 3 * (1 + replicas) }, (_, i) => `127.0.0.1:${base + i}`).join(',');
+    } catch (e) {
+      await stopOne(base, replicas);
+      if (attempt >= 3) throw new ClusterStartError(`could not start a cluster: ${String(e)}`, { cause: e });
+    }
+  }
+}
+
+/** A cluster's nodes, replicas too (they replay the masters' writes on the same cores), for their CPU time. */
+async function members(nodes: string): Promise<{ client: Cluster; servers: Redis[]; masters: boolean[] }> {
+  const client = new Cluster(
+    nodes.split(',').map((hp) => {
+      const [host, port] = hp.split(':');
+      return { host: host!, port: Number(port) };
+    }),
+    { lazyConnect: true },
+  );
+  client.on('error', () => undefined);
+  await client.connect();
+  const table = (await client.cluster('NODES')) as string;
+  const list = table
     .split('\n')
     .filter((l) => l.trim() !== '' && !/fail|handshake|noaddr/.test(l.split(' ')[2] ?? ''))
     .map((l) => {
@@ -233,28 +243,50 @@ try {
       const at = hp.lastIndexOf(':');
       return { host: hp.slice(0, at), port: Number(hp.slice(at + 1)), master: flags.includes('master') };
     });
-  for (const m of members) {
+  const servers = list.map((m) => {
     const c = new Redis(m.port, m.host, { maxRetriesPerRequest: 0 });
     c.on('error', () => undefined);
-    all.push(c);
-  }
-  isMaster = members.map((m) => m.master);
-  const masters = members.filter((m) => m.master).length;
+    return c;
+  });
+  return { client, servers, masters: list.map((m) => m.master) };
+}
+
+const runs: Record<Mode, Run[]> = { single: [], cluster: [], bare: [] };
+const pairs: number[] = [];
+const capacity: number[] = [];
+const replicated: number[] = [];
+let skipped = false;
+const clusters: Partial<Record<'cluster' | 'bare', Awaited<ReturnType<typeof members>> & { nodes: string }>> =
+  {};
+try {
+  let nodes = process.env.REDIS_CLUSTER_NODES;
+  if (nodes === undefined || nodes === '') {
+    nodes = await startPrivate(1);
+    notes.push(`cluster: a private 3 masters + 3 replicas started by scripts/redis-cluster.sh on ${nodes}`);
+  } else notes.push(`cluster: REDIS_CLUSTER_NODES=${nodes}`);
+  const bare = await startPrivate(0);
   notes.push(
-    `${masters} masters and ${members.length - masters} replicas in the cluster; the single node is the standalone Redis at ${REDIS}`,
+    `bare cluster: a private 3 masters, no replicas, started by scripts/redis-cluster.sh on ${bare}`,
+  );
+  clusters.cluster = { ...(await members(nodes)), nodes };
+  clusters.bare = { ...(await members(bare)), nodes: bare };
+  const withReplicas = clusters.cluster.masters.filter((m) => !m).length;
+  notes.push(
+    `${clusters.cluster.masters.length - withReplicas} masters and ${withReplicas} replicas in the replicated cluster; the single node is the standalone Redis at ${REDIS}, with no replica`,
   );
   for (let rep = 0; rep < REPS; rep++) {
     const order = rep % 2 === 0 ? MODES : [...MODES].reverse();
     const got: Partial<Record<Mode, Run>> = {};
     for (const mode of order) {
       const t = now();
+      const c = mode === 'single' ? undefined : clusters[mode]!;
       try {
         got[mode] =
-          mode === 'single'
-            ? await run(mode, REDIS, [single], [true])
-            : await run(mode, nodes, all, isMaster);
+          c === undefined
+            ? await run(mode, 'single', REDIS, [single], [true])
+            : await run(mode, 'cluster', c.nodes, c.servers, c.masters);
       } finally {
-        await removeKeys(mode, single, cluster);
+        await removeKeys(mode, c === undefined ? [single] : c.client.nodes('master'));
       }
       runs[mode].push(got[mode]);
       console.warn(
@@ -262,59 +294,79 @@ try {
       );
     }
     pairs.push(got.cluster!.rate / got.single!.rate);
-    capacity.push(got.single!.busiestMasterCpuPer1k / got.cluster!.busiestMasterCpuPer1k);
+    capacity.push(got.single!.busiestMasterCpuPer1k / got.bare!.busiestMasterCpuPer1k);
+    replicated.push(got.single!.busiestMasterCpuPer1k / got.cluster!.busiestMasterCpuPer1k);
   }
+} catch (e) {
+  if (process.env.CI === 'true' || !(e instanceof ClusterStartError)) throw e;
+  console.warn(`SKIPPING the Redis Cluster benchmark: ${e.message}`);
+  report({ section: 'redis-cluster', figures: [], ratios: [], notes: ['skipped: no Redis Cluster'] });
+  skipped = true;
 } finally {
-  for (const c of all) c.disconnect();
-  cluster.disconnect();
+  for (const c of Object.values(clusters)) {
+    for (const r of c.servers) r.disconnect();
+    c.client.disconnect();
+  }
   single.disconnect();
   await stopPrivate();
 }
 
+const NAMES: Record<Mode, string> = {
+  single: 'single Redis',
+  cluster: '3-master Redis Cluster, a replica each',
+  bare: '3-master Redis Cluster, no replicas',
+};
 const load = `${PRODUCERS} producers -> ${PRODUCERS} readers, ${JOBS} jobs, ${JOBS * PER_JOB} tokens`;
-report({
-  section: 'redis-cluster',
-  figures: MODES.flatMap((m) => {
-    const name = m === 'single' ? 'single Redis' : '3-master Redis Cluster';
-    return [
+if (!skipped)
+  report({
+    section: 'redis-cluster',
+    figures: [
+      ...MODES.flatMap((m) => [
+        figure(
+          `${load}: ${NAMES[m]}`,
+          'tokens/s',
+          runs[m].map((r) => r.rate),
+        ),
+        figure(
+          `${load}: CPU of producers + readers per 1,000 tokens, ${NAMES[m]}`,
+          'ms',
+          runs[m].map((r) => r.clientCpuPer1k),
+        ),
+        figure(
+          `${load}: Redis server CPU per 1,000 tokens, ${NAMES[m]}${m === 'cluster' ? ' (masters + replicas)' : ''}`,
+          'ms',
+          runs[m].map((r) => r.serverCpuPer1k),
+        ),
+        figure(
+          `${load}: CPU per 1,000 tokens of the busiest ${m === 'single' ? 'node' : 'master'}, ${NAMES[m]}`,
+          'ms',
+          runs[m].map((r) => r.busiestMasterCpuPer1k),
+        ),
+      ]),
+      // On two cores the clients and six Redis processes share the machine: delivered throughput
+      // cannot show what the cluster adds, so it is a figure, and the capacity below is the goal.
+      figure(`${load}: delivered tokens/s, replicated cluster vs single Redis`, 'x', pairs),
       figure(
-        `${load}: ${name}`,
-        'tokens/s',
-        runs[m].map((r) => r.rate),
+        `${load}: Redis capacity, 3 masters with a replica each vs 1 without (busiest node's CPU per token)`,
+        'x',
+        replicated,
       ),
-      figure(
-        `${load}: CPU of producers + readers per 1,000 tokens, ${name}`,
-        'ms',
-        runs[m].map((r) => r.clientCpuPer1k),
+    ],
+    ratios: [
+      ratio(
+        `${load}: Redis capacity, 3 masters vs 1, none replicated (busiest node's CPU per token)`,
+        capacity,
+        2.5,
+        true,
+        'single Redis node',
+        "derived, not a throughput: how much more the cluster carries before its busiest master fills a core, from each node's CPU per token in the same runs (clients on their own machines)",
       ),
-      figure(
-        `${load}: Redis server CPU per 1,000 tokens, ${name}${m === 'cluster' ? ' (masters + replicas)' : ''}`,
-        'ms',
-        runs[m].map((r) => r.serverCpuPer1k),
-      ),
-      figure(
-        `${load}: CPU per 1,000 tokens of the busiest ${m === 'cluster' ? 'master' : 'node'}, ${name}`,
-        'ms',
-        runs[m].map((r) => r.busiestMasterCpuPer1k),
-      ),
-    ];
-  }),
-  ratios: [
-    ratio(`${load}: cluster vs single Redis, delivered tokens/s`, pairs, 2, true, 'single Redis node'),
-    ratio(
-      `${load}: Redis capacity, 3 masters vs 1 (busiest node's CPU per token)`,
-      capacity,
-      2.5,
-      true,
-      'single Redis node',
-      "derived, not a throughput: how much more the cluster carries before its busiest master fills a core, from each node's CPU per token in the same runs (clients on their own machines)",
-    ),
-  ],
-  notes: [
-    ...notes,
-    `shards ${SHARDS}; ${BATCH} tokens per job per producer tick; throughput = tokens / (last job end - first token) over all readers; ${REPS} repetition(s), order alternating`,
-    `all Redis processes share this machine's ${cpus().length} cores with the producers and readers (and the cluster's replicas), so the cluster cannot scale past the cores; load average at the end ${loadavg()
-      .map((l) => l.toFixed(1))
-      .join(' ')}`,
-  ],
-});
+    ],
+    notes: [
+      ...notes,
+      `shards ${SHARDS}; ${BATCH} tokens per job per producer tick; throughput = tokens / (last job end - first token) over all readers; ${REPS} repetition(s), order alternating`,
+      `all Redis processes share this machine's ${cpus().length} cores with the producers and readers (and the cluster's replicas), so the cluster cannot scale past the cores; load average at the end ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}`,
+    ],
+  });

@@ -162,7 +162,12 @@ async function portsFree(base: number): Promise<boolean> {
   return true;
 }
 
-async function startPrivateCluster(): Promise<TestCluster> {
+/**
+ * Starts a private cluster with `scripts/redis-cluster.sh` on a free random base port: three masters,
+ * each with a replica unless `replicas` is 0. `stop()` shuts it down.
+ */
+export async function startPrivateCluster(replicas: 0 | 1 = 1): Promise<TestCluster> {
+  const env = { ...process.env, REDIS_CLUSTER_REPLICAS: String(replicas) };
   const failures: string[] = [];
   for (let attempt = 0; attempt < 5; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 20_000);
@@ -171,20 +176,25 @@ async function startPrivateCluster(): Promise<TestCluster> {
       continue;
     }
     try {
-      await run('bash', [SCRIPT, 'start', String(base)], { timeout: 90_000 });
+      await run('bash', [SCRIPT, 'start', String(base)], { timeout: 90_000, env });
     } catch (e) {
       const err = e as { stderr?: string; message?: string };
       failures.push(`base ${base}: ${(err.stderr || err.message || String(e)).trim()}`);
       // The script cleans up after a failed start; this covers a start cut short by the timeout.
-      await run('bash', [SCRIPT, 'stop', String(base)], { timeout: 30_000 }).catch(() => undefined);
+      await run('bash', [SCRIPT, 'stop', String(base)], { timeout: 30_000, env }).catch(() => undefined);
       continue;
     }
-    const nodes = Array.from({ length: 6 }, (_, i) => ({ host: '127.0.0.1', port: base + i }));
+    const nodes = Array.from({ length: 3 * (1 + replicas) }, (_, i) => ({
+      host: '127.0.0.1',
+      port: base + i,
+    }));
     let stopped: Promise<void> | undefined;
     return {
       nodes,
       stop: () =>
-        (stopped ??= run('bash', [SCRIPT, 'stop', String(base)], { timeout: 30_000 }).then(() => undefined)),
+        (stopped ??= run('bash', [SCRIPT, 'stop', String(base)], { timeout: 30_000, env }).then(
+          () => undefined,
+        )),
     };
   }
   throw new Error(`could not start a private Redis Cluster:\n${failures.join('\n')}`);

@@ -1,5 +1,5 @@
 import type { Cluster } from 'ioredis';
-import { clusterClient, clusterNodes, dropClusterPrefix } from '../helpers/cluster.js';
+import { clusterClient, clusterNodes, dropClusterPrefix, startPrivateCluster } from '../helpers/cluster.js';
 import { describeIf } from '../helpers/collect.js';
 import { testPrefix } from '../helpers/redis.js';
 
@@ -62,6 +62,27 @@ describeIf(cluster !== undefined)('local Redis Cluster', () => {
     expect(masters.every((fields) => fields.length > 8)).toBe(true);
     expect(replicas.map(([, , , masterId]) => masterId).sort()).toEqual(masters.map(([id]) => id).sort());
   });
+
+  it('REDIS_CLUSTER_REPLICAS=0 starts three masters that own every slot, and no replica', async () => {
+    const bare = await startPrivateCluster(0);
+    const c = clusterClient(bare.nodes);
+    try {
+      expect(bare.nodes).toHaveLength(3);
+      await c.connect();
+      const ranges = await slotRanges(c);
+      expect(new Set(ranges.map((r) => r.master)).size).toBe(3);
+      expect(ranges.reduce((n, r) => n + r.end - r.start + 1, 0)).toBe(16384);
+      const flags = ((await c.cluster('NODES')) as string)
+        .trim()
+        .split('\n')
+        .map((line) => line.trim().split(' ')[2]!);
+      expect(flags.filter((f) => f.includes('master'))).toHaveLength(3);
+      expect(flags.filter((f) => f.includes('slave'))).toEqual([]);
+    } finally {
+      c.disconnect();
+      await bare.stop();
+    }
+  }, 120_000);
 
   it('stores keys on different masters, reads them back, and drops them by prefix', async () => {
     const keys = ['a', 'b', 'c', 'd', 'e', 'f'].map((tag) => `${prefix}{${tag}}x`);
