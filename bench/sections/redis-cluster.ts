@@ -232,8 +232,14 @@ async function members(nodes: string): Promise<{ client: Cluster; servers: Redis
     { lazyConnect: true },
   );
   client.on('error', () => undefined);
-  await client.connect();
-  const table = (await client.cluster('NODES')) as string;
+  let table: string;
+  try {
+    await client.connect();
+    table = (await client.cluster('NODES')) as string;
+  } catch (e) {
+    client.disconnect();
+    throw e;
+  }
   const list = table
     .split('\n')
     .filter((l) => l.trim() !== '' && !/fail|handshake|noaddr/.test(l.split(' ')[2] ?? ''))
@@ -270,9 +276,9 @@ try {
   );
   clusters.cluster = { ...(await members(nodes)), nodes };
   clusters.bare = { ...(await members(bare)), nodes: bare };
-  const withReplicas = clusters.cluster.masters.filter((m) => !m).length;
+  const replicaCount = clusters.cluster.masters.filter((m) => !m).length;
   notes.push(
-    `${clusters.cluster.masters.length - withReplicas} masters and ${withReplicas} replicas in the replicated cluster; the single node is the standalone Redis at ${REDIS}, with no replica`,
+    `${clusters.cluster.masters.length - replicaCount} masters and ${replicaCount} replicas in the replicated cluster; the single node is the standalone Redis at ${REDIS}, with no replica`,
   );
   for (let rep = 0; rep < REPS; rep++) {
     const order = rep % 2 === 0 ? MODES : [...MODES].reverse();
