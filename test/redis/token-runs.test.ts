@@ -103,7 +103,9 @@ describeIf(available)('redis backend: token runs', () => {
 
   test("a tick's tokens of many jobs go as one command per shard; each job's entries, TTL and end are as if written one by one", async () => {
     const client = new Redis(REDIS_URL);
-    const monitor = await new Redis(REDIS_URL).monitor();
+    // monitor() opens a connection of its own beside the one it is called on: both are closed below.
+    const watcher = new Redis(REDIS_URL);
+    const monitor = await watcher.monitor();
     const a = new JobRegistry<string>({
       backend: redisBackend({ redis: client, prefix, logger: quietLogger }),
     });
@@ -122,17 +124,26 @@ describeIf(available)('redis backend: token runs', () => {
         [TOKENS, TOKEN_RUNS].map((lua) => createHash('sha1').update(lua).digest('hex')),
       );
       let tokenCommands = 0;
+      // MONITOR shows commands in the order Redis ran them: an ECHO of a marker, sent on the registry's
+      // own connection, seen there means every command sent before it on that connection was seen too.
+      const marks = new Map<string, () => void>();
+      const mark = async (text: string): Promise<void> => {
+        const shown = new Promise<void>((resolve) => marks.set(text, resolve));
+        await client.echo(text);
+        await shown;
+      };
       monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        if (args[0]?.toLowerCase() === 'echo' && args[1] !== undefined) marks.get(args[1])?.();
         if (source === 'lua' || !args.some((x) => ours.has(x))) return;
         const name = args[0]!.toLowerCase();
         if (name === 'xadd' || (name === 'evalsha' && tokenScripts.has(args[1]!))) tokenCommands++;
       });
-      await new Promise((r) => setTimeout(r, 100)); // MONITOR is on before the writes
+      await mark(`${prefix}before`); // MONITOR is on before the writes
       for (let i = 0; i < 1500; i++) a.emit(big, `b${i}`); // more than one command's worth: split in order
       for (let round = 0; round < 3; round++) for (const id of ids) a.emit(id, `${id}:${round}`);
       a.updateState(ids[0]!, 'completed'); // its runs go before its end, within the tick
       await a.flush();
-      await new Promise((r) => setTimeout(r, 200));
+      await mark(`${prefix}after`); // and has shown every write
       // 8 shards, one more for the shard of the job that ended, two more for the burst: not 600 XADDs.
       expect(tokenCommands).toBeGreaterThan(0);
       expect(tokenCommands).toBeLessThanOrEqual(11);
@@ -158,6 +169,7 @@ describeIf(available)('redis backend: token runs', () => {
       });
     } finally {
       monitor.disconnect();
+      watcher.disconnect();
       await a.dispose();
       client.disconnect();
     }
