@@ -228,7 +228,7 @@ export class JobRegistry<T = unknown, P = unknown> {
   private keyedId(key: string): string {
     const idForKey = this.backend.idForKey;
     return this.shared && idForKey !== undefined
-      ? idForKey.call(this.backend, key, () => this.newId())
+      ? idForKey.call(this.backend, key, this.newId)
       : this.newId();
   }
 
