@@ -123,20 +123,21 @@ function respond(reply: Answer, request: Request): Response {
   return new Response(sink.body, { status: 200, headers: reply.headers });
 }
 
-/** Bytes a stream's body queues before its job's stream pauses for the reader (see `maxBufferedBytes`). */
-const QUEUE_HIGH_WATER = 16 * 1024;
-
 /**
- * One SSE stream's body: a pull-based `ReadableStream`. A write goes into its queue at once while the
- * queue is empty (the reader keeps up); while the reader is behind (a chunk still queued), writes wait
- * here as text and go as one chunk at its next pull, so a busy connection costs one read and one write
- * per pull rather than per tick. `buffered` is that text plus the queue's bytes; each pull (the reader
- * wants more) is a drain. Cancelling the body or aborting the request closes it.
+ * One SSE stream's body: a pull-based `ReadableStream` whose queue stays empty. Its high-water mark is 0,
+ * so the stream calls `pull` only when the reader waits for a chunk and none is queued: that is when a
+ * write goes out, at once, straight into the reader's pending read. While the reader is busy with the
+ * last chunk, writes wait here as text and go as one chunk at its next read, so a busy connection costs
+ * one read and one write per read rather than per tick. `buffered` is that text; each pull is a drain.
+ * The stream's own queue is used only by `end()` (a last chunk the reader has not asked for yet).
+ * Cancelling the body or aborting the request closes it.
  */
 class FetchSink implements SseSink {
   readonly body: ReadableStream<Uint8Array>;
   private controller!: ReadableStreamDefaultController<Uint8Array>;
   private pending = '';
+  /** The reader waits for a chunk (it pulled and got none): the next write goes now. */
+  private waiting = false;
   private closed = false;
   private drains: Array<() => void> | undefined;
   private owner: SinkOwner | undefined;
@@ -148,7 +149,7 @@ class FetchSink implements SseSink {
         pull: () => this.pulled(),
         cancel: () => this.finish(),
       },
-      { highWaterMark: QUEUE_HIGH_WATER, size: (chunk) => chunk.byteLength },
+      { highWaterMark: 0 },
     );
     signal?.addEventListener('abort', this, { once: true });
   }
@@ -156,8 +157,7 @@ class FetchSink implements SseSink {
   write(chunk: string): void {
     if (this.closed) return;
     this.pending += chunk;
-    // Nothing queued: the reader has taken everything, so this goes now.
-    if (this.controller.desiredSize === QUEUE_HIGH_WATER) this.send();
+    if (this.waiting) this.send();
   }
 
   end(chunk?: string): void {
@@ -169,7 +169,7 @@ class FetchSink implements SseSink {
   }
 
   get buffered(): number {
-    return this.pending.length + QUEUE_HIGH_WATER - (this.controller.desiredSize ?? QUEUE_HIGH_WATER);
+    return this.pending.length;
   }
 
   onDrain(listener: () => void): void {
@@ -188,14 +188,16 @@ class FetchSink implements SseSink {
 
   private pulled(): void {
     if (this.pending !== '') this.send();
+    else this.waiting = true;
     const drains = this.drains;
     if (drains !== undefined) for (const d of drains) d();
   }
 
   private send(): void {
-    // Taken first: an enqueue can call pull() (and so this) again before it returns.
+    // Taken first: nothing the enqueue sets off finds this text still pending.
     const text = this.pending;
     this.pending = '';
+    this.waiting = false;
     this.controller.enqueue(encoder.encode(text));
   }
 
