@@ -7,7 +7,9 @@
  * The server runs in this process; the writer (POSTs, a window of them in flight) and the readers
  * (`live=sse`) run in two peer processes over raw sockets, so the CPU measured here is the server's.
  * Chunks carry their send time: a reader measures append-to-delivery latency. Each system first runs
- * untimed (JIT warm-up); the repetitions alternate which system goes first.
+ * untimed (JIT warm-up); the repetitions rotate which system goes first. Beside them runs a floor: Node
+ * `http` doing the least this work needs, without the protocol (see `floor`), so a ratio to the
+ * reference can be set against the most any server on Node `http` reaches.
  *
  * A run has a time budget: the reference server rereads a stream from its first chunk on every wake of
  * an SSE reader (its `findOffsetIndex` is a linear scan), so its cost per chunk grows with the stream and
@@ -17,7 +19,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DurableStreamTestServer } from '@durable-streams/server';
 import { JobRegistry } from '../../src/core/index.js';
@@ -47,6 +49,7 @@ const BUDGET_MS = QUICK ? 10_000 : 45_000;
 const DEADLINE_MS = BUDGET_MS + 60_000;
 const OURS = 'job-registry';
 const REF = '@durable-streams/server';
+const FLOOR = 'bare Node http (the floor)';
 const BASE = '/v1/stream';
 
 interface Target {
@@ -77,7 +80,56 @@ async function reference(): Promise<Target> {
   return { port: Number(new URL(url).port), close: () => server.stop() };
 }
 
-const SYSTEMS = { [OURS]: ours, [REF]: reference } as const;
+/**
+ * The floor: Node `http` doing the least any server of this work must (keep each chunk, answer the
+ * append, write it to the stream's live readers as one SSE event), without the protocol (no offsets,
+ * headers, content types, resumption or limits). Not a Durable Streams server: how much of a chunk's
+ * CPU is Node's HTTP and the socket writes.
+ */
+async function floor(): Promise<Target> {
+  const streams = new Map<string, { chunks: string[]; readers: Set<ServerResponse> }>();
+  const server = createServer((req, res) => {
+    const path = req.url!.split('?')[0]!;
+    if (req.method === 'PUT') {
+      streams.set(path, { chunks: [], readers: new Set() });
+      res.writeHead(201, { 'Content-Length': 0 });
+      return void res.end();
+    }
+    const stream = streams.get(path);
+    if (stream === undefined) {
+      res.writeHead(404, { 'Content-Length': 0 });
+      return void res.end();
+    }
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+      res.socket?.setNoDelay(true);
+      res.write('event: control\ndata: {}\n\n');
+      stream.readers.add(res);
+      return void res.on('close', () => stream.readers.delete(res));
+    }
+    req.setEncoding('utf8');
+    let body = '';
+    req.on('data', (text: string) => void (body += text));
+    req.on('end', () => {
+      stream.chunks.push(body);
+      res.writeHead(204);
+      res.end();
+      const event = `event: data\ndata: ${body}\n\n`;
+      for (const r of stream.readers) r.write(event);
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const SYSTEMS = { [OURS]: ours, [REF]: reference, [FLOOR]: floor } as const;
 type System = keyof typeof SYSTEMS;
 
 interface Work {
@@ -200,7 +252,7 @@ const notes: string[] = [];
 try {
   await Promise.all([waitFor(writer, 'up'), waitFor(readers, 'up')]);
   // Loads and optimizes both servers' code paths (and the peers') before anything counts.
-  for (const s of [OURS, REF] as const) {
+  for (const s of [OURS, REF, FLOOR] as const) {
     await run(s, fanout(WARMUP.fanoutChunks, WARMUP.readers));
     await run(s, many(WARMUP.streams, WARMUP.manyChunks));
   }
@@ -217,17 +269,21 @@ try {
     },
   ];
   for (const { label, work, reps } of scenarios) {
-    const runs: Record<System, Run[]> = { [OURS]: [], [REF]: [] };
+    const runs: Record<System, Run[]> = { [OURS]: [], [REF]: [], [FLOOR]: [] };
+    const systems: System[] = [OURS, REF, FLOOR];
     for (let rep = 0; rep < reps; rep++) {
-      const order: System[] = rep % 2 === 0 ? [OURS, REF] : [REF, OURS];
+      // Each repetition starts the order one system later.
+      const order = systems.map((_, i) => systems[(i + rep) % systems.length]!);
       for (const s of order) runs[s].push(await run(s, work));
     }
     const o = runs[OURS];
     const f = runs[REF];
+    const bare = runs[FLOOR];
     const pick = (rs: Run[], k: keyof Run): number[] => rs.map((r) => r[k]);
     for (const [name, rs] of [
       [OURS, o],
       [REF, f],
+      [FLOOR, bare],
     ] as const) {
       const at = (what: string): string => `Durable Streams ${label}: ${name}, ${what}`;
       figures.push(figure(at('delivered chunks/s'), 'chunks/s', pick(rs, 'rate')));
@@ -250,7 +306,16 @@ try {
         2,
         true,
         `${REF}, same run`,
-        `server CPU per delivered chunk ours/reference ${spread(o.map((r, i) => r.cpu / f[i]!.cpu))}`,
+        `server CPU per delivered chunk ours/reference ${spread(o.map((r, i) => r.cpu / f[i]!.cpu))}; ` +
+          `${FLOOR} vs reference ${spread(bare.map((r, i) => r.rate / f[i]!.rate))}, server CPU per ` +
+          `delivered chunk ours/floor ${spread(o.map((r, i) => r.cpu / bare[i]!.cpu))}`,
+      ),
+    );
+    figures.push(
+      figure(
+        `Durable Streams ${label}: ${FLOOR} vs reference, delivered chunks/s (the most a Node http server reaches)`,
+        'x',
+        bare.map((r, i) => r.rate / f[i]!.rate),
       ),
     );
     ratios.push(
@@ -273,11 +338,12 @@ try {
   ).version;
   notes.unshift(
     `${FANOUT.reps} (fan-out) and ${MANY.reps} (many streams) repetitions after untimed runs of each ` +
-      `system, order alternated; ${REF} ${refVersion} (DurableStreamTestServer, in memory) and ` +
+      `system, order rotated; ${REF} ${refVersion} (DurableStreamTestServer, in memory) and ` +
       `job-registry (createDurableStreamsHandler over an in-memory JobRegistry) in this process; the ` +
       `writer (POSTs of ${CHUNK_BYTES}-byte text/plain chunks, ${INFLIGHT} in flight) and the SSE readers ` +
       `in two peer processes over raw sockets; chunks/s = chunks delivered to all readers / (first ` +
-      `append sent -> last chunk delivered); a run stops at ${BUDGET_MS / 1000} s`,
+      `append sent -> last chunk delivered); a run stops at ${BUDGET_MS / 1000} s; ${FLOOR}: keeps ` +
+      `each chunk, answers 204, writes it to the live readers as one SSE event, nothing else`,
   );
   report({ section: 'durable', figures, ratios, notes });
 } finally {

@@ -3,12 +3,13 @@
  * Node handler against a bare Node `http` SSE server that keeps a Set of responses per job and joins each
  * tick's tokens into one write per connection (what a competent hand-rolled server does), and against
  * job-registry's Web-standard fetch handler mounted in a hono app on `@hono/node-server` (as
- * test/fetch mounts it: `app.all('/v1/*', (c) => handler(c.req.raw))`). All use the same producer loop:
+ * test/fetch mounts it: `app.all('/v1/*', (c) => handler(c.req.raw))`), and against the bare server's
+ * work done the fetch way on the same adaptor (the fetch path's floor). All use the same producer loop:
  * one token per job per round, a round per setImmediate. Tokens carry the producer's clock, so the reader
  * measures producer-to-reader latency. Delivered tokens/s counts from the first emit to the last token
  * read; the server process's CPU per token (process.cpuUsage over the same span) is reported beside it.
  * One reader process serves every run. Every system runs once untimed first (JIT warm-up); then the
- * repetitions rotate the order of the three.
+ * repetitions rotate the order of the four.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type ServerResponse } from 'node:http';
@@ -26,6 +27,7 @@ const STREAMS = QUICK ? [1, 100] : [1, 100, 1000];
 const REPS = QUICK ? 3 : 5;
 const now = (): number => performance.timeOrigin + performance.now();
 const FETCH = 'job-registry fetch handler (hono, @hono/node-server)';
+const FLOOR = 'bare Web Streams SSE (hono, @hono/node-server)';
 
 interface Target {
   server: Server;
@@ -133,6 +135,76 @@ function bare(n: number): Target {
   };
 }
 
+/**
+ * The fetch path's floor: the bare server's work (a Set of streams per job, each tick's tokens joined
+ * into one chunk per stream) as a hono app on `@hono/node-server`, each stream a `ReadableStream` the
+ * producer enqueues into. No job-registry code: what Web Streams and the adaptor cost per chunk.
+ */
+function bareFetch(n: number): Target {
+  interface Conn {
+    c: ReadableStreamDefaultController<Uint8Array>;
+    pending: string;
+    scheduled: boolean;
+  }
+  const encoder = new TextEncoder();
+  const conns = new Map<string, Set<Conn>>();
+  const seq = new Map<string, number>();
+  const ids = Array.from({ length: n }, (_, i) => `job-${i}`);
+  for (const id of ids) (conns.set(id, new Set()), seq.set(id, 0));
+  const flush = (c: Conn): void => {
+    c.scheduled = false;
+    c.c.enqueue(encoder.encode(c.pending));
+    c.pending = '';
+  };
+  const app = new Hono();
+  app.get('/v1/inference/:id/stream', (ctx) => {
+    const set = conns.get(ctx.req.param('id'))!;
+    let conn: Conn | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        conn = { c, pending: '', scheduled: false };
+        set.add(conn);
+        c.enqueue(encoder.encode('retry: 1000\n\n'));
+      },
+      cancel: () => void set.delete(conn!),
+    });
+    return new Response(body, {
+      headers: { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' },
+    });
+  });
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  return {
+    server,
+    paths: ids.map((id) => `/v1/inference/${id}/stream`),
+    emitRound: () => {
+      for (const id of ids) {
+        const s = seq.get(id)!;
+        seq.set(id, s + 1);
+        const text = `id: ${s}\nevent: token\ndata: ${now()}\n\n`;
+        for (const c of conns.get(id)!) {
+          c.pending += text;
+          if (!c.scheduled) {
+            c.scheduled = true;
+            queueMicrotask(() => flush(c));
+          }
+        }
+      }
+    },
+    finish: () => {
+      for (const id of ids)
+        for (const c of conns.get(id)!) {
+          c.c.enqueue(encoder.encode(c.pending + 'event: done\ndata: {"state":"completed"}\n\n'));
+          c.pending = '';
+          c.c.close();
+        }
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
 function message<T>(child: ChildProcess, type: string): Promise<T> {
   return new Promise((resolve) => {
     const on = (m: { type: string }): void => {
@@ -190,15 +262,14 @@ async function run(
 const spread = (xs: number[]): string =>
   `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)} - ${Math.max(...xs).toFixed(2)})`;
 
-const SYSTEMS = [ours, bare, fetched];
-// Each repetition runs the three in another order (every order once in six repetitions).
+const SYSTEMS = [ours, bare, fetched, bareFetch];
+// Each repetition runs the four in another order: each system takes each place once in four repetitions.
 const ORDERS = [
-  [0, 1, 2],
-  [2, 1, 0],
-  [1, 2, 0],
-  [0, 2, 1],
-  [2, 0, 1],
-  [1, 0, 2],
+  [0, 1, 2, 3],
+  [3, 2, 1, 0],
+  [1, 3, 0, 2],
+  [2, 0, 3, 1],
+  [0, 2, 1, 3],
 ].map((o) => o.map((i) => SYSTEMS[i]!));
 const WARMUP = { streams: QUICK ? 20 : 100 };
 
@@ -218,13 +289,16 @@ for (const n of STREAMS) {
   const ourP99: number[] = [];
   const bareP99: number[] = [];
   const fetchP99: number[] = [];
-  const cpu = { ours: [] as number[], bare: [] as number[], fetched: [] as number[] };
+  const floorRate: number[] = [];
+  const floorRatio: number[] = [];
+  const cpu = { ours: [] as number[], bare: [] as number[], fetched: [] as number[], floor: [] as number[] };
   for (let rep = 0; rep < REPS; rep++) {
     const res = new Map<unknown, { rate: number; p99: number; cpu: number }>();
     for (const make of ORDERS[rep % ORDERS.length]!) res.set(make, await run(make, n));
     const o = res.get(ours)!;
     const b = res.get(bare)!;
     const f = res.get(fetched)!;
+    const ff = res.get(bareFetch)!;
     ourRate.push(o.rate);
     bareRate.push(b.rate);
     fetchRate.push(f.rate);
@@ -234,6 +308,9 @@ for (const n of STREAMS) {
     cpu.ours.push(o.cpu);
     cpu.bare.push(b.cpu);
     cpu.fetched.push(f.cpu);
+    cpu.floor.push(ff.cpu);
+    floorRate.push(ff.rate);
+    floorRatio.push(ff.rate / b.rate);
     rateRatio.push(o.rate / b.rate);
     p99Ratio.push(o.p99 / Math.max(b.p99, 0.01));
     fetchRateRatio.push(f.rate / o.rate);
@@ -242,12 +319,17 @@ for (const n of STREAMS) {
   figures.push(figure(`SSE ${n} streams x ${TOKENS} tokens: job-registry`, 'tokens/s', ourRate));
   figures.push(figure(`SSE ${n} streams x ${TOKENS} tokens: bare http SSE`, 'tokens/s', bareRate));
   figures.push(figure(`SSE ${n} streams x ${TOKENS} tokens: ${FETCH}`, 'tokens/s', fetchRate));
+  figures.push(figure(`SSE ${n} streams x ${TOKENS} tokens: ${FLOOR}`, 'tokens/s', floorRate));
+  figures.push(
+    figure(`SSE ${n} streams: ${FLOOR} vs bare http SSE (the fetch path's floor)`, 'x', floorRatio),
+  );
   figures.push(figure(`SSE ${n} streams p99 latency: job-registry`, 'ms', ourP99));
   figures.push(figure(`SSE ${n} streams p99 latency: bare http SSE`, 'ms', bareP99));
   figures.push(figure(`SSE ${n} streams p99 latency: ${FETCH}`, 'ms', fetchP99));
   figures.push(figure(`SSE ${n} streams server CPU per token: job-registry node handler`, 'µs', cpu.ours));
   figures.push(figure(`SSE ${n} streams server CPU per token: bare http SSE`, 'µs', cpu.bare));
   figures.push(figure(`SSE ${n} streams server CPU per token: ${FETCH}`, 'µs', cpu.fetched));
+  figures.push(figure(`SSE ${n} streams server CPU per token: ${FLOOR}`, 'µs', cpu.floor));
   ratios.push(
     ratio(
       `SSE ${n} streams: delivered tokens/s vs bare`,
@@ -275,7 +357,7 @@ for (const n of STREAMS) {
       'job-registry node handler (createJobHandler), same run',
       `p99 latency fetch/node ${spread(fetchP99Ratio)}; server CPU per token fetch/node ${spread(
         cpu.fetched.map((c, i) => c / cpu.ours[i]!),
-      )}`,
+      )}; floor: ${FLOOR} vs bare http SSE ${spread(floorRatio)}`,
     ),
   );
 }
@@ -288,6 +370,7 @@ report({
     `${REPS} repetitions after one untimed run of each system, order rotated; readers in a second process; ` +
       `tokens/s = tokens / (first emit -> last token read); ` +
       `${FETCH}: createFetchHandler in a hono app (app.all('/v1/*', (c) => handler(c.req.raw))) on ` +
-      `@hono/node-server's createAdaptorServer`,
+      `@hono/node-server's createAdaptorServer; ${FLOOR}: the bare server's work as a hono app, each ` +
+      `stream a ReadableStream it enqueues one chunk per tick into (no job-registry code)`,
   ],
 });
