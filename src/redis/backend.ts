@@ -530,7 +530,7 @@ class RedisBackend implements RegistryBackend {
     } catch (e) {
       this.outages.fail('close', 'removing the lease failed; it expires by itself', e);
     }
-    this.conn.close();
+    await this.conn.close();
   }
 }
 

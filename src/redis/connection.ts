@@ -34,6 +34,9 @@ export interface ScriptCommands {
 /** How often a client made here asks again whether Redis finished loading its data (see below). */
 const LOADING_RETRY_MS = 100;
 
+/** How long closing lets a connection on its way to ready get there (see `disconnect`). */
+const HANDSHAKE_WAIT_MS = 1000;
+
 /**
  * The command connection (a `Redis` or a `Cluster`, given or made from a URL), the scripts defined on
  * it, a read connection, and duplicates of it for blocking reads. Job writes go through `cmd`; lookups
@@ -49,6 +52,7 @@ export class Connection {
   readonly where: string;
   private readonly owned: boolean;
   private readonly blocking: RedisClient[] = [];
+  private closed = false;
 
   constructor(
     options: {
@@ -188,15 +192,17 @@ export class Connection {
       if (this.reads.status === 'wait') await this.reads.connect();
       await Promise.all([this.cmd.ping(), this.reads.ping()]);
     } catch (e) {
-      this.close();
+      await this.close();
       throw new BackendError(`cannot reach Redis at ${this.where}: ${messageOf(e)}`, e);
     }
   }
 
-  close(): void {
-    for (const b of this.blocking) b.disconnect();
-    this.blocking.length = 0;
-    if (this.owned) this.cmd.disconnect();
+  /** Closes every connection made here (a blocking reader its tailer closed already too); once. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.blocking.splice(0).map(disconnect));
+    if (this.owned) await disconnect(this.cmd);
     else {
       this.cmd.off('error', this.onError);
       this.cmd.off('ready', this.onReady);
@@ -208,6 +214,40 @@ export class Connection {
       }
     }
   }
+}
+
+/**
+ * Disconnects a client made here. ioredis's `disconnect()` arms a timer of `disconnectTimeout` (2 s)
+ * that only the socket's next 'close' clears, so a disconnect after which no 'close' comes keeps the
+ * process alive 2 s after dispose():
+ * - a client that has ended already (a blocking reader its tailer closed) closed its socket before:
+ *   it is left alone;
+ * - a connection on its way to ready (connecting, or connected with its ready check not answered yet:
+ *   on a cluster, a node the client has just begun to use) fails that check when cut, and ioredis then
+ *   disconnects it once more, its socket closed: it is let get there first, for at most HANDSHAKE_WAIT_MS.
+ */
+export async function disconnect(client: RedisClient): Promise<void> {
+  if (ended(client)) return;
+  const links = (client as Cluster).isCluster === true ? (client as Cluster).nodes('all') : [client as Redis];
+  await Promise.all(links.filter((r) => r.status === 'connecting' || r.status === 'connect').map(handshake));
+  if (!ended(client)) client.disconnect();
+}
+
+const ended = (client: RedisClient): boolean => client.status === 'end';
+
+const SETTLED = ['ready', 'close', 'end'] as const;
+
+/** Resolves once a connection on its way to ready is ready or closed, or after HANDSHAKE_WAIT_MS. */
+function handshake(r: Redis): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      for (const e of SETTLED) r.off(e, done);
+      resolve();
+    };
+    const timer = setTimeout(done, HANDSHAKE_WAIT_MS);
+    for (const e of SETTLED) r.on(e, done);
+  });
 }
 
 function nodeName(n: unknown): string {

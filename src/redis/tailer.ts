@@ -1,6 +1,6 @@
 import { ReplyError } from 'ioredis';
 import { BackendError } from '../core/errors.js';
-import type { RedisClient } from './connection.js';
+import { disconnect, type RedisClient } from './connection.js';
 import { compareIds } from './keys.js';
 import type { ForeignEntries, Outages } from './outage.js';
 
@@ -121,7 +121,7 @@ export class Tailer {
     this.closed = true;
     for (const tail of this.tails.values()) for (const r of tail.readers) r.close();
     this.tails.clear();
-    this.c.blocking.disconnect();
+    await disconnect(this.c.blocking);
     await this.done;
   }
 

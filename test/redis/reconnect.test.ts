@@ -17,8 +17,8 @@ describe('redis connections made from a url: reconnect attempts', () => {
     return c;
   };
   const dups: Redis[] = [];
-  afterAll(() => {
-    for (const c of open) c.close();
+  afterAll(async () => {
+    await Promise.all(open.map((c) => c.close()));
     for (const d of dups) d.disconnect();
   });
   const waits = (client: Redis): number[] =>

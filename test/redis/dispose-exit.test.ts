@@ -1,0 +1,90 @@
+/**
+ * dispose() leaves nothing behind that holds the process: a program whose registries are on Redis exits
+ * as soon as it has disposed of them. ioredis's disconnect() arms a 2 s timer that only the socket's next
+ * 'close' clears; a connection disconnected once more after it closed (a blocking reader its tailer had
+ * closed already), or cut on its way to ready (on a cluster, the node a blocking read has just begun to
+ * use), left that timer behind.
+ */
+import { spawn } from 'node:child_process';
+import { clusterNodes, dropClusterPrefix } from '../helpers/cluster.js';
+import { describeIf } from '../helpers/collect.js';
+import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
+
+const available = await haveRedis();
+const cluster = await clusterNodes();
+
+interface Report {
+  /** What the reader got (nothing when disposed at once). */
+  tokens: string[];
+  /** How long the process lived on after its last dispose() resolved. */
+  livedOnMs: number;
+}
+
+/** Runs test/helpers/dispose-exit.ts in a process of its own; its report once it has exited. */
+function runChild(env: Record<string, string>): Promise<Report> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/dispose-exit.ts'], {
+    cwd: process.cwd(),
+    env: { ...process.env, NODE_OPTIONS: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the process did not exit: ${out}`));
+    }, 20_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      const report = /^\{"tokens".*$/m.exec(out);
+      if (code !== 0 || report === null) reject(new Error(`the process exited with ${code}: ${out}`));
+      else resolve(JSON.parse(report[0]) as Report);
+    });
+  });
+}
+
+// Closing a few sockets takes milliseconds; the timer held the process 2 s.
+const PROMPTLY_MS = 1000;
+
+describeIf(available)('a process exits once its registries on Redis are disposed', () => {
+  const prefix = testPrefix('dispose-exit');
+  afterAll(() => dropPrefix(prefix));
+
+  test('after a job was written and read', async () => {
+    const report = await runChild({ REDIS_URL, REDIS_PREFIX: prefix });
+    expect(report.tokens).toEqual(['one', 'two']);
+    expect(report.livedOnMs).toBeLessThan(PROMPTLY_MS);
+  }, 30_000);
+
+  test('disposed as soon as ready', async () => {
+    const report = await runChild({ REDIS_URL, REDIS_PREFIX: prefix, AT_ONCE: '1' });
+    expect(report.livedOnMs).toBeLessThan(PROMPTLY_MS);
+  }, 30_000);
+});
+
+describeIf(cluster !== undefined)('a process exits once its registries on Redis Cluster are disposed', () => {
+  const prefix = testPrefix('dispose-exit-cluster');
+  const env = (): Record<string, string> => ({
+    REDIS_CLUSTER_NODES: cluster!.nodes.map((n) => `${n.host}:${n.port}`).join(','),
+    CLUSTER: '1',
+    REDIS_PREFIX: prefix,
+  });
+  afterAll(async () => {
+    await dropClusterPrefix(cluster!.nodes, prefix);
+    await cluster!.stop();
+  });
+
+  test('after a job was written and read', async () => {
+    const report = await runChild(env());
+    expect(report.tokens).toEqual(['one', 'two']);
+    expect(report.livedOnMs).toBeLessThan(PROMPTLY_MS);
+  }, 30_000);
+
+  test('disposed as soon as ready, the blocking reads still connecting to their nodes', async () => {
+    // Whether a node's connection is still on its way to ready when dispose() comes is a race: three
+    // processes make it near certain that some are.
+    const reports = await Promise.all([1, 2, 3].map(() => runChild({ ...env(), AT_ONCE: '1' })));
+    expect(reports.map((r) => r.livedOnMs < PROMPTLY_MS)).toEqual([true, true, true]);
+  }, 30_000);
+});
