@@ -42,6 +42,26 @@ export async function dropPrefix(prefix: string): Promise<void> {
   }
 }
 
+/**
+ * The connections a Redis has, as `CLIENT LIST` shows them: one record of fields (`name`, `user`, `cmd`,
+ * `flags`, `qbuf`, …) per connection. A connection blocked in Redis (a blocking read, or a write held by
+ * `CLIENT PAUSE WRITE`) has `b` in its flags and that command in `cmd`.
+ */
+export async function clientList(admin: Redis): Promise<Array<Record<string, string>>> {
+  const text = (await admin.call('CLIENT', 'LIST')) as string;
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) =>
+      Object.fromEntries(
+        line
+          .trim()
+          .split(' ')
+          .map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)]),
+      ),
+    );
+}
+
 /** A logger that keeps the backend's expected warnings out of the test output. */
 export const quietLogger: BackendLogger = { warn: () => undefined, error: () => undefined };
 

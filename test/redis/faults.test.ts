@@ -19,7 +19,7 @@ import { virtualClock } from '../helpers/clock.js';
 import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
 import { postJson, serveHandler } from '../helpers/http.js';
 import { haveRedisServer, privateRedis, type PrivateRedis } from '../helpers/private-redis.js';
-import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
+import { REDIS_URL, clientList, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
 
 const available = (await haveRedis()) && haveRedisServer('the Redis fault tests');
 const prefix = testPrefix('faults');
@@ -362,13 +362,24 @@ describeIf(available)('redis backend faults', () => {
       const a = make({ url, blockMs: 10_000, logger: log });
       const b = make({ url, blockMs: 10_000, logger: log });
       await Promise.all([a.ready(), b.ready()]);
-      await sleep(200); // b's reader is now blocked on its XREAD
+      // Both blocking readers (this test's user has no other) are blocked on their XREAD.
+      await waitFor(
+        async () =>
+          (await clientList(admin)).filter(
+            (c) =>
+              c.user === user && c.name?.endsWith(':reader0') && c.cmd === 'xread' && c.flags?.includes('b'),
+          ).length === 2,
+        5000,
+        'the blocking readers in their XREAD',
+      );
       const id = a.createJob();
       a.emit(id, 'x');
       await a.flush();
       const t0 = Date.now();
       const r = collect(b.tokens$(id));
-      await sleep(100);
+      // Its first token read, the reader has joined the XREAD that blocks for blockMs: the live token
+      // reaches it only if that read is woken.
+      await waitFor(() => r.values.length === 1, 3000, 'the first token');
       a.emit(id, 'live');
       await waitFor(() => r.values.length === 2, 3000, 'the live token');
       expect(Date.now() - t0).toBeLessThan(3000);
@@ -396,11 +407,19 @@ describeIf(available)('redis backend faults', () => {
       const r = collect(b.tokens$(id));
       await waitFor(() => r.values.length === 1, 5000, 'first token');
       await admin.call('ACL', 'SETUSER', user, '-set', '-xread');
-      await sleep(LEASE * 2);
-      const errors = log.lines.filter((l) => l.startsWith('error'));
-      expect(errors.filter((l) => l.includes('lease'))).toHaveLength(1);
-      expect(errors.filter((l) => l.includes('blocking reads'))).toHaveLength(1);
-      // Past the lease the reader is told, instead of waiting on reads that fail.
+      // Past the lease the reader is told, instead of waiting on reads that fail; by then renewals (every
+      // third of a lease) and reads (backing off from 50 ms) have each failed several times.
+      const errors = (): string[] => log.lines.filter((l) => l.startsWith('error'));
+      await waitFor(
+        () =>
+          r.error !== undefined &&
+          errors().some((l) => l.includes('lease')) &&
+          errors().some((l) => l.includes('blocking reads')),
+        LEASE * 5,
+        'the outage logged and the reader told',
+      );
+      expect(errors().filter((l) => l.includes('lease'))).toHaveLength(1);
+      expect(errors().filter((l) => l.includes('blocking reads'))).toHaveLength(1);
       expect(r.error).toBeInstanceOf(BackendError);
       await admin.call('ACL', 'SETUSER', user, '+set', '+xread');
       await waitFor(
@@ -432,6 +451,7 @@ describeIf(available)('redis backend faults', () => {
     }
     await waitFor(async () => (await own.admin.hget(K.meta(id), 'state')) === 'failed', 5000, 'restored');
     await r.flush();
+    // A fixed wait, as the check is that nothing more happens: no later report logs or restores again.
     await sleep(200);
     expect(r.getJob(id)!.state).toBe('failed');
     expect(log.lines.filter((l) => l.includes('Redis lost job'))).toHaveLength(1);
@@ -457,6 +477,7 @@ describeIf(available)('redis backend faults', () => {
     let listed: string | undefined;
     void r.findJob(id).then((s) => (found = s?.state));
     void r.listJobs().then((all) => (listed = all.find((s) => s.id === id)?.state));
+    // A fixed wait, as the check is that no answer comes while Redis is down.
     await sleep(400);
     expect(found).toBeUndefined();
     expect(listed).toBeUndefined();
@@ -487,6 +508,7 @@ describeIf(available)('redis backend faults', () => {
         10_000,
         'the failed batch logged',
       );
+      // A fixed wait, as the check is that the reader does not end while the end is not stored.
       await sleep(300);
       expect(local.completed).toBe(false);
       await own.start();
@@ -499,25 +521,39 @@ describeIf(available)('redis backend faults', () => {
     }
   }, 40_000);
   test('a cancel carried out by the owner is answered true even when Redis lost the job meanwhile', async () => {
+    // B's command connection and the one that deletes the job's hash are named, to be found in CLIENT LIST.
+    const client = new Redis(own.url, { lazyConnect: true, connectionName: 'faults-cancel-b' });
+    client.on('error', () => undefined);
+    const other = new Redis(own.url, { connectionName: 'faults-cancel-del' });
     const a = make({ url: own.url });
-    const b = make({ url: own.url });
-    await Promise.all([a.ready(), b.ready()]);
-    const id = a.createJob();
-    a.emit(id, 't0');
-    await a.flush();
-    // Writes wait behind a pause: the cancel request goes in first, then the job's hash is lost, so the
-    // owner's cancel finds the job gone and restores it as cancelled.
-    await own.admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
-    const answer = b.cancel(id, 'stop');
-    await sleep(100);
-    const other = new Redis(own.url);
+    const b = make({ redis: client });
+    // Whether Redis holds back a write of the named connection, `cmd` or one that `cmd` waits behind
+    // (the connection's own sweep may have been held first; what comes after it waits in its query buffer).
+    const held = async (name: string, cmd: string): Promise<boolean> =>
+      (await clientList(own.admin)).some(
+        (c) => c.name === name && c.flags?.includes('b') && (c.cmd === cmd || Number(c.qbuf) > 0),
+      );
     try {
+      await Promise.all([a.ready(), b.ready()]);
+      const id = a.createJob();
+      a.emit(id, 't0');
+      await a.flush();
+      // Writes wait behind a pause: the cancel request goes in first, then the job's hash is lost, so the
+      // owner's cancel finds the job gone and restores it as cancelled.
+      await own.admin.call('CLIENT', 'PAUSE', '5000', 'WRITE');
+      const answer = b.cancel(id, 'stop');
+      await waitFor(() => held('faults-cancel-b', 'xadd'), 5000, 'the cancel request held by the pause');
       void other.del(K.meta(id));
+      await waitFor(() => held('faults-cancel-del', 'del'), 5000, 'the delete held behind it');
+      await own.admin.call('CLIENT', 'UNPAUSE');
       expect(await answer).toBe(true);
       expect(a.getJob(id)!.state).toBe('cancelled');
       expect(await own.admin.hget(K.meta(id), 'state')).toBe('cancelled');
     } finally {
+      await own.admin.call('CLIENT', 'UNPAUSE');
+      await Promise.all(registries.splice(0).map((x) => x.dispose().catch(() => undefined)));
       other.disconnect();
+      client.disconnect();
     }
   }, 20_000);
   test('a lease renewal Redis does not answer (paused) is logged once as an outage, and its recovery once', async () => {

@@ -59,6 +59,7 @@ describeIf(available)('several example servers share one registry through Redis'
       'A cancelled',
     );
     const count = JSON.parse((await http(`${A.url}/v1/inference/${job_id}`)).body).token_count;
+    // A fixed wait, as the check is that the producer on A makes no more tokens.
     await new Promise((r) => setTimeout(r, 200));
     expect(JSON.parse((await http(`${A.url}/v1/inference/${job_id}`)).body).token_count).toBe(count);
     expect((await http(`${C.url}/v1/inference/${job_id}`, { method: 'DELETE' })).status).toBe(409);

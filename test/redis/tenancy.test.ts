@@ -3,6 +3,7 @@
  * (progress), a resume point ahead of what the owner flushed (the reader waits), and a slow reader's hold
  * on a job another process holds.
  */
+import { Redis } from 'ioredis';
 import { Observable, throwError } from 'rxjs';
 import {
   JobFailedError,
@@ -13,7 +14,7 @@ import {
   type TokenEvent,
 } from '../../src/core/index.js';
 import { redisBackend } from '../../src/redis/index.js';
-import { collect, describeIf, sleep, waitFor } from '../helpers/collect.js';
+import { collect, describeIf, waitFor } from '../helpers/collect.js';
 import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
 
 const available = await haveRedis();
@@ -106,11 +107,24 @@ describeIf(available)('safety across processes (Redis)', () => {
     const short = a.createJob();
     a.emit(short, 'x');
     await a.flush();
-    const tooFar = collect(b.tokens$(short, { after: 5 }));
-    await sleep(100);
-    a.updateState(short, 'completed');
-    await tooFar.done;
-    expect(tooFar.error).toBeInstanceOf(ResumeAheadError);
+    // b's reader waits once b's blocking read tails the job's stream: MONITOR shows that XREAD.
+    const watcher = new Redis(REDIS_URL);
+    const monitor = await watcher.monitor();
+    try {
+      let tailed = false;
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        if (args[0]?.toLowerCase() === 'xread' && args.some((x) => x.endsWith(`:tokens:${short}`)))
+          tailed = true;
+      });
+      const tooFar = collect(b.tokens$(short, { after: 5 }));
+      await waitFor(() => tailed, 5000, "b's blocking read of the job's stream");
+      a.updateState(short, 'completed');
+      await tooFar.done;
+      expect(tooFar.error).toBeInstanceOf(ResumeAheadError);
+    } finally {
+      monitor.disconnect();
+      watcher.disconnect();
+    }
     // Once it ended, a resume past its end is refused at once.
     await expect(b.checkReadable(short, { after: 3 })).rejects.toBeInstanceOf(ResumeAheadError);
   });
@@ -122,9 +136,13 @@ describeIf(available)('safety across processes (Redis)', () => {
     const id = a.createJob();
     a.emit(id, 'x');
     a.updateState(id, 'completed');
+    // A twin nobody holds, ended just after: once it is gone, the held job is past its retention too.
+    const twin = a.createJob();
+    a.emit(twin, 'x');
+    a.updateState(twin, 'completed');
     await a.flush();
     const release = b.holdForReader(id);
-    await sleep(900);
+    await waitFor(async () => (await b.findJob(twin)) === undefined, 10_000, "the twin's expiry");
     expect(await b.findJob(id)).toMatchObject({ state: 'completed' });
     release();
     await waitFor(async () => (await b.findJob(id)) === undefined, 10_000, 'expiry after the release');
