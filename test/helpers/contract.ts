@@ -123,8 +123,8 @@ export function registryContract(
       pair = await makePair({});
       const { a, b } = pair;
       const seen: RegistryEvent[] = [];
+      // Live once subscribed: b's backend reads every event from its start.
       const sub = b.events$.subscribe((e) => seen.push(e));
-      await new Promise((r) => setTimeout(r, 50));
       const id = a.createJob();
       a.emit(id, 'x');
       a.updateState(id, 'completed');

@@ -98,7 +98,7 @@ describe('POST and GET', () => {
       (await postJson(`${srv.url}/v1/inference`, { words: Array(10_000).fill('w') })).body,
     );
     const streaming = http(srv.url + sse_url);
-    await sleep(20);
+    await waitFor(() => srv.handler.connections === 1, 3000, 'the stream open');
     const del = await http(`${srv.url}/v1/inference/${job_id}`, { method: 'DELETE' });
     expect(del.status).toBe(200);
     expect(JSON.parse(del.body)).toMatchObject({ job_id, state: 'cancelled', error: 'cancelled by request' });
@@ -448,7 +448,6 @@ describe('mounting and options', () => {
     await waitFor(() => writes.length === 1, 3000, 'retry field');
     for (let i = 0; i < 50; i++) registry.emit(id, `t${i}`);
     await waitFor(() => text.includes('"t49"'), 3000, 'tokens');
-    await sleep(20);
     for (let i = 50; i < 60; i++) registry.emit(id, `t${i}`);
     await waitFor(() => text.includes('"t59"'), 3000, 'more tokens');
     expect(writes).toHaveLength(3);

@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import { Observable } from 'rxjs';
 import { JobRegistry, PublicError } from '../../src/core/index.js';
 import { createJobHandler, createResponsesHandler, type JobHandler } from '../../src/http/index.js';
+import { waitFor } from '../helpers/collect.js';
 
 type Payload = { words: string[]; delayMs: number; failAfter?: number };
 
@@ -146,7 +147,8 @@ test('cancel a running response: the object says cancelled, and its stream ends'
   const reading = (async () => {
     for await (const event of stream) types.push(event.type);
   })();
-  await new Promise((r) => setTimeout(r, 100));
+  // Running: its first word has come, and the other 39 take 20 ms each.
+  await waitFor(() => types.includes('response.output_text.delta'), 5000, 'the first word');
   const cancelled = await client.responses.cancel(created.id);
   expect(cancelled.status).toBe('cancelled');
   await reading;

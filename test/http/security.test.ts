@@ -771,6 +771,12 @@ describe('limits', () => {
     expect(await states()).toEqual(['completed', 'completed', 'running', 'cancelled', 'running']);
     feeds.get('j2')!.complete();
     feeds.get('j4')!.complete();
+    await waitFor(
+      async () => (await states()).every((state) => state === 'completed' || state === 'cancelled'),
+      3000,
+      'every job ended',
+    );
+    // A fixed wait, as the check is that nothing more starts: the cancelled j3 never does.
     await sleep(50);
     expect(started).toEqual(['j0', 'j1', 'j2', 'j4']);
     expect(await states()).toEqual(['completed', 'completed', 'completed', 'cancelled', 'completed']);
@@ -846,6 +852,7 @@ describe('resume table (in memory)', () => {
     }
     const live = await openStream(`${stream}?after=4`, ALICE);
     expect(live.status).toBe(200);
+    // A fixed wait, as the check is that no event comes until a new token does.
     await sleep(100);
     expect(eventsOf(live.text)).toEqual([]);
     srv.registry.emit(id, 'f');
