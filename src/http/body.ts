@@ -99,15 +99,17 @@ export function discardRest(req: IncomingMessage): boolean {
   const declared = req.headers['content-length'];
   if (declared !== undefined && !(Number(declared) <= DISCARD_MAX_BYTES)) return false;
   let left = DISCARD_MAX_BYTES;
+  const socket = req.socket;
   const stop = (): void => {
     clearTimeout(timer);
     req.off('data', onData);
     req.off('end', stop);
     req.off('close', stop);
+    socket.off('close', stop);
   };
   const giveUp = (): void => {
     stop();
-    req.socket.destroy();
+    socket.destroy();
   };
   const onData = (chunk: Buffer | string): void => {
     left -= chunk.length;
@@ -117,6 +119,8 @@ export function discardRest(req: IncomingMessage): boolean {
   req.on('data', onData);
   req.on('end', stop);
   req.on('close', stop);
+  // Once answered, the request is no longer one its server aborts when the client goes: the socket says so.
+  socket.on('close', stop);
   req.resume();
   return true;
 }
