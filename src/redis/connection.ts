@@ -38,6 +38,15 @@ const LOADING_RETRY_MS = 100;
 const HANDSHAKE_WAIT_MS = 1000;
 
 /**
+ * ioredis's `disconnectTimeout` for the connections made here: after `disconnect()` ends a socket, how
+ * long it waits for the socket to close before it destroys it. Its timer is armed even when the socket
+ * closed already (a connection between two reconnect attempts), and then nothing clears it: it holds the
+ * process that long after dispose(). A closing backend has nothing left to send (its writes were answered
+ * first), so it need not wait ioredis's default 2 s for Redis to close its side.
+ */
+const DISCONNECT_MS = 200;
+
+/**
  * The command connection (a `Redis` or a `Cluster`, given or made from a URL), the scripts defined on
  * it, a read connection, and duplicates of it for blocking reads. Job writes go through `cmd`; lookups
  * and replays of jobs held elsewhere go through `reads`, so a burst of writes waiting for Redis never
@@ -78,6 +87,7 @@ export class Connection {
       this.cmd = new Redis(options.url!, {
         lazyConnect: true,
         connectTimeout: 5_000,
+        disconnectTimeout: DISCONNECT_MS,
         connectionName: name,
         retryStrategy: (times) => Math.min(times * 50, most),
         // A client that connects while Redis loads its data waits, by default, Redis's whole estimate of
@@ -154,9 +164,19 @@ export class Connection {
     const dup = this.cluster
       ? (this.cmd as Cluster).duplicate(undefined, {
           lazyConnect: true,
-          redisOptions: { ...(this.cmd as Cluster).options.redisOptions, connectionName, ...extra },
+          redisOptions: {
+            ...(this.cmd as Cluster).options.redisOptions,
+            connectionName,
+            disconnectTimeout: DISCONNECT_MS,
+            ...extra,
+          },
         })
-      : (this.cmd as Redis).duplicate({ lazyConnect: true, connectionName, ...extra });
+      : (this.cmd as Redis).duplicate({
+          lazyConnect: true,
+          connectionName,
+          disconnectTimeout: DISCONNECT_MS,
+          ...extra,
+        });
     this.watch(dup);
     this.blocking.push(dup);
     return dup;

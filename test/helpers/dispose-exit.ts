@@ -23,23 +23,41 @@ const where: Pick<RedisBackendOptions, 'url' | 'redis'> =
 const make = (): JobRegistry<string> =>
   new JobRegistry<string>({ backend: redisBackend({ ...where, prefix, leaseMs: 2000, blockMs: 1000 }) });
 
-const a = make();
-const b = make();
-await Promise.all([a.ready(), b.ready()]);
-// AT_ONCE=1: disposed as soon as ready, their connections (a cluster's first connections to the nodes
-// their blocking reads go to) in the middle of their handshakes.
-const got = process.env.AT_ONCE === '1' ? [] : await writeAndRead();
-await Promise.all([a.dispose(), b.dispose()]);
-await cluster?.quit();
-const disposed = performance.now();
-process.on('exit', () => {
-  process.stdout.write(
-    `${JSON.stringify({ tokens: got, livedOnMs: Math.round(performance.now() - disposed) })}\n`,
+// UNREACHABLE=1: one registry on a port nothing listens on, disposed once its start failed (its
+// connections between two reconnect attempts, their sockets closed).
+if (process.env.UNREACHABLE === '1') {
+  const r = new JobRegistry<string>({
+    backend: redisBackend({ url: 'redis://127.0.0.1:1/0', prefix }),
+  });
+  const failed = await r.ready().then(
+    () => false,
+    () => true,
   );
-});
+  await r.dispose();
+  report(failed ? ['refused'] : []);
+} else {
+  const a = make();
+  const b = make();
+  await Promise.all([a.ready(), b.ready()]);
+  // AT_ONCE=1: disposed as soon as ready, their connections (a cluster's first connections to the nodes
+  // their blocking reads go to) in the middle of their handshakes.
+  const got = process.env.AT_ONCE === '1' ? [] : await writeAndRead(a, b);
+  await Promise.all([a.dispose(), b.dispose()]);
+  await cluster?.quit();
+  report(got);
+}
 
+/** Prints, as the process exits, what was read and how long the process lived on from now. */
+function report(tokens: string[]): void {
+  const disposed = performance.now();
+  process.on('exit', () => {
+    process.stdout.write(
+      `${JSON.stringify({ tokens, livedOnMs: Math.round(performance.now() - disposed) })}\n`,
+    );
+  });
+}
 /** A job written by `a`, read by `b`. */
-async function writeAndRead(): Promise<string[]> {
+async function writeAndRead(a: JobRegistry<string>, b: JobRegistry<string>): Promise<string[]> {
   const id = a.createJob();
   await a.flush();
   const read = new Promise<string[]>((resolve, reject) => {

@@ -61,6 +61,11 @@ describeIf(available)('a process exits once its registries on Redis are disposed
     const report = await runChild({ REDIS_URL, REDIS_PREFIX: prefix, AT_ONCE: '1' });
     expect(report.livedOnMs).toBeLessThan(PROMPTLY_MS);
   }, 30_000);
+  test('disposed after its start failed, Redis unreachable', async () => {
+    const report = await runChild({ REDIS_PREFIX: prefix, UNREACHABLE: '1' });
+    expect(report.tokens).toEqual(['refused']);
+    expect(report.livedOnMs).toBeLessThan(PROMPTLY_MS);
+  }, 30_000);
 });
 
 describeIf(cluster !== undefined)('a process exits once its registries on Redis Cluster are disposed', () => {
