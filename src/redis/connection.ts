@@ -237,9 +237,9 @@ export class Connection {
 }
 
 /**
- * Disconnects a client made here. ioredis's `disconnect()` arms a timer of `disconnectTimeout` (2 s)
- * that only the socket's next 'close' clears, so a disconnect after which no 'close' comes keeps the
- * process alive 2 s after dispose():
+ * Disconnects a client made here. ioredis's `disconnect()` arms a timer of `disconnectTimeout`
+ * (DISCONNECT_MS here) that only the socket's next 'close' clears, so a disconnect after which no 'close'
+ * comes keeps the process alive that long after dispose():
  * - a client that has ended already (a blocking reader its tailer closed) closed its socket before:
  *   it is left alone;
  * - a connection on its way to ready (connecting, or connected with its ready check not answered yet:
