@@ -86,95 +86,32 @@ function fetched(n: number): Target {
   return registryTarget(n, registry, handler, createAdaptorServer({ fetch: app.fetch }) as Server);
 }
 
-function bare(n: number): Target {
-  const conns = new Map<string, Set<{ res: ServerResponse; pending: string; scheduled: boolean }>>();
-  const seq = new Map<string, number>();
-  const ids = Array.from({ length: n }, (_, i) => `job-${i}`);
-  for (const id of ids) (conns.set(id, new Set()), seq.set(id, 0));
-  const flush = (c: { res: ServerResponse; pending: string; scheduled: boolean }): void => {
-    c.scheduled = false;
-    c.res.write(c.pending);
-    c.pending = '';
-  };
-  const server = createServer((req, res) => {
-    const id = req.url!.split('/')[3]!;
-    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
-    res.write('retry: 1000\n\n');
-    const c = { res, pending: '', scheduled: false };
-    conns.get(id)!.add(c);
-    res.on('close', () => conns.get(id)!.delete(c));
-  });
-  const send = (id: string, text: string): void => {
-    for (const c of conns.get(id)!) {
-      c.pending += text;
-      if (!c.scheduled) {
-        c.scheduled = true;
-        queueMicrotask(() => flush(c));
-      }
-    }
-  };
-  return {
-    server,
-    paths: ids.map((id) => `/v1/inference/${id}/stream`),
-    emitRound: () => {
-      for (const id of ids) {
-        const s = seq.get(id)!;
-        seq.set(id, s + 1);
-        send(id, `id: ${s}\nevent: token\ndata: ${now()}\n\n`);
-      }
-    },
-    finish: () => {
-      for (const id of ids)
-        for (const c of conns.get(id)!)
-          (c.res.end(c.pending + 'event: done\ndata: {"state":"completed"}\n\n'), (c.pending = ''));
-    },
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+/** One open stream of a bare server: what its tick has joined so far, and whether its flush is queued. */
+interface BareConn {
+  pending: string;
+  scheduled: boolean;
 }
 
 /**
- * The fetch path's floor: the bare server's work (a Set of streams per job, each tick's tokens joined
- * into one chunk per stream) as a hono app on `@hono/node-server`, each stream a `ReadableStream` the
- * producer enqueues into. No job-registry code: what Web Streams and the adaptor cost per chunk.
+ * What both bare servers do, whatever they write to: a Set of streams per job, each tick's tokens of a
+ * stream joined into one write (flushed in a microtask), and the done event to end them.
  */
-function bareFetch(n: number): Target {
-  interface Conn {
-    c: ReadableStreamDefaultController<Uint8Array>;
-    pending: string;
-    scheduled: boolean;
-  }
-  const encoder = new TextEncoder();
-  const conns = new Map<string, Set<Conn>>();
+function bareFanout<C extends BareConn>(
+  n: number,
+  write: (c: C, text: string) => void,
+  end: (c: C, text: string) => void,
+): { conns: Map<string, Set<C>>; paths: string[]; emitRound(): void; finish(): void } {
+  const conns = new Map<string, Set<C>>();
   const seq = new Map<string, number>();
   const ids = Array.from({ length: n }, (_, i) => `job-${i}`);
   for (const id of ids) (conns.set(id, new Set()), seq.set(id, 0));
-  const flush = (c: Conn): void => {
+  const flush = (c: C): void => {
     c.scheduled = false;
-    c.c.enqueue(encoder.encode(c.pending));
+    write(c, c.pending);
     c.pending = '';
   };
-  const app = new Hono();
-  app.get('/v1/inference/:id/stream', (ctx) => {
-    const set = conns.get(ctx.req.param('id'))!;
-    let conn: Conn | undefined;
-    const body = new ReadableStream<Uint8Array>({
-      start: (c) => {
-        conn = { c, pending: '', scheduled: false };
-        set.add(conn);
-        c.enqueue(encoder.encode('retry: 1000\n\n'));
-      },
-      cancel: () => void set.delete(conn!),
-    });
-    return new Response(body, {
-      headers: { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' },
-    });
-  });
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   return {
-    server,
+    conns,
     paths: ids.map((id) => `/v1/inference/${id}/stream`),
     emitRound: () => {
       for (const id of ids) {
@@ -193,16 +130,67 @@ function bareFetch(n: number): Target {
     finish: () => {
       for (const id of ids)
         for (const c of conns.get(id)!) {
-          c.c.enqueue(encoder.encode(c.pending + 'event: done\ndata: {"state":"completed"}\n\n'));
+          end(c, c.pending + 'event: done\ndata: {"state":"completed"}\n\n');
           c.pending = '';
-          c.c.close();
         }
     },
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
   };
+}
+
+async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+}
+
+function bare(n: number): Target {
+  type Conn = BareConn & { res: ServerResponse };
+  const fanout = bareFanout<Conn>(
+    n,
+    (c, text) => c.res.write(text),
+    (c, text) => c.res.end(text),
+  );
+  const server = createServer((req, res) => {
+    const set = fanout.conns.get(req.url!.split('/')[3]!)!;
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+    res.write('retry: 1000\n\n');
+    const c = { res, pending: '', scheduled: false };
+    set.add(c);
+    res.on('close', () => set.delete(c));
+  });
+  return { ...fanout, server, close: () => closeServer(server) };
+}
+
+/**
+ * The fetch path's floor: the bare server's work as a hono app on `@hono/node-server`, each stream a
+ * `ReadableStream` the producer enqueues into. No job-registry code: what Web Streams and the adaptor
+ * cost per chunk.
+ */
+function bareFetch(n: number): Target {
+  type Conn = BareConn & { c: ReadableStreamDefaultController<Uint8Array> };
+  const encoder = new TextEncoder();
+  const fanout = bareFanout<Conn>(
+    n,
+    (c, text) => c.c.enqueue(encoder.encode(text)),
+    (c, text) => (c.c.enqueue(encoder.encode(text)), c.c.close()),
+  );
+  const app = new Hono();
+  app.get('/v1/inference/:id/stream', (ctx) => {
+    const set = fanout.conns.get(ctx.req.param('id'))!;
+    let conn: Conn | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        conn = { c, pending: '', scheduled: false };
+        set.add(conn);
+        c.enqueue(encoder.encode('retry: 1000\n\n'));
+      },
+      cancel: () => void set.delete(conn!),
+    });
+    return new Response(body, {
+      headers: { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' },
+    });
+  });
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  return { ...fanout, server, close: () => closeServer(server) };
 }
 
 function message<T>(child: ChildProcess, type: string): Promise<T> {
