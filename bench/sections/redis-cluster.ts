@@ -7,12 +7,12 @@
  * clusters are started with scripts/redis-cluster.sh on free ports and stopped at the end.
  */
 import { execFile, fork, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
 import { QUICK, figure, ratio, report } from '../lib.js';
 import { waitFor, peerArgs } from '../ipc.js';
+import { freeClusterBase } from '../../scripts/cluster-ports.js';
 
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PRODUCERS = 3;
@@ -31,26 +31,6 @@ const peer = new URL('../redis-cluster-peer.ts', import.meta.url).pathname;
 const script = new URL('../../scripts/redis-cluster.sh', import.meta.url).pathname;
 const run$ = promisify(execFile);
 const now = (): number => performance.timeOrigin + performance.now();
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-/** A base port whose six ports and six cluster bus ports (+10000) are all free (a cluster takes three or six). */
-async function freeBase(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 25_000);
-    const ports = [0, 1, 2, 3, 4, 5].flatMap((i) => [base + i, base + i + 10_000]);
-    let ok = true;
-    for (const p of ports) if (!(ok = await portFree(p))) break;
-    if (ok) return base;
-  }
-  throw new Error('redis-cluster bench: no free base port found');
-}
 
 /** Jobs of each producer: JOBS split as evenly as possible. */
 const jobsOf = (p: number): number => Math.floor(JOBS / PRODUCERS) + (p < JOBS % PRODUCERS ? 1 : 0);
@@ -210,7 +190,7 @@ class ClusterStartError extends Error {}
 async function startPrivate(replicas: 0 | 1): Promise<string> {
   const env = { ...process.env, REDIS_CLUSTER_REPLICAS: String(replicas) };
   for (let attempt = 1; ; attempt++) {
-    const base = await freeBase();
+    const base = await freeClusterBase(50);
     try {
       await run$('bash', [script, 'start', String(base)], { timeout: 90_000, env });
       started.push({ base, replicas });

@@ -1,5 +1,4 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Cluster, type ClusterOptions } from 'ioredis';
@@ -15,6 +14,8 @@ export interface TestCluster {
   nodes: ClusterNodeAddress[];
   stop(): Promise<void>;
 }
+
+import { freeClusterBase } from '../../scripts/cluster-ports.js';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/redis-cluster.sh', import.meta.url));
 const run = promisify(execFile);
@@ -146,22 +147,6 @@ async function clusterProblem(nodes: readonly ClusterNodeAddress[]): Promise<str
   }
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** Whether the six client ports and the six cluster bus ports (+10000) of a base are free. */
-async function portsFree(base: number): Promise<boolean> {
-  for (let i = 0; i < 6; i++) {
-    if (!(await portFree(base + i)) || !(await portFree(base + 10_000 + i))) return false;
-  }
-  return true;
-}
-
 /**
  * Starts a private cluster with `scripts/redis-cluster.sh` on a free random base port: three masters,
  * each with a replica unless `replicas` is 0. `stop()` shuts it down.
@@ -170,11 +155,7 @@ export async function startPrivateCluster(replicas: 0 | 1 = 1): Promise<TestClus
   const env = { ...process.env, REDIS_CLUSTER_REPLICAS: String(replicas) };
   const failures: string[] = [];
   for (let attempt = 0; attempt < 5; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 20_000);
-    if (!(await portsFree(base))) {
-      failures.push(`base ${base}: ports busy`);
-      continue;
-    }
+    const base = await freeClusterBase(20, (busy) => failures.push(`base ${busy}: ports busy`));
     try {
       await run('bash', [SCRIPT, 'start', String(base)], { timeout: 90_000, env });
     } catch (e) {
