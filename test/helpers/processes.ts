@@ -45,3 +45,38 @@ export function spawnServer(env: Record<string, string>): Promise<ServerProcess>
     });
   });
 }
+
+/**
+ * Runs a TypeScript file in a process of its own until it exits, and resolves with the JSON report it
+ * printed last (a line starting with `{`). Rejects when it exits with another code than 0, prints no
+ * report, or is still running after `deadlineMs` (then it is killed).
+ */
+export function runReport<T>(
+  script: string,
+  env: Record<string, string> = {},
+  deadlineMs = 20_000,
+): Promise<T> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: process.cwd(),
+    env: { ...process.env, NODE_OPTIONS: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${script} did not exit within ${deadlineMs} ms: ${out}`));
+    }, deadlineMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      const report = out
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .at(-1);
+      if (code !== 0 || report === undefined) reject(new Error(`${script} exited with ${code}: ${out}`));
+      else resolve(JSON.parse(report) as T);
+    });
+  });
+}

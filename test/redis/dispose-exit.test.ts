@@ -5,9 +5,9 @@
  * closed already), or cut on its way to ready (on a cluster, the node a blocking read has just begun to
  * use), left that timer behind.
  */
-import { spawn } from 'node:child_process';
 import { clusterNodes, dropClusterPrefix } from '../helpers/cluster.js';
 import { describeIf } from '../helpers/collect.js';
+import { runReport } from '../helpers/processes.js';
 import { REDIS_URL, dropPrefix, haveRedis, testPrefix } from '../helpers/redis.js';
 
 const available = await haveRedis();
@@ -21,28 +21,8 @@ interface Report {
 }
 
 /** Runs test/helpers/dispose-exit.ts in a process of its own; its report once it has exited. */
-function runChild(env: Record<string, string>): Promise<Report> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/dispose-exit.ts'], {
-    cwd: process.cwd(),
-    env: { ...process.env, NODE_OPTIONS: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the process did not exit: ${out}`));
-    }, 20_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      const report = /^\{"tokens".*$/m.exec(out);
-      if (code !== 0 || report === null) reject(new Error(`the process exited with ${code}: ${out}`));
-      else resolve(JSON.parse(report[0]) as Report);
-    });
-  });
-}
+const runChild = (env: Record<string, string>): Promise<Report> =>
+  runReport<Report>('test/helpers/dispose-exit.ts', env);
 
 // Closing a few sockets takes milliseconds; the timer held the process 2 s.
 const PROMPTLY_MS = 1000;
